@@ -1,0 +1,29 @@
+# cutover: one virtual environment (.venv), the same install steps for people and CI.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STACK  ?= staging
+OUT    ?= out
+
+.PHONY: setup demo test render clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# The main job on the embedded defaults: render the stack for every phase, print what each changes.
+demo: setup
+	$(BIN)/cutover render --stack $(STACK) --all-phases --out $(OUT)/$(STACK)
+
+render: setup
+	$(BIN)/cutover render --stack $(STACK) --out $(OUT)/$(STACK)/current
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,189 @@
+"""The `cutover` command line: a thin shell over the plan, the renderers and the gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .durations import format_duration
+from .errors import CutoverError
+from .evidence import check_gate, check_transition, load_evidence
+from .plan import Plan, load_plan
+from .render import load_project, render, write_rendering
+
+app = typer.Typer(
+    help="Roll an agent memory service from jido_memory to MemoryOS, phase by phase.\n\n"
+    "Every command reads the rollout plan (rollout.yaml) and the stack files (Pulumi.<stack>.yaml) "
+    "of the project directory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+plan_app = typer.Typer(help="Validate and show the rollout plan.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room instead.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+ProjectDir = typer.Option(
+    Path("."), "--project-dir", "-C", envvar="CUTOVER_PROJECT_DIR", help="directory holding Pulumi.yaml and the stack files"
+)
+
+
+def _flags_row(plan: Plan, phase: str) -> tuple[str, str, str]:
+    f = plan.phase(phase).flags
+    return f.read_path, f.write_mode, f.treatment.short()
+
+
+def _changes(plan: Plan, i: int) -> str:
+    """What entering phase i changes, in flag terms."""
+    if i == 0:
+        return "starting state"
+    before, now = _flags_row(plan, plan.phases[i - 1].name), _flags_row(plan, plan.phases[i].name)
+    diffs = [f"{n} {a}->{b}" for n, a, b in zip(("reads", "writes", "cohort"), before, now) if a != b]
+    return ", ".join(diffs) or "no flag change"
+
+
+@app.command("render")
+def render_cmd(
+    stack: str = typer.Option(..., "--stack", "-s", help="stack name: reads Pulumi.<stack>.yaml"),
+    phase: Optional[str] = typer.Option(None, "--phase", "-p", help="phase to render (default: the stack's phase)"),
+    all_phases: bool = typer.Option(False, "--all-phases", help="render every phase into DIR/<phase>/"),
+    out_dir: Path = typer.Option(Path("out"), "--out", "-o", help="output directory"),
+    kill_switch: Optional[bool] = typer.Option(
+        None, "--kill-switch/--no-kill-switch", help="override the stack's kill switch"
+    ),
+    project_dir: Path = ProjectDir,
+) -> None:
+    """Write the flag set (flags.json) and the Kubernetes manifests (manifests/*.yaml) for a stack.
+
+    For GitOps and kubectl users without Pulumi: `kubectl apply -f DIR/manifests/`.
+    """
+    plan, cfg = load_project(project_dir, stack)
+    phases = plan.phase_names if all_phases else [phase or cfg.phase]
+    table = Table(title=f"stack {stack}: {len(phases)} phase(s) rendered to {out_dir}")
+    for col in ("phase", "min", "reads", "writes", "cohort", "change from previous phase", "files"):
+        table.add_column(col)
+    for name in phases:
+        r = render(plan, stack, cfg, name, kill_switch)
+        target = out_dir / name if all_phases else out_dir
+        written = write_rendering(r, target)
+        i = plan.index(name)
+        table.add_row(
+            name,
+            format_duration(plan.phases[i].min_duration),
+            *_flags_row(plan, name),
+            _changes(plan, i) + (" [KILL SWITCH ON]" if r.kill_switch else ""),
+            str(len(written)),
+        )
+    out.print(table)
+
+
+@plan_app.command("validate")
+def plan_validate(
+    file: Path = typer.Argument(Path("rollout.yaml"), help="plan file"),
+) -> None:
+    """Check a plan file; exit 0 when valid, 2 with the file, line, field and fix when not."""
+    plan = load_plan(file)
+    out.print(f"{file}: valid plan {plan.name!r}, {len(plan.phases)} phases ({' -> '.join(plan.phase_names)}), digest {plan.digest()}")
+
+
+@plan_app.command("show")
+def plan_show(
+    phase: Optional[str] = typer.Option(None, "--phase", "-p", help="show one phase with its effective settings"),
+    file: Path = typer.Option(Path("rollout.yaml"), "--file", "-f", help="plan file"),
+    as_json: bool = typer.Option(False, "--json", help="print the effective settings as JSON"),
+) -> None:
+    """Print the phases, or one phase with every effective threshold, criterion and trigger."""
+    plan = load_plan(file)
+    names = [phase] if phase else plan.phase_names
+    effs = [plan.effective(n) for n in names]
+    if as_json:
+        out.print_json(json.dumps([e.model_dump(mode="json", by_alias=True) for e in effs]))
+        return
+    if not phase:
+        table = Table(title=f"plan {plan.name} ({plan.digest()})")
+        for col in ("#", "phase", "min", "reads", "writes", "cohort", "exit evidence"):
+            table.add_column(col)
+        for e in effs:
+            table.add_row(
+                str(e.index), e.name, format_duration(e.phase.min_duration), *_flags_row(plan, e.name),
+                ", ".join(e.phase.exit_evidence) or "-",
+            )
+        out.print(table)
+        return
+    e = effs[0]
+    out.print(f"[bold]{e.phase.title or e.name}[/bold]  (phase {e.index} of {len(plan.phases) - 1})")
+    if e.phase.description:
+        out.print(e.phase.description)
+    f = e.phase.flags
+    out.print(f"flags: treatment reads {f.read_path}; writes {f.write_mode}; treatment cohort: {f.treatment.describe()}")
+    out.print(f"changes: {_changes(plan, e.index)}")
+    for title, model in (("monitoring targets", e.monitoring), ("abort triggers", e.abort_triggers), ("analysis", e.analysis)):
+        t = Table(title=title, show_header=True)
+        t.add_column("setting")
+        t.add_column("value")
+        t.add_column("meaning")
+        for key, value in model.model_dump(mode="json", by_alias=True).items():
+            fld = type(model).model_fields.get(key) or type(model).model_fields.get(key + "_")
+            t.add_row(key, str(value), (fld.description if fld else "") or "")
+        out.print(t)
+    out.print("[bold]success criteria[/bold]")
+    for c in e.success_criteria():
+        out.print(f"  - {c}")
+    out.print("[bold]abort triggers[/bold]")
+    for c in e.abort_conditions():
+        out.print(f"  - {c}")
+
+
+@plan_app.command("transition")
+def plan_transition(
+    to: str = typer.Option(..., "--to", help="phase to enter"),
+    from_: Optional[str] = typer.Option(None, "--from", help="phase the stack is in now (omit: nothing deployed yet)"),
+    evidence: list[Path] = typer.Option([], "--evidence", "-e", help="evidence file or directory (repeatable)"),
+    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="only count evidence for this stack"),
+    file: Path = typer.Option(Path("rollout.yaml"), "--file", "-f", help="plan file"),
+) -> None:
+    """Check a phase change the way the Pulumi program does: one phase forward through its gate, or back."""
+    plan = load_plan(file)
+    found = load_evidence(evidence)
+    direction, gate = check_transition(plan, from_, to, found, stack)
+    out.print(f"{from_ or '(nothing deployed)'} -> {to}: allowed ({direction})")
+    for reason in (gate.reasons if gate else []):
+        out.print(f"  - {reason}")
+
+
+@app.command("gate")
+def gate_cmd(
+    phase: str = typer.Option(..., "--phase", "-p", help="phase whose entry gate to check"),
+    evidence: list[Path] = typer.Option([], "--evidence", "-e", help="evidence file or directory (repeatable)"),
+    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="only count evidence for this stack"),
+    file: Path = typer.Option(Path("rollout.yaml"), "--file", "-f", help="plan file"),
+) -> None:
+    """Check the entry gate of a phase against evidence: exit 0 when open, 1 with the reasons when closed."""
+    plan = load_plan(file)
+    result = check_gate(plan, phase, load_evidence(evidence), stack)
+    for reason in result.reasons:
+        (out if result.passed else err).print(f"  - {reason}")
+    out.print(f"gate into {phase!r}: {'OPEN' if result.passed else 'CLOSED'}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except CutoverError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,43 @@
+"""Kubernetes objects that wrap the renderings: one place builds them for `render` and Pulumi."""
+
+from __future__ import annotations
+
+from .plan import Plan
+from .stacks import StackConfig
+
+FEATURE_FLAG_API = "core.openfeature.dev/v1beta1"
+
+
+def labels(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict[str, str]:
+    """The stack's labels plus cutover's own; cutover's win on conflict."""
+    return {
+        **cfg.labels,
+        "app.kubernetes.io/managed-by": "cutover",
+        "cutover.io/plan": plan.name,
+        "cutover.io/stack": stack,
+        "cutover.io/phase": phase,
+    }
+
+
+def metadata(name: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, **extra_labels: str) -> dict:
+    return {
+        "name": name,
+        "namespace": cfg.namespace,
+        "labels": {**labels(plan, stack, cfg, phase), **extra_labels},
+        "annotations": {"cutover.io/plan-digest": plan.digest()},
+    }
+
+
+def feature_flag(plan: Plan, stack: str, cfg: StackConfig, phase: str, flags_doc: dict) -> dict:
+    """The OpenFeature Operator FeatureFlag that carries the flag set for flagd."""
+    spec = {k: v for k, v in flags_doc.items() if k != "$schema"}
+    return {
+        "apiVersion": FEATURE_FLAG_API,
+        "kind": "FeatureFlag",
+        "metadata": metadata(f"{plan.name}-flags", plan, stack, cfg, phase),
+        "spec": {"flagSpec": spec},
+    }
+
+
+def file_name(obj: dict) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"

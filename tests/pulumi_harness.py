@@ -1,0 +1,53 @@
+"""Run the Pulumi program (infra/__main__.py) under Pulumi's own mocks and collect what it declares."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+
+import pulumi
+
+from cutover.stacks import PROJECT
+
+from .conftest import ROOT
+
+STACK_REF = "pulumi:pulumi:StackReference"
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    deployed_phase: str | None = None  # the stack's previous `phase` output
+    resources: list = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if args.typ == STACK_REF:
+            outputs = {"phase": self.deployed_phase} if self.deployed_phase else {}
+            return args.name, {"name": args.name, "outputs": outputs, "secretOutputNames": []}
+        self.resources.append(args)
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def run_program(stack: str, config: dict, deployed_phase: str | None) -> list[dict]:
+    """Declared Kubernetes objects as manifests: apiVersion, kind, metadata and spec/data."""
+    mocks = Recorder(deployed_phase)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(
+        {f"{PROJECT}:{k}": json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v) for k, v in config.items()}
+    )
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
+        return pulumi.Output.from_input(True)
+
+    program()
+    objects = []
+    for r in mocks.resources:
+        inputs = dict(r.inputs)
+        assert r.typ.startswith("kubernetes:"), r.typ
+        objects.append({k: inputs[k] for k in ("apiVersion", "kind", "metadata", "spec", "data") if k in inputs})
+    return objects

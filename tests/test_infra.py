@@ -1,0 +1,86 @@
+"""The Pulumi program under Pulumi's mocks: the same objects as `cutover render`, valid, and guarded."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+import yaml
+
+from cutover.render import load_project, render
+from cutover.stacks import available_stacks
+
+from .conftest import FIXTURES, ROOT, crd_validator
+from .pulumi_harness import run_program
+
+STACKS = available_stacks(ROOT)
+PHASES = ["pre-deployment", "shadow", "canary", "ramp-25", "ramp-50", "ramp-75", "full"]
+
+
+def stack_settings(stack: str) -> dict:
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("memoryos-rollout:")}
+
+
+def normal(obj) -> object:
+    """Pulumi hands back plain dicts/lists; compare as JSON-shaped data."""
+    return yaml.safe_load(yaml.safe_dump(obj))
+
+
+def test_both_stacks_exist():
+    assert STACKS == ["production", "staging"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("phase", PHASES)
+def test_program_declares_exactly_what_render_writes(stack, phase):
+    settings = {**stack_settings(stack), "phase": phase}
+    settings.pop("evidencePath")  # re-applying the deployed phase needs no evidence
+    declared = run_program(stack, settings, deployed_phase=phase)
+    plan, cfg = load_project(ROOT, stack)
+    expected = render(plan, stack, cfg.model_copy(update={"phase": phase})).manifests
+    assert normal(declared) == normal(expected)
+    labels = stack_settings(stack)["labels"]
+    validate_ff = crd_validator("crd-openfeature-featureflags.yaml", "v1beta1")
+    for obj in declared:
+        assert labels.items() <= obj["metadata"]["labels"].items()
+        assert obj["metadata"]["name"] and obj["metadata"]["namespace"] == stack_settings(stack)["namespace"]
+        if obj["kind"] == "FeatureFlag":
+            errors = list(validate_ff.iter_errors(obj))
+            assert not errors, errors[0].message
+
+
+def _settings(**kw) -> dict:
+    return {**stack_settings("staging"), **kw}
+
+
+def test_first_deployment_must_be_the_first_phase():
+    assert run_program("staging", _settings(phase="pre-deployment"), deployed_phase=None)
+    with pytest.raises(Exception, match="cannot start the campaign at 'canary'"):
+        run_program("staging", _settings(phase="canary"), deployed_phase=None)
+
+
+def test_refuses_a_jump_of_more_than_one_phase():
+    with pytest.raises(pulumi.RunError, match="refusing phase 'ramp-25'.*phases advance one at a time"):
+        run_program("staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow")
+
+
+def test_refuses_a_forward_step_without_passing_evidence(tmp_path):
+    with pytest.raises(Exception, match="gate into 'canary' is closed"):
+        run_program("staging", _settings(phase="canary", evidencePath=str(tmp_path)), deployed_phase="shadow")
+    # the newest canary verdict is a ROLLBACK: ramp-25 stays closed
+    with pytest.raises(Exception, match="ROLLBACK"):
+        run_program("staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="canary")
+
+
+def test_forward_with_evidence_and_rollback_without():
+    objs = run_program("staging", _settings(phase="canary", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow")
+    assert objs[0]["metadata"]["labels"]["cutover.io/phase"] == "canary"
+    objs = run_program("staging", _settings(phase="shadow", evidencePath=str(FIXTURES / "evidence")), deployed_phase="ramp-75")
+    assert objs[0]["metadata"]["labels"]["cutover.io/phase"] == "shadow"
+
+
+def test_kill_switch_from_stack_config():
+    (obj,) = run_program("staging", _settings(phase="canary", killSwitch=True), deployed_phase="canary")
+    flags = obj["spec"]["flagSpec"]["flags"]
+    assert flags["memory-kill-switch"]["defaultVariant"] == "on"
+    assert flags["memory-read-path"]["variants"]["treatment"] == "legacy"
