@@ -5,7 +5,9 @@ from __future__ import annotations
 from .plan import Plan
 from .stacks import StackConfig
 
+
 FEATURE_FLAG_API = "core.openfeature.dev/v1beta1"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1"
 
 
 def labels(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict[str, str]:
@@ -37,6 +39,23 @@ def feature_flag(plan: Plan, stack: str, cfg: StackConfig, phase: str, flags_doc
         "metadata": metadata(f"{plan.name}-flags", plan, stack, cfg, phase),
         "spec": {"flagSpec": spec},
     }
+
+
+def prometheus_rule(plan: Plan, stack: str, cfg: StackConfig, phase: str, rules: dict) -> dict:
+    """Rules for kube-prometheus-stack, which loads only PrometheusRules labelled with its release."""
+    return {
+        "apiVersion": PROMETHEUS_RULE_API,
+        "kind": "PrometheusRule",
+        "metadata": metadata(f"{plan.name}-rules", plan, stack, cfg, phase, release=cfg.release),
+        "spec": rules,
+    }
+
+
+def dashboard_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str, slug: str, text: str) -> dict:
+    """A dashboard for the Grafana sidecar: label grafana_dashboard=1, folder by annotation."""
+    meta = metadata(f"{plan.name}-dashboard-{slug}", plan, stack, cfg, phase, grafana_dashboard="1")
+    meta["annotations"]["grafana_folder"] = cfg.grafanaFolder
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {f"{slug}.json": text}}
 
 
 def file_name(obj: dict) -> str:

@@ -169,6 +169,24 @@ class FlagKeys(Strict):
     )
 
 
+class MetricNames(Strict):
+    """The metrics contract's names (defaults: the reference gateway's). A service that exports other
+    names sets them here, and every rule, dashboard and query follows."""
+
+    requests: str = "cutover_requests_total"
+    duration: str = "cutover_request_duration_seconds"
+    fallbacks: str = "cutover_fallbacks_total"
+    outbox_depth: str = "cutover_outbox_depth"
+    outbox_oldest_age: str = "cutover_outbox_oldest_age_seconds"
+    mirror_failures: str = "cutover_mirror_failures_total"
+    drift: str = "cutover_drift_distance"
+    flag_evaluations: str = "cutover_flag_evaluations_total"
+    rollbacks: str = "cutover_rollbacks_total"
+    phase_info: str = "cutover_phase_info"
+    drift_ready: str = "cutover_drift_gate_ready"
+    selector: str = Field("", description='extra label matchers for every query, e.g. job="memory-gateway"')
+
+
 class EffectivePhase(Strict):
     """A phase with its plan-wide settings merged in: what every renderer reads."""
 
@@ -223,6 +241,7 @@ class Plan(Strict):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     abort_triggers: AbortTriggers = Field(default_factory=AbortTriggers)
     analysis: Analysis = Field(default_factory=Analysis)
+    metrics: MetricNames = Field(default_factory=MetricNames)
     phases: list[Phase] = Field(min_length=1)
 
     # -- lookups -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import flags, manifests
+from . import alerts, dashboards, flags, manifests, ruletests
 from .plan import Plan, load_plan
 from .errors import StackError
 from .stacks import PROJECT, StackConfig, load_stack, stack_file
@@ -24,11 +24,20 @@ class Rendering:
     phase: str
     kill_switch: bool
     flags: dict
+    rules: dict
+    rule_tests: dict
+    dashboards: dict[str, dict]
     manifests: list[dict]
 
     def files(self) -> dict[str, str]:
         """Relative path -> file text, as `cutover render --out DIR` writes them."""
-        out = {"flags.json": flags.dumps(self.flags)}
+        out = {
+            "flags.json": flags.dumps(self.flags),
+            "rules.yml": yaml.safe_dump(self.rules, sort_keys=False),
+            "rules.test.yml": yaml.safe_dump(self.rule_tests, sort_keys=False),
+        }
+        for slug, board in self.dashboards.items():
+            out[f"dashboards/{slug}.json"] = dashboards.dumps(board)
         for obj in self.manifests:
             out[f"manifests/{manifests.file_name(obj)}"] = yaml.safe_dump(obj, sort_keys=False)
         return out
@@ -39,8 +48,17 @@ def render(plan: Plan, stack: str, cfg: StackConfig, phase: str | None = None, k
     plan.index(phase)  # unknown phase -> PlanError naming the known ones
     kill = cfg.killSwitch if kill_switch is None else kill_switch
     flag_doc = flags.render_flags(plan, phase, stack, kill_switch=kill)
-    objects = [manifests.feature_flag(plan, stack, cfg, phase, flag_doc)]
-    return Rendering(stack=stack, phase=phase, kill_switch=kill, flags=flag_doc, manifests=objects)
+    rules = alerts.render_rules(plan, phase, stack, cfg.runbookBaseUrl)
+    boards = dashboards.build(plan)
+    objects = [
+        manifests.feature_flag(plan, stack, cfg, phase, flag_doc),
+        manifests.prometheus_rule(plan, stack, cfg, phase, rules),
+        *(manifests.dashboard_config_map(plan, stack, cfg, phase, slug, dashboards.dumps(b)) for slug, b in boards.items()),
+    ]
+    return Rendering(
+        stack=stack, phase=phase, kill_switch=kill, flags=flag_doc, rules=rules,
+        rule_tests=ruletests.build_rule_tests(plan, phase, rules), dashboards=boards, manifests=objects,
+    )
 
 
 def load_project(root: Path, stack: str) -> tuple[Plan, StackConfig]:
@@ -58,13 +76,13 @@ def load_project(root: Path, stack: str) -> tuple[Plan, StackConfig]:
 
 
 def write_rendering(rendering: Rendering, out: Path) -> list[Path]:
-    """Write every file; manifests of a previous render that are no longer produced are removed."""
+    """Write every file; files of a previous render that are no longer produced are removed."""
     files = rendering.files()
-    mdir = out / "manifests"
-    if mdir.is_dir():
-        for old in mdir.glob("*.yaml"):
-            if f"manifests/{old.name}" not in files:
-                old.unlink()
+    for sub, pattern in (("manifests", "*.yaml"), ("dashboards", "*.json")):
+        if (out / sub).is_dir():
+            for old in (out / sub).glob(pattern):
+                if f"{sub}/{old.name}" not in files:
+                    old.unlink()
     written = []
     for rel, text in files.items():
         path = out / rel

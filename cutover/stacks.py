@@ -32,6 +32,13 @@ class StackConfig(BaseModel):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every object")
     killSwitch: bool = Field(False, description="force legacy for everyone (emergency)")
+    release: str = Field(
+        "kube-prometheus-stack", description="kube-prometheus-stack release: the PrometheusRule's `release` label"
+    )
+    runbookBaseUrl: str = Field(
+        "http://127.0.0.1:8000", pattern=r"^https?://", description="base URL of the published docs site"
+    )
+    grafanaFolder: str = Field("MemoryOS rollout", description="Grafana folder of the dashboards")
 
     def project_path(self, root: Path, value: str) -> Path:
         p = Path(value)

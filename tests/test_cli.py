@@ -33,8 +33,7 @@ def test_render_writes_flags_and_manifests(tmp_path):
     assert r.returncode == 0, r.stderr
     flags = json.loads((tmp_path / "flags.json").read_text())
     assert flags["metadata"]["phase"] == "canary"
-    (manifest,) = sorted((tmp_path / "manifests").glob("*.yaml"))
-    obj = yaml.safe_load(manifest.read_text())
+    obj = yaml.safe_load((tmp_path / "manifests" / "featureflag-memoryos-rollout-flags.yaml").read_text())
     assert obj["kind"] == "FeatureFlag" and obj["metadata"]["namespace"] == "memory-staging"
     assert obj["spec"]["flagSpec"]["flags"] == flags["flags"]
 

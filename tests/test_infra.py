@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pytest
 import yaml
@@ -21,9 +23,9 @@ def stack_settings(stack: str) -> dict:
     return {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("memoryos-rollout:")}
 
 
-def normal(obj) -> object:
-    """Pulumi hands back plain dicts/lists; compare as JSON-shaped data."""
-    return yaml.safe_load(yaml.safe_dump(obj))
+def normal(objs: list[dict]) -> list:
+    """JSON-shaped data in a stable order (Pulumi registers resources concurrently)."""
+    return sorted(yaml.safe_load(yaml.safe_dump(objs)), key=lambda o: (o["kind"], o["metadata"]["name"]))
 
 
 def test_both_stacks_exist():
@@ -40,13 +42,25 @@ def test_program_declares_exactly_what_render_writes(stack, phase):
     expected = render(plan, stack, cfg.model_copy(update={"phase": phase})).manifests
     assert normal(declared) == normal(expected)
     labels = stack_settings(stack)["labels"]
-    validate_ff = crd_validator("crd-openfeature-featureflags.yaml", "v1beta1")
+    validators = {
+        "FeatureFlag": crd_validator("crd-openfeature-featureflags.yaml", "v1beta1"),
+        "PrometheusRule": crd_validator("crd-monitoring-prometheusrules.yaml", "v1"),
+    }
+    kinds = sorted(o["kind"] for o in declared)
+    assert kinds == ["ConfigMap"] * 4 + ["FeatureFlag", "PrometheusRule"]
     for obj in declared:
         assert labels.items() <= obj["metadata"]["labels"].items()
         assert obj["metadata"]["name"] and obj["metadata"]["namespace"] == stack_settings(stack)["namespace"]
-        if obj["kind"] == "FeatureFlag":
-            errors = list(validate_ff.iter_errors(obj))
+        if obj["kind"] in validators:
+            errors = list(validators[obj["kind"]].iter_errors(obj))
             assert not errors, errors[0].message
+        if obj["kind"] == "PrometheusRule":
+            assert obj["metadata"]["labels"]["release"] == stack_settings(stack)["release"]
+        if obj["kind"] == "ConfigMap":
+            assert obj["metadata"]["labels"]["grafana_dashboard"] == "1"
+            assert obj["metadata"]["annotations"]["grafana_folder"] == stack_settings(stack)["grafanaFolder"]
+            (text,) = obj["data"].values()
+            assert json.loads(text)["uid"].startswith("cutover-")
 
 
 def _settings(**kw) -> dict:
@@ -74,13 +88,14 @@ def test_refuses_a_forward_step_without_passing_evidence(tmp_path):
 
 def test_forward_with_evidence_and_rollback_without():
     objs = run_program("staging", _settings(phase="canary", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow")
-    assert objs[0]["metadata"]["labels"]["cutover.io/phase"] == "canary"
+    assert {o["metadata"]["labels"]["cutover.io/phase"] for o in objs} == {"canary"}
     objs = run_program("staging", _settings(phase="shadow", evidencePath=str(FIXTURES / "evidence")), deployed_phase="ramp-75")
-    assert objs[0]["metadata"]["labels"]["cutover.io/phase"] == "shadow"
+    assert {o["metadata"]["labels"]["cutover.io/phase"] for o in objs} == {"shadow"}
 
 
 def test_kill_switch_from_stack_config():
-    (obj,) = run_program("staging", _settings(phase="canary", killSwitch=True), deployed_phase="canary")
+    (obj,) = [o for o in run_program("staging", _settings(phase="canary", killSwitch=True), deployed_phase="canary")
+              if o["kind"] == "FeatureFlag"]
     flags = obj["spec"]["flagSpec"]["flags"]
     assert flags["memory-kill-switch"]["defaultVariant"] == "on"
     assert flags["memory-read-path"]["variants"]["treatment"] == "legacy"
