@@ -65,8 +65,9 @@ class _Q:
     def n(self, key: str) -> str:
         return name(self.plan, key)
 
-    def rate(self, key: str, by: str, suffix: str = "", cohort: bool = True, **m: str) -> str:
-        s = self.sel(**m) if cohort else self.gsel(**m)
+    def rate(self, key: str, by: str, suffix: str = "", by_cohort: bool = True, **m: str) -> str:
+        """by_cohort=False for series without a cohort label."""
+        s = self.sel(**m) if by_cohort else self.gsel(**m)
         return f"sum by ({by}) (rate({self.n(key)}{suffix}{s}[{RI}]))"
 
     def quantile(self, q: float, by: str, **m: str) -> str:
@@ -146,16 +147,16 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
                 Panel("Oldest unmirrored write", "timeseries", "s",
                       ((f"max by (target) ({q.n('outbox_oldest_age')}{q.gsel()})", "{{target}}"),), threshold=t.outbox_oldest_age_s),
                 Panel("Mirror failures", "timeseries", "ops",
-                      ((f"{q.rate('mirror_failures', 'target, reason', cohort=False)} or vector(0)", "{{target}} {{reason}}"),)),
+                      ((f"{q.rate('mirror_failures', 'target, reason', by_cohort=False)} or vector(0)", "{{target}} {{reason}}"),)),
             ]),
             ("Degradation and drift", [
                 Panel("Fallback rate by reason", "timeseries", "percentunit",
-                      ((f"{q.rate('fallbacks', 'reason', cohort=False, op='recall')} / scalar(sum(rate({q.n('requests')}{q.gsel(op='recall', cohort='treatment')}[{RI}])) > 0)", "{{reason}}"),),
+                      ((f"{q.rate('fallbacks', 'reason', by_cohort=False, op='recall')} / scalar(sum(rate({q.n('requests')}{q.gsel(op='recall', cohort='treatment')}[{RI}])) > 0)", "{{reason}}"),),
                       threshold=t.fallback_rate),
                 Panel("Drift distribution (Jaccard)", "timeseries", "none",
                       ((f"sum by (le) (rate({q.n('drift')}_bucket{q.gsel(measure='jaccard')}[{RI}]))", "le {{le}}"),)),
                 Panel("Flag evaluations by variant", "timeseries", "ops",
-                      ((q.rate("flag_evaluations", "flag, variant", cohort=False), "{{flag}}: {{variant}}"),)),
+                      ((q.rate("flag_evaluations", "flag, variant", by_cohort=False), "{{flag}}: {{variant}}"),)),
                 Panel("Drift gate ready", "stat", "none", ((f"max({q.n('drift_ready')}{q.gsel()})", "ready"),)),
             ]),
         ]),
