@@ -130,6 +130,18 @@ class Analysis(Strict):
         return self
 
 
+class GatewaySettings(Strict):
+    """Runtime settings of the memory gateway."""
+
+    candidate_timeout_ms: float = Field(250, gt=0, description="MemoryOS read budget before falling back to legacy")
+    shadow_queue: int = Field(1000, ge=1, description="bounded queue of shadow reads; full = sample dropped")
+    outbox_max_attempts: int = Field(12, ge=1, description="mirror attempts before a write is dead-lettered")
+    outbox_backoff_s: float = Field(0.2, gt=0, description="first retry delay; doubles per attempt")
+    outbox_backoff_max_s: float = Field(30, gt=0, description="longest retry delay")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
+    drift_confidence: float = Field(0.95, gt=0.5, lt=1, description="one-sided confidence of the drift upper bound")
+
+
 class Overrides(Strict):
     """Partial settings a phase changes; the rest comes from the plan-wide values."""
 
@@ -242,6 +254,7 @@ class Plan(Strict):
     abort_triggers: AbortTriggers = Field(default_factory=AbortTriggers)
     analysis: Analysis = Field(default_factory=Analysis)
     metrics: MetricNames = Field(default_factory=MetricNames)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     phases: list[Phase] = Field(min_length=1)
 
     # -- lookups -------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""Retrieval drift between two answers to the same recall, and the drift gate's readiness.
+
+Jaccard distance over the top-k signatures (id + normalized text) and rank-biased overlap
+(Webber et al. 2010, extrapolated RBO) with persistence p. Readiness uses an upper confidence
+bound of the mean drift, not the maximum: one outlier cannot block cutover forever.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from scipy import stats
+
+
+def jaccard_distance(a: Sequence[str], b: Sequence[str], k: int) -> float:
+    sa, sb = set(a[:k]), set(b[:k])
+    if not sa and not sb:
+        return 0.0
+    return 1.0 - len(sa & sb) / len(sa | sb)
+
+
+def rbo(a: Sequence[str], b: Sequence[str], p: float, k: int | None = None) -> float:
+    """Extrapolated rank-biased overlap of two rankings (1 = same ranking, 0 = disjoint)."""
+    a, b = list(a[:k] if k else a), list(b[:k] if k else b)
+    if not a and not b:
+        return 1.0
+    depth = max(len(a), len(b))
+    seen_a, seen_b, overlap, total = set(), set(), 0, 0.0
+    for d in range(1, depth + 1):
+        if d <= len(a):
+            x = a[d - 1]
+            overlap += x in seen_b
+            seen_a.add(x)
+        if d <= len(b):
+            y = b[d - 1]
+            overlap += y in seen_a
+            seen_b.add(y)
+        total += (overlap / d) * p ** d
+    return min(1.0, (overlap / depth) * p ** depth + (1 - p) / p * total)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    samples: int
+    mean: float | None
+    upper_bound: float | None
+    threshold: float
+    min_samples: int
+    reason: str
+
+
+def readiness(samples: Sequence[float], min_samples: int, threshold: float, confidence: float = 0.95) -> Readiness:
+    n = len(samples)
+    if n < min_samples:
+        return Readiness(False, n, (sum(samples) / n) if n else None, None, threshold, min_samples,
+                         f"{n} drift samples, {min_samples} needed")
+    mean = sum(samples) / n
+    var = sum((x - mean) ** 2 for x in samples) / (n - 1) if n > 1 else 0.0
+    upper = float(mean + stats.t.ppf(confidence, max(n - 1, 1)) * math.sqrt(var / n))
+    ok = bool(upper < threshold)
+    return Readiness(ok, n, mean, upper, threshold, min_samples,
+                     f"upper {confidence:.0%} bound of mean drift {upper:.3f} {'<' if ok else '>='} {threshold:g} over {n} samples")

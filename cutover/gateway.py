@@ -1,0 +1,307 @@
+"""The memory gateway: per request the flags choose the read path and the write mode.
+
+- legacy: answers and writes from legacy only;
+- mirror (write mode): the primary write commits and the copy goes through the durable outbox;
+  memoryos-primary mirrors back to legacy, so a rollback to legacy loses nothing;
+- shadow (read path): the answer comes from legacy; a sample of reads also runs against MemoryOS off
+  the request path and each pair gives a drift sample;
+- memoryos (read path): the answer comes from MemoryOS; on error or timeout it falls back to legacy.
+The kill switch forces legacy reads for everyone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .drift import jaccard_distance, rbo, readiness
+from .flags import kill_write_mode
+from .metrics import DRIFT_BUCKETS, latency_buckets, name
+from .outbox import MirrorWorker, Outbox
+from .plan import Plan
+from .records import RecallQuery, Record, signature
+from .stores import FaultyStore, StoreError
+
+_domains = itertools.count()
+
+
+@dataclass(frozen=True)
+class Decision:
+    cohort: str
+    read_path: str
+    write_mode: str
+    kill: bool
+
+
+class FlagReader:
+    """Evaluates the flag file through openfeature-sdk + the flagd provider in FILE mode (re-read on change)."""
+
+    def __init__(self, plan: Plan, path: Path, poll_ms: int = 500):
+        from openfeature import api
+        from openfeature.contrib.provider.flagd import FlagdProvider
+        from openfeature.contrib.provider.flagd.config import ResolverType
+        from openfeature.evaluation_context import EvaluationContext
+
+        self.plan, self.path, self._ctx = plan, path, EvaluationContext
+        self.domain = f"cutover-gateway-{next(_domains)}"
+        self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path), deadline_ms=poll_ms)
+        api.set_provider_and_wait(self.provider, domain=self.domain)
+        self.client = api.get_client(domain=self.domain)
+
+    def evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
+        keys, tg = self.plan.flag_keys, self.plan.targeting
+        ctx = self._ctx(targeting_key, {tg.internal_attribute: group} if group else {})
+        kill = self.client.get_boolean_details(keys.kill_switch, False, ctx)
+        read = self.client.get_string_details(keys.read_path, "legacy", ctx)
+        write = self.client.get_string_details(keys.write_mode, "legacy", ctx)
+        variants = {keys.kill_switch: kill.variant or "default", keys.read_path: read.variant or "default",
+                    keys.write_mode: write.variant or "default"}
+        if kill.value:
+            return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True), variants
+        cohort = read.variant if read.variant in ("control", "treatment") else "control"
+        return Decision(cohort, read.value, write.value, False), variants
+
+    def close(self) -> None:
+        self.provider.shutdown()
+
+
+class GatewayMetrics:
+    def __init__(self, plan: Plan, registry: CollectorRegistry):
+        n = lambda key: name(plan, key).removesuffix("_total")  # noqa: E731 - client adds _total
+        self.requests = Counter(n("requests"), "requests", ["op", "path", "cohort", "outcome"], registry=registry)
+        self.duration = Histogram(name(plan, "duration"), "request duration, s", ["op", "path", "cohort"],
+                                  buckets=latency_buckets(plan), registry=registry)
+        self.fallbacks = Counter(n("fallbacks"), "fallbacks to legacy", ["op", "reason"], registry=registry)
+        self.outbox_depth = Gauge(name(plan, "outbox_depth"), "outbox depth", ["target"], registry=registry)
+        self.outbox_age = Gauge(name(plan, "outbox_oldest_age"), "oldest outbox entry age, s", ["target"], registry=registry)
+        self.mirror_failures = Counter(n("mirror_failures"), "mirror failures", ["target", "reason"], registry=registry)
+        self.drift = Histogram(name(plan, "drift"), "retrieval drift", ["measure"], buckets=DRIFT_BUCKETS, registry=registry)
+        self.flag_evaluations = Counter(n("flag_evaluations"), "flag evaluations", ["flag", "variant"], registry=registry)
+        self.rollbacks = Counter(n("rollbacks"), "rollbacks", ["trigger", "level"], registry=registry)
+        self.phase_info = Gauge(name(plan, "phase_info"), "phase", ["phase", "stack"], registry=registry)
+        self.drift_ready = Gauge(name(plan, "drift_ready"), "drift gate ready", registry=registry)
+
+
+class DriftMonitor:
+    """Shadow reads off the request path: a bounded queue, a sampling rate, drift samples."""
+
+    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None):
+        self.plan, self.memoryos, self.metrics = plan, memoryos, metrics
+        self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
+        self.samples: list[float] = []
+        self.rbo_samples: list[float] = []
+        self.dropped = self.errors = 0
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
+        self._stop = threading.Event()
+        self._thread.start()
+
+    def offer(self, q: RecallQuery, legacy: list[Record]) -> None:
+        if self._rng.random() >= self.plan.analysis.shadow_sample_rate:
+            return
+        try:
+            self.queue.put_nowait((q, [signature(r) for r in legacy]))
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        k, p = self.plan.analysis.top_k, self.plan.analysis.rbo_p
+        while not self._stop.is_set():
+            try:
+                q, legacy = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                candidate = [signature(r) for r in self.memoryos.recall(q)]
+            except (StoreError, Exception):  # a failing shadow read is counted, never raised
+                self.errors += 1
+                continue
+            self.record(jaccard_distance(legacy, candidate, k), 1 - rbo(legacy, candidate, p, k))
+
+    def record(self, jaccard: float, rbo_distance: float) -> None:
+        with self._lock:
+            self.samples.append(jaccard)
+            self.rbo_samples.append(rbo_distance)
+            if len(self.samples) > 100_000:
+                del self.samples[:50_000], self.rbo_samples[:50_000]
+        self.metrics.drift.labels(measure="jaccard").observe(jaccard)
+        self.metrics.drift.labels(measure="rbo").observe(rbo_distance)
+        self.metrics.drift_ready.set(1 if self.readiness().ready else 0)
+
+    def readiness(self, drift_max: float | None = None):
+        with self._lock:
+            samples = list(self.samples)
+        eff_max = self.plan.monitoring.drift_max if drift_max is None else drift_max
+        return readiness(samples, self.plan.analysis.drift_gate_min_samples, eff_max, self.plan.gateway.drift_confidence)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class Gateway:
+    """The request logic, independent of HTTP: tests and the ASGI shell call the same methods."""
+
+    def __init__(self, plan: Plan, phase: str, stack: str, legacy, memoryos, flags_path: Path, data_dir: Path,
+                 registry: CollectorRegistry | None = None, flag_poll_ms: int = 500):
+        self.plan, self.phase, self.stack = plan, phase, stack
+        self.eff = plan.effective(phase)
+        self.legacy, self.memoryos = FaultyStore(legacy), FaultyStore(memoryos)
+        self.stores = {"legacy": self.legacy, "memoryos": self.memoryos}
+        self.registry = registry or CollectorRegistry()
+        self.metrics = GatewayMetrics(plan, self.registry)
+        self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
+        self.flags = FlagReader(plan, flags_path, flag_poll_ms)
+        g = plan.gateway
+        self.outbox = Outbox(Path(data_dir) / "outbox.db", g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s)
+        self.worker = MirrorWorker(self.outbox, self.stores,
+                                   on_failure=lambda t, r: self.metrics.mirror_failures.labels(target=t, reason=r).inc())
+        self.worker.start()
+        self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
+        self.candidate_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="candidate")
+        self.timeout_s = g.candidate_timeout_ms / 1000
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def decide(self, targeting_key: str, group: str | None) -> Decision:
+        decision, variants = self.flags.evaluate(targeting_key, group)
+        for flag, variant in variants.items():
+            self.metrics.flag_evaluations.labels(flag=flag, variant=variant).inc()
+        return decision
+
+    def _observe(self, op: str, path: str, cohort: str, ok: bool, started: float) -> None:
+        self.metrics.requests.labels(op=op, path=path, cohort=cohort, outcome="ok" if ok else "error").inc()
+        self.metrics.duration.labels(op=op, path=path, cohort=cohort).observe(time.perf_counter() - started)
+
+    def _candidate(self, fn, *args):
+        """A MemoryOS call within the plan's budget; raises StoreError('timeout') past it."""
+        fut = self.candidate_pool.submit(fn, *args)
+        try:
+            return fut.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise StoreError("timeout") from None
+
+    @staticmethod
+    def _reason(exc: Exception) -> str:
+        text = str(exc)
+        return "timeout" if "timeout" in text else "outage" if "outage" in text else "error"
+
+    # -- operations -------------------------------------------------------------------------------
+    def remember(self, rec: Record, auto_version: bool, decision: Decision) -> tuple[Record, dict]:
+        started = time.perf_counter()
+        primary, mirror = {"legacy": ("legacy", None), "mirror": ("legacy", "memoryos"),
+                           "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
+        info = {"path": primary, "fallback": False, "cohort": decision.cohort, "write_mode": decision.write_mode}
+        try:
+            if mirror:
+                self.outbox.enqueue(primary, mirror, rec.namespace, rec.id)
+            try:
+                stored = self.stores[primary].put(rec, auto_version)
+            except StoreError as exc:
+                if primary != "memoryos":
+                    raise
+                # MemoryOS-primary write failed: legacy takes it, the outbox copies it to MemoryOS later.
+                self.metrics.fallbacks.labels(op="remember", reason=self._reason(exc)).inc()
+                self.outbox.enqueue("legacy", "memoryos", rec.namespace, rec.id)
+                stored = self.legacy.put(rec, auto_version)
+                info.update(path="legacy", fallback=True, fallback_reason=self._reason(exc))
+        except StoreError:
+            self._observe("remember", info["path"], decision.cohort, False, started)
+            raise
+        self._observe("remember", info["path"], decision.cohort, True, started)
+        return stored, info
+
+    def recall(self, q: RecallQuery, decision: Decision) -> tuple[list[Record], dict]:
+        started = time.perf_counter()
+        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "read_path": decision.read_path}
+        try:
+            if decision.read_path == "memoryos":
+                try:
+                    records = self._candidate(self.memoryos.recall, q)
+                    info["path"] = "memoryos"
+                except StoreError as exc:
+                    reason = self._reason(exc)
+                    self.metrics.fallbacks.labels(op="recall", reason=reason).inc()
+                    info.update(fallback=True, fallback_reason=reason)
+                    records = self.legacy.recall(q)
+            else:
+                records = self.legacy.recall(q)
+                if decision.read_path == "shadow":
+                    self.drift.offer(q, records)
+        except StoreError:
+            self._observe("recall", info["path"], decision.cohort, False, started)
+            raise
+        self._observe("recall", info["path"], decision.cohort, True, started)
+        return records, info
+
+    def get(self, namespace: str, id: str, decision: Decision) -> tuple[Record | None, dict]:
+        started = time.perf_counter()
+        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort}
+        try:
+            if decision.read_path == "memoryos":
+                try:
+                    rec = self._candidate(self.memoryos.get, namespace, id)
+                    info["path"] = "memoryos"
+                except StoreError as exc:
+                    self.metrics.fallbacks.labels(op="get", reason=self._reason(exc)).inc()
+                    info.update(fallback=True, fallback_reason=self._reason(exc))
+                    rec = self.legacy.get(namespace, id)
+            else:
+                rec = self.legacy.get(namespace, id)
+        except StoreError:
+            self._observe("get", info["path"], decision.cohort, False, started)
+            raise
+        self._observe("get", info["path"], decision.cohort, True, started)
+        return rec, info
+
+    def delete(self, namespace: str, id: str, decision: Decision) -> tuple[bool, dict]:
+        started = time.perf_counter()
+        primary, mirror = {"legacy": ("legacy", None), "mirror": ("legacy", "memoryos"),
+                           "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
+        info = {"path": primary, "fallback": False, "cohort": decision.cohort}
+        try:
+            if mirror:
+                self.outbox.enqueue(primary, mirror, namespace, id, op="delete")
+            found = self.stores[primary].delete(namespace, id)
+        except StoreError:
+            self._observe("delete", primary, decision.cohort, False, started)
+            raise
+        self._observe("delete", primary, decision.cohort, True, started)
+        return found, info
+
+    # -- status -----------------------------------------------------------------------------------
+    def refresh_gauges(self) -> None:
+        depth, age = self.outbox.depth(), self.outbox.oldest_age()
+        for target in ("legacy", "memoryos"):
+            self.metrics.outbox_depth.labels(target=target).set(depth.get(target, 0))
+            self.metrics.outbox_age.labels(target=target).set(age.get(target, 0.0))
+
+    def status(self) -> dict:
+        self.refresh_gauges()
+        r = self.drift.readiness()
+        probe, _ = self.flags.evaluate("status-probe", None)
+        return {
+            "phase": self.phase,
+            "stack": self.stack,
+            "flags": {"file": str(self.flags.path), "kill_switch": probe.kill, "write_mode": probe.write_mode},
+            "outbox": {"depth": self.outbox.depth(), "oldest_age_s": self.outbox.oldest_age(),
+                       "dead_letters": len(self.outbox.dead_letters()), "mirrored": self.worker.copied},
+            "drift": {"samples": r.samples, "mean": r.mean, "upper_bound": r.upper_bound, "threshold": r.threshold,
+                      "dropped": self.drift.dropped, "errors": self.drift.errors},
+            "cutover_ready": {"ready": r.ready, "reason": r.reason},
+            "faults": {name_: s.state() for name_, s in self.stores.items()},
+        }
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.drift.close()
+        self.flags.close()
+        self.candidate_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,171 @@
+"""The durable mirror outbox (SQLite) and the worker that drains it.
+
+A write enqueues the key (namespace, id) and the operation for the other store *before* the primary
+write and the acknowledgement, in its own committed transaction. The worker copies the source's
+current state of that key to the target: for a put, the source's record (the version rule makes it
+idempotent; a source without the record means the primary write never happened, so nothing is
+copied); for a delete, a delete when the source no longer has the record. So a crash at any point
+leaves either nothing to do or a row that converges the target, a retried row is never a new
+record, and a row can never delete what a newer write created. Failures retry with exponential
+backoff; a row that keeps failing moves to the dead-letter table with its last error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .stores import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL, id TEXT NOT NULL,
+  op TEXT NOT NULL DEFAULT 'put', enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letter(
+  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL,
+  id TEXT NOT NULL, op TEXT NOT NULL, enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL, failed_at REAL NOT NULL, last_error TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    source: str
+    target: str
+    namespace: str
+    id: str
+    op: str
+    enqueued_at: float
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, path: str | Path, max_attempts: int = 12, backoff_s: float = 0.2, backoff_max_s: float = 30):
+        self.path = str(path)
+        self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def enqueue(self, source: str, target: str, namespace: str, id: str, op: str = "put") -> int:
+        now = time.time()
+        cur = self._conn().execute(
+            "INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+            (source, target, namespace, id, op, now, now),
+        )
+        return cur.lastrowid
+
+    def due(self, limit: int = 200) -> list[Entry]:
+        rows = self._conn().execute(
+            "SELECT seq, source, target, namespace, id, op, enqueued_at, attempts FROM outbox "
+            "WHERE next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            (time.time(), limit),
+        ).fetchall()
+        return [Entry(*r) for r in rows]
+
+    def done(self, seqs: list[int]) -> None:
+        self._conn().executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def failed(self, e: Entry, error: str) -> bool:
+        """Schedule a retry; returns True when the entry was dead-lettered instead."""
+        attempts = e.attempts + 1
+        c = self._conn()
+        if attempts >= self.max_attempts:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute(
+                "INSERT OR REPLACE INTO dead_letter VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (e.seq, e.source, e.target, e.namespace, e.id, e.op, e.enqueued_at, attempts, time.time(), error),
+            )
+            c.execute("DELETE FROM outbox WHERE seq = ?", (e.seq,))
+            c.execute("COMMIT")
+            return True
+        delay = min(self.backoff_s * 2 ** (attempts - 1), self.backoff_max_s)
+        c.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
+            (attempts, time.time() + delay, error[:500], e.seq),
+        )
+        return False
+
+    def depth(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT target, count(*) FROM outbox GROUP BY target").fetchall())
+
+    def oldest_age(self) -> dict[str, float]:
+        now = time.time()
+        return {t: now - ts for t, ts in self._conn().execute("SELECT target, min(enqueued_at) FROM outbox GROUP BY target")}
+
+    def dead_letters(self) -> list[dict]:
+        cur = self._conn().execute("SELECT * FROM dead_letter ORDER BY seq")
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def requeue_dead(self) -> int:
+        """Move dead letters back into the outbox (after the cause is fixed)."""
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        n = c.execute(
+            "INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) "
+            "SELECT source, target, namespace, id, op, enqueued_at, ? FROM dead_letter", (time.time(),)
+        ).rowcount
+        c.execute("DELETE FROM dead_letter")
+        c.execute("COMMIT")
+        return n
+
+
+class MirrorWorker(threading.Thread):
+    """Drains the outbox: copies the source's current state of each key to the target."""
+
+    def __init__(self, outbox: Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
+                 idle_s: float = 0.05):
+        super().__init__(name="mirror-worker", daemon=True)
+        self.outbox, self.stores, self.on_failure, self.idle_s = outbox, stores, on_failure, idle_s
+        self.stop_event = threading.Event()
+        self.copied = 0
+
+    def drain_once(self) -> int:
+        entries = self.outbox.due()
+        done = []
+        for e in entries:
+            try:
+                rec = self.stores[e.source].get(e.namespace, e.id)
+                if e.op == "delete" and rec is None:
+                    self.stores[e.target].delete(e.namespace, e.id)
+                elif e.op == "put" and rec is not None:
+                    self.stores[e.target].put(rec)
+                done.append(e.seq)
+            except (StoreError, sqlite3.Error, OSError) as exc:
+                dead = self.outbox.failed(e, str(exc))
+                self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
+        if done:
+            self.outbox.done(done)
+            self.copied += len(done)
+        return len(entries)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                n = self.drain_once()
+            except sqlite3.Error:
+                n = 0
+            if n == 0:
+                self.stop_event.wait(self.idle_s)
+
+    def stop(self) -> None:
+        self.stop_event.set()

@@ -1,0 +1,400 @@
+"""Memory stores behind one small interface: the legacy store (jido_memory semantics), the MemoryOS
+store (tiers, heat, relevance), both on SQLite (WAL, FTS5), and an HTTP adapter for remote services.
+
+Writes are idempotent by (namespace, id, version): a put whose version is lower than the stored one
+changes nothing, so a retried or mirrored write is never a new record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from .records import MAX_LIMIT, RecallQuery, Record, now_ms
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records(
+  rid INTEGER PRIMARY KEY,
+  namespace TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+  class TEXT NOT NULL, kind TEXT, text TEXT NOT NULL, content TEXT, tags TEXT NOT NULL, source TEXT,
+  observed_at INTEGER NOT NULL, expires_at INTEGER, metadata TEXT NOT NULL,
+  tier TEXT, heat REAL NOT NULL DEFAULT 0, last_accessed_at INTEGER,
+  UNIQUE(namespace, id)
+);
+CREATE INDEX IF NOT EXISTS records_recent ON records(namespace, observed_at DESC);
+CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(text, content='records', content_rowid='rid');
+CREATE TRIGGER IF NOT EXISTS records_ai AFTER INSERT ON records BEGIN
+  INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS records_ad AFTER DELETE ON records BEGIN
+  INSERT INTO records_fts(records_fts, rowid, text) VALUES ('delete', old.rid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS records_au AFTER UPDATE OF text ON records BEGIN
+  INSERT INTO records_fts(records_fts, rowid, text) VALUES ('delete', old.rid, old.text);
+  INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+END;
+"""
+
+COLUMNS = "namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, heat, last_accessed_at"
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+class StoreError(Exception):
+    """A store could not serve the request (outage, injected fault, remote error)."""
+
+
+class Store(Protocol):
+    name: str
+
+    def put(self, rec: Record, auto_version: bool = False) -> Record: ...
+    def get(self, namespace: str, id: str) -> Record | None: ...
+    def delete(self, namespace: str, id: str) -> bool: ...
+    def recall(self, q: RecallQuery) -> list[Record]: ...
+    def ping(self) -> None: ...
+
+
+def fts_query(text: str) -> str | None:
+    terms = [t for t in _TERM.findall(text.lower()) if len(t) > 1][:32]
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+class SqliteStore:
+    """Shared SQLite machinery; `LegacyStore` and `MemoryOSStore` differ in how they recall."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    # -- rows -------------------------------------------------------------------------------------
+    def _prepare(self, rec: Record) -> Record:
+        return rec
+
+    @staticmethod
+    def _row(rec: Record) -> tuple:
+        mo = rec.metadata.get("mem_os") if isinstance(rec.metadata.get("mem_os"), dict) else {}
+        return (
+            rec.namespace, rec.id, rec.version, rec.class_, rec.kind, rec.text,
+            json.dumps(rec.content), json.dumps(rec.tags), rec.source, rec.observed_at, rec.expires_at,
+            json.dumps(rec.metadata), mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at"),
+        )
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> Record:
+        return Record.model_construct(
+            id=row["id"], namespace=row["namespace"], class_=row["class"], kind=row["kind"], text=row["text"],
+            content=json.loads(row["content"]) if row["content"] is not None else None, tags=json.loads(row["tags"]),
+            source=row["source"], observed_at=row["observed_at"], expires_at=row["expires_at"],
+            metadata=json.loads(row["metadata"]), version=row["version"],
+        )
+
+    # -- interface --------------------------------------------------------------------------------
+    def put(self, rec: Record, auto_version: bool = False) -> Record:
+        """Create or replace. auto_version: the next version after the stored one (a new write);
+        otherwise the record's own version wins only if it is not lower (a copy or a retry)."""
+        rec = self._prepare(rec)
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if auto_version:
+                cur = c.execute("SELECT version FROM records WHERE namespace=? AND id=?", rec.key).fetchone()
+                rec = rec.model_copy(update={"version": (cur[0] + 1) if cur else max(rec.version, 1)})
+            c.execute(
+                f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
+                "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
+                "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
+                "source=excluded.source, observed_at=excluded.observed_at, expires_at=excluded.expires_at, "
+                "metadata=excluded.metadata, tier=excluded.tier, heat=excluded.heat, "
+                "last_accessed_at=excluded.last_accessed_at WHERE excluded.version >= records.version",
+                self._row(rec),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return rec
+
+    def put_many(self, records: list[Record]) -> int:
+        """Batch copy (migration, repair): one transaction, version rule as in put()."""
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(
+                f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
+                "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
+                "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
+                "source=excluded.source, observed_at=excluded.observed_at, expires_at=excluded.expires_at, "
+                "metadata=excluded.metadata, tier=excluded.tier, heat=excluded.heat, "
+                "last_accessed_at=excluded.last_accessed_at WHERE excluded.version >= records.version",
+                [self._row(self._prepare(r)) for r in records],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return len(records)
+
+    def get(self, namespace: str, id: str) -> Record | None:
+        row = self._conn().execute(f"SELECT {COLUMNS} FROM records WHERE namespace=? AND id=?", (namespace, id)).fetchone()
+        return self._record(row) if row else None
+
+    def delete(self, namespace: str, id: str) -> bool:
+        cur = self._conn().execute("DELETE FROM records WHERE namespace=? AND id=?", (namespace, id))
+        return cur.rowcount > 0
+
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1").fetchone()
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            return self._conn().execute("SELECT count(*) FROM records").fetchone()[0]
+        return self._conn().execute("SELECT count(*) FROM records WHERE namespace=?", (namespace,)).fetchone()[0]
+
+    def namespaces(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT DISTINCT namespace FROM records ORDER BY namespace")]
+
+    def scan(self, namespace: str | None = None, batch: int = 5000) -> Iterator[Record]:
+        """Every record (of a namespace), in (namespace, id) order, in batches."""
+        last = ("", "")
+        where = "namespace=? AND " if namespace is not None else ""
+        while True:
+            args = ((namespace,) if namespace is not None else ()) + (last[0], last[0], last[1], batch)
+            rows = self._conn().execute(
+                f"SELECT {COLUMNS} FROM records WHERE {where}(namespace > ? OR (namespace = ? AND id > ?)) "
+                "ORDER BY namespace, id LIMIT ?",
+                args,
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield self._record(row)
+            last = (rows[-1]["namespace"], rows[-1]["id"])
+
+    # -- recall -----------------------------------------------------------------------------------
+    def _filters(self, q: RecallQuery, now: int) -> tuple[str, list]:
+        where, args = ["r.namespace = ?", "(r.expires_at IS NULL OR r.expires_at > ?)"], [q.namespace, now]
+        if q.classes:
+            where.append(f"r.class IN ({','.join('?' * len(q.classes))})")
+            args += q.classes
+        if q.tags_any:
+            where.append(f"EXISTS (SELECT 1 FROM json_each(r.tags) WHERE value IN ({','.join('?' * len(q.tags_any))}))")
+            args += q.tags_any
+        for tag in q.tags_all:
+            where.append("EXISTS (SELECT 1 FROM json_each(r.tags) WHERE value = ?)")
+            args.append(tag)
+        if q.text_contains:
+            where.append("instr(lower(r.text), lower(?)) > 0")
+            args.append(q.text_contains)
+        if q.since is not None:
+            where.append("r.observed_at >= ?")
+            args.append(q.since)
+        if q.until is not None:
+            where.append("r.observed_at <= ?")
+            args.append(q.until)
+        return " AND ".join(where), args
+
+
+class LegacyStore(SqliteStore):
+    """jido_memory semantics: filter, then the most recent first. Free text matches any term."""
+
+    name = "legacy"
+
+    def recall(self, q: RecallQuery) -> list[Record]:
+        where, args = self._filters(q, now_ms())
+        match = fts_query(q.query)
+        if match:
+            where += " AND r.rid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)"
+            args.append(match)
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM records r WHERE {where} ORDER BY r.observed_at DESC, r.id LIMIT ?",
+            args + [min(q.limit, MAX_LIMIT)],
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
+
+TIER_WEIGHT = {"long": 0.3, "mid": 0.15, "short": 0.0}
+
+
+class MemoryOSStore(SqliteStore):
+    """MemoryOS semantics: records carry `metadata.mem_os` (tier short|mid|long, heat, ...); recall
+    ranks candidates by text relevance, heat and recency across tiers, and a recall heats what it
+    returns (heat + 1, last access now)."""
+
+    name = "memoryos"
+    CANDIDATES = 5  # candidates fetched per returned record
+
+    def _prepare(self, rec: Record) -> Record:
+        mo = rec.metadata.get("mem_os")
+        if isinstance(mo, dict) and mo.get("tier") in TIER_WEIGHT:
+            return rec
+        meta = {**rec.metadata, "mem_os": {"tier": "short", "chain_id": None, "heat": 0.0, "promotion_score": 0.0,
+                                           "last_accessed_at": None, "consolidation_version": 1, "persona_keys": [],
+                                           **(mo if isinstance(mo, dict) else {})}}
+        if meta["mem_os"].get("tier") not in TIER_WEIGHT:
+            meta["mem_os"]["tier"] = "short"
+        return rec.model_copy(update={"metadata": meta})
+
+    def recall(self, q: RecallQuery) -> list[Record]:
+        now = now_ms()
+        where, args = self._filters(q, now)
+        match = fts_query(q.query)
+        n = min(q.limit, MAX_LIMIT)
+        if match:
+            sql = (
+                f"SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, -bm25(records_fts) AS rel "
+                f"FROM records_fts JOIN records r ON r.rid = records_fts.rowid "
+                f"WHERE records_fts MATCH ? AND {where} ORDER BY bm25(records_fts) LIMIT ?"
+            )
+            rows = self._conn().execute(sql, [match] + args + [n * self.CANDIDATES]).fetchall()
+        else:
+            rows = self._conn().execute(
+                f"SELECT {COLUMNS}, 0.0 AS rel FROM records r WHERE {where} ORDER BY r.heat DESC, r.observed_at DESC LIMIT ?",
+                args + [n * self.CANDIDATES],
+            ).fetchall()
+        if not rows:
+            return []
+        top_rel = max(r["rel"] for r in rows) or 1.0
+
+        def score(r: sqlite3.Row) -> float:
+            age_days = max(now - r["observed_at"], 0) / 86_400_000
+            return (r["rel"] / top_rel) + 0.2 * math.log1p(r["heat"]) + 0.3 * math.exp(-age_days / 7) + TIER_WEIGHT.get(r["tier"] or "", 0)
+
+        best = sorted(rows, key=lambda r: (-score(r), r["id"]))[:n]
+        self._touch([(r["namespace"], r["id"]) for r in best], now)
+        return [self._record(r) for r in best]
+
+    def _touch(self, keys: list[tuple[str, str]], now: int) -> None:
+        try:
+            self._conn().executemany(
+                "UPDATE records SET heat = heat + 1, last_accessed_at = ?, "
+                "metadata = json_set(metadata, '$.mem_os.heat', heat + 1, '$.mem_os.last_accessed_at', ?) "
+                "WHERE namespace = ? AND id = ?",
+                [(now, now, ns, i) for ns, i in keys],
+            )
+        except sqlite3.OperationalError:  # busy: heat is best effort, the answer is not
+            pass
+
+
+class HttpStore:
+    """A remote memory service that speaks cutover's HTTP API (/v1/memories, /v1/recall)."""
+
+    def __init__(self, name: str, base_url: str, timeout: float = 2.0, agent_id: str = "cutover-gateway"):
+        import httpx
+
+        self.name = name
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers={"X-Agent-Id": agent_id})
+
+    def _call(self, method: str, path: str, **kw):
+        import httpx
+
+        try:
+            r = self._client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"{self.name}: {exc}") from exc
+        if r.status_code >= 500:
+            raise StoreError(f"{self.name}: HTTP {r.status_code}")
+        return r
+
+    def put(self, rec: Record, auto_version: bool = False) -> Record:
+        body = rec.dump()
+        if auto_version:
+            body.pop("version", None)
+        r = self._call("POST", "/v1/memories", json=body)
+        r.raise_for_status()
+        return Record.model_validate(r.json()["record"])
+
+    def get(self, namespace: str, id: str) -> Record | None:
+        r = self._call("GET", f"/v1/memories/{namespace}/{id}")
+        return Record.model_validate(r.json()["record"]) if r.status_code == 200 else None
+
+    def delete(self, namespace: str, id: str) -> bool:
+        return self._call("DELETE", f"/v1/memories/{namespace}/{id}").status_code == 200
+
+    def recall(self, q: RecallQuery) -> list[Record]:
+        r = self._call("POST", "/v1/recall", json=q.model_dump(mode="json"))
+        r.raise_for_status()
+        return [Record.model_validate(x) for x in r.json()["records"]]
+
+    def ping(self) -> None:
+        self._call("GET", "/healthz")
+
+
+class FaultyStore:
+    """Wraps a store with injected faults for drills: added latency, an error rate, a full outage."""
+
+    def __init__(self, inner, seed: int = 0):
+        import random
+
+        self.inner, self.name = inner, inner.name
+        self.latency_ms, self.error_rate, self.outage = 0.0, 0.0, False
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def set(self, latency_ms: float = 0.0, error_rate: float = 0.0, outage: bool = False) -> None:
+        self.latency_ms, self.error_rate, self.outage = latency_ms, error_rate, outage
+
+    def state(self) -> dict:
+        return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "outage": self.outage}
+
+    def _fault(self) -> None:
+        if self.outage:
+            raise StoreError(f"{self.name}: outage (injected)")
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        if self.error_rate:
+            with self._lock:
+                hit = self._rng.random() < self.error_rate
+            if hit:
+                raise StoreError(f"{self.name}: error (injected)")
+
+    def put(self, rec: Record, auto_version: bool = False) -> Record:
+        self._fault()
+        return self.inner.put(rec, auto_version)
+
+    def get(self, namespace: str, id: str) -> Record | None:
+        self._fault()
+        return self.inner.get(namespace, id)
+
+    def delete(self, namespace: str, id: str) -> bool:
+        self._fault()
+        return self.inner.delete(namespace, id)
+
+    def recall(self, q: RecallQuery) -> list[Record]:
+        self._fault()
+        return self.inner.recall(q)
+
+    def ping(self) -> None:
+        self._fault()
+        self.inner.ping()
+
+    def __getattr__(self, attr):  # count, scan, namespaces, put_many: no faults (admin and tooling)
+        return getattr(self.inner, attr)
+
+
+def open_store(uri: str, kind: str):
+    """`sqlite:PATH` or `http(s)://…` -> a store of the given kind (legacy | memoryos)."""
+    if uri.startswith(("http://", "https://")):
+        return HttpStore(kind, uri)
+    path = uri.removeprefix("sqlite:")
+    return (LegacyStore if kind == "legacy" else MemoryOSStore)(path)
