@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup demo test render clean
+.PHONY: setup demo test render bench bench-gateway clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ render: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Benchmarks print figures; they are not tests. wrk (Debian) is the gateway's load generator.
+bench: bench-gateway
+
+bench-gateway: setup
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/gateway_bench.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -43,26 +43,44 @@ class Decision:
 
 
 class FlagReader:
-    """Evaluates the flag file through openfeature-sdk + the flagd provider in FILE mode (re-read on change)."""
+    """Evaluates the flag file with the flagd provider (openfeature-provider-flagd, FILE mode: the file
+    is re-read on change). Decisions are cached per (targeting key, group) and the cache is dropped
+    whenever the provider reports a configuration change, so a flag flip applies on the next reload."""
+
+    CACHE_SIZE = 100_000
 
     def __init__(self, plan: Plan, path: Path, poll_ms: int = 500):
         from openfeature import api
         from openfeature.contrib.provider.flagd import FlagdProvider
         from openfeature.contrib.provider.flagd.config import ResolverType
         from openfeature.evaluation_context import EvaluationContext
+        from openfeature.event import ProviderEvent
 
         self.plan, self.path, self._ctx = plan, path, EvaluationContext
         self.domain = f"cutover-gateway-{next(_domains)}"
         self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path), deadline_ms=poll_ms)
+        self._cache: dict[tuple[str, str | None], tuple[Decision, dict[str, str]]] = {}
         api.set_provider_and_wait(self.provider, domain=self.domain)
         self.client = api.get_client(domain=self.domain)
+        self.client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, lambda _details: self._cache.clear())
+        self.client.add_handler(ProviderEvent.PROVIDER_READY, lambda _details: self._cache.clear())
 
     def evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
-        keys, tg = self.plan.flag_keys, self.plan.targeting
+        hit = self._cache.get((targeting_key, group))
+        if hit is not None:
+            return hit
+        result = self._evaluate(targeting_key, group)
+        if len(self._cache) >= self.CACHE_SIZE:
+            self._cache.clear()
+        self._cache[(targeting_key, group)] = result
+        return result
+
+    def _evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
+        keys, tg, p = self.plan.flag_keys, self.plan.targeting, self.provider
         ctx = self._ctx(targeting_key, {tg.internal_attribute: group} if group else {})
-        kill = self.client.get_boolean_details(keys.kill_switch, False, ctx)
-        read = self.client.get_string_details(keys.read_path, "legacy", ctx)
-        write = self.client.get_string_details(keys.write_mode, "legacy", ctx)
+        kill = p.resolve_boolean_details(keys.kill_switch, False, ctx)
+        read = p.resolve_string_details(keys.read_path, "legacy", ctx)
+        write = p.resolve_string_details(keys.write_mode, "legacy", ctx)
         variants = {keys.kill_switch: kill.variant or "default", keys.read_path: read.variant or "default",
                     keys.write_mode: write.variant or "default"}
         if kill.value:
@@ -122,7 +140,7 @@ class DriftMonitor:
             except queue.Empty:
                 continue
             try:
-                candidate = [signature(r) for r in self.memoryos.recall(q)]
+                candidate = [signature(r) for r in self.memoryos.observe(q)]
             except (StoreError, Exception):  # a failing shadow read is counted, never raised
                 self.errors += 1
                 continue

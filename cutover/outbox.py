@@ -53,6 +53,7 @@ class Outbox:
         self.path = str(path)
         self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
         self._local = threading.local()
+        self._write = threading.Lock()  # queue writers here, not in SQLite's sleeping busy handler
         self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -67,10 +68,11 @@ class Outbox:
 
     def enqueue(self, source: str, target: str, namespace: str, id: str, op: str = "put") -> int:
         now = time.time()
-        cur = self._conn().execute(
-            "INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
-            (source, target, namespace, id, op, now, now),
-        )
+        with self._write:
+            cur = self._conn().execute(
+                "INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+                (source, target, namespace, id, op, now, now),
+            )
         return cur.lastrowid
 
     def due(self, limit: int = 200) -> list[Entry]:
@@ -82,10 +84,15 @@ class Outbox:
         return [Entry(*r) for r in rows]
 
     def done(self, seqs: list[int]) -> None:
-        self._conn().executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        with self._write:
+            self._conn().executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def failed(self, e: Entry, error: str) -> bool:
         """Schedule a retry; returns True when the entry was dead-lettered instead."""
+        with self._write:
+            return self._failed(e, error)
+
+    def _failed(self, e: Entry, error: str) -> bool:
         attempts = e.attempts + 1
         c = self._conn()
         if attempts >= self.max_attempts:
@@ -118,6 +125,10 @@ class Outbox:
 
     def requeue_dead(self) -> int:
         """Move dead letters back into the outbox (after the cause is fixed)."""
+        with self._write:
+            return self._requeue_dead()
+
+    def _requeue_dead(self) -> int:
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         n = c.execute(

@@ -73,6 +73,9 @@ class SqliteStore:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # One writer at a time, queued here rather than in SQLite's busy handler (which sleeps in
+        # growing steps and puts 100 ms spikes into the write tail).
+        self._write = threading.Lock()
         with self._conn() as c:
             c.executescript(SCHEMA)
 
@@ -115,6 +118,10 @@ class SqliteStore:
         otherwise the record's own version wins only if it is not lower (a copy or a retry)."""
         rec = self._prepare(rec)
         c = self._conn()
+        with self._write:
+            return self._put(c, rec, auto_version)
+
+    def _put(self, c: sqlite3.Connection, rec: Record, auto_version: bool) -> Record:
         c.execute("BEGIN IMMEDIATE")
         try:
             if auto_version:
@@ -138,6 +145,10 @@ class SqliteStore:
     def put_many(self, records: list[Record]) -> int:
         """Batch copy (migration, repair): one transaction, version rule as in put()."""
         c = self._conn()
+        with self._write:
+            return self._put_many(c, records)
+
+    def _put_many(self, c: sqlite3.Connection, records: list[Record]) -> int:
         c.execute("BEGIN IMMEDIATE")
         try:
             c.executemany(
@@ -160,7 +171,8 @@ class SqliteStore:
         return self._record(row) if row else None
 
     def delete(self, namespace: str, id: str) -> bool:
-        cur = self._conn().execute("DELETE FROM records WHERE namespace=? AND id=?", (namespace, id))
+        with self._write:
+            cur = self._conn().execute("DELETE FROM records WHERE namespace=? AND id=?", (namespace, id))
         return cur.rowcount > 0
 
     def ping(self) -> None:
@@ -255,7 +267,8 @@ class MemoryOSStore(SqliteStore):
             meta["mem_os"]["tier"] = "short"
         return rec.model_copy(update={"metadata": meta})
 
-    def recall(self, q: RecallQuery) -> list[Record]:
+    def recall(self, q: RecallQuery, touch: bool = True) -> list[Record]:
+        """touch=False: observe only (shadow reads must not heat what users never saw)."""
         now = now_ms()
         where, args = self._filters(q, now)
         match = fts_query(q.query)
@@ -281,17 +294,19 @@ class MemoryOSStore(SqliteStore):
             return (r["rel"] / top_rel) + 0.2 * math.log1p(r["heat"]) + 0.3 * math.exp(-age_days / 7) + TIER_WEIGHT.get(r["tier"] or "", 0)
 
         best = sorted(rows, key=lambda r: (-score(r), r["id"]))[:n]
-        self._touch([(r["namespace"], r["id"]) for r in best], now)
+        if touch:
+            self._touch([(r["namespace"], r["id"]) for r in best], now)
         return [self._record(r) for r in best]
 
     def _touch(self, keys: list[tuple[str, str]], now: int) -> None:
         try:
-            self._conn().executemany(
-                "UPDATE records SET heat = heat + 1, last_accessed_at = ?, "
-                "metadata = json_set(metadata, '$.mem_os.heat', heat + 1, '$.mem_os.last_accessed_at', ?) "
-                "WHERE namespace = ? AND id = ?",
-                [(now, now, ns, i) for ns, i in keys],
-            )
+            with self._write:
+                self._conn().executemany(
+                    "UPDATE records SET heat = heat + 1, last_accessed_at = ?, "
+                    "metadata = json_set(metadata, '$.mem_os.heat', heat + 1, '$.mem_os.last_accessed_at', ?) "
+                    "WHERE namespace = ? AND id = ?",
+                    [(now, now, ns, i) for ns, i in keys],
+                )
         except sqlite3.OperationalError:  # busy: heat is best effort, the answer is not
             pass
 
@@ -382,6 +397,13 @@ class FaultyStore:
 
     def recall(self, q: RecallQuery) -> list[Record]:
         self._fault()
+        return self.inner.recall(q)
+
+    def observe(self, q: RecallQuery) -> list[Record]:
+        """A recall that changes nothing (shadow reads): MemoryOS skips its heat update."""
+        self._fault()
+        if isinstance(self.inner, MemoryOSStore):
+            return self.inner.recall(q, touch=False)
         return self.inner.recall(q)
 
     def ping(self) -> None:

@@ -1,0 +1,165 @@
+"""Gateway benchmark: p50/p99 latency and throughput of recall and remember in legacy-only, shadow and
+mirror modes, side by side in one run, load from a separate process on loopback. Prints figures.
+
+    make bench-gateway        (or: .venv/bin/python benchmarks/gateway_bench.py [--seconds 8] [--rounds 3])
+
+Load comes from wrk (Debian package `wrk`, C, closed loop) so the load generator takes little of the
+two cores the gateway shares with it.
+
+Targets (issue 4): shadow adds <= 10 % to legacy-only p99 recall; mirror adds <= 10 % to legacy-only
+p99 remember; flag evaluation <= 50 us per request; >= 500 recall requests/s in legacy-only mode.
+Modes are measured in interleaved rounds (legacy, shadow, mirror, legacy, ...) so that machine noise
+hits them alike; the p99 of each mode is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.gatewayproc import GatewayProcess, project_copy  # noqa: E402
+
+WORDS = ("apple travel plan meeting budget project alpha beta gamma delta river mountain coffee "
+         "invoice contract launch design review memory agent tool search index vector chart").split()
+
+
+def run_load(url: str, op: str, seconds: int, concurrency: int, seed: int) -> dict:
+    """wrk (Debian package) in its own process: closed loop, `concurrency` connections."""
+    script = Path(__file__).with_name(f"wrk_{op}.lua")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True, env={**os.environ, "WRK_SEED": str(seed)},
+    ).stdout
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def ms(text: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)", text)
+        return float(m.group(1)) * unit[m.group(2)]
+
+    pct = {int(m.group(1)): ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)", out, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"p50": pct[50], "p99": pct[99], "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def run_open_loop(url: str, op: str, rate: float, seconds: int, seed: int) -> dict:
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("openloop.py")), url, op, str(rate), str(seconds), str(seed)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def seed_store(g: GatewayProcess, n: int) -> None:
+    import random
+
+    import httpx
+
+    rng = random.Random(7)
+    with httpx.Client(base_url=g.url, headers={"X-Agent-Id": "seeder"}, timeout=30) as c:
+        for i in range(n):
+            c.post("/v1/memories", json={"id": f"s{i}", "namespace": f"agents/{i % 50}", "text": " ".join(rng.sample(WORDS, 8))})
+
+
+def flag_eval_us(project: Path, n: int = 20000) -> tuple[float, float]:
+    """Per request (kill switch + read path + write mode): uncached, and through the decision cache."""
+    from cutover.flags import dumps, render_flags
+    from cutover.gateway import FlagReader
+    from cutover.plan import load_plan
+
+    plan = load_plan(project / "rollout.yaml")
+    path = Path(tempfile.mkdtemp()) / "flags.json"
+    path.write_text(dumps(render_flags(plan, "canary", "bench")))
+    reader = FlagReader(plan, path)
+    t0 = time.perf_counter()
+    for i in range(n):
+        reader._evaluate(f"agent-{i}", "internal" if i % 10 == 0 else None)
+    uncached = (time.perf_counter() - t0) / n * 1e6
+    t0 = time.perf_counter()
+    for i in range(n):
+        reader.evaluate(f"agent-{i % 1000}", "internal" if i % 10 == 0 else None)
+    cached = (time.perf_counter() - t0) / n * 1e6
+    reader.close()
+    return uncached, cached
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=8, help="wrk duration per mode, op and round")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seed-records", type=int, default=3000)
+    ap.add_argument("--load", type=float, default=0.5,
+                    help="open-loop rate as a share of the legacy-only saturated throughput (the operating point)")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: apt-get install wrk (make bench-gateway does)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="cutover-bench-"))
+    project = project_copy(tmp)
+    modes = {"legacy-only": "pre-deployment", "shadow": "shadow", "mirror": "canary"}
+    gws = {}
+    for mode, phase in modes.items():
+        (tmp / mode).mkdir()
+        gws[mode] = GatewayProcess(project, tmp / mode, phase).start()
+    try:
+        for g in gws.values():
+            seed_store(g, args.seed_records)
+            g.wait_drained(120)
+        results: dict = {(m, op): [] for m in modes for op in ("recall", "remember")}
+        for rnd in range(args.rounds):
+            for op in ("recall", "remember"):
+                for mode, g in gws.items():
+                    results[(mode, op)].append(run_load(g.url, op, args.seconds, args.concurrency, seed=rnd * 10 + len(mode)))
+        rates = {op: args.load * statistics.median(r["rps"] for r in results[("legacy-only", op)]) for op in ("recall", "remember")}
+        fixed: dict = {(m, op): [] for m in modes for op in ("recall", "remember")}
+        for rnd in range(args.rounds):
+            for op in ("recall", "remember"):
+                for mode, g in gws.items():
+                    fixed[(mode, op)].append(run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + rnd * 10 + len(mode)))
+        flag_us = flag_eval_us(project)
+    finally:
+        for g in gws.values():
+            g.stop()
+
+    print(f"gateway benchmark, {os.cpu_count()} cores, {args.seed_records} seeded records, load from a separate "
+          f"process on 127.0.0.1, {args.rounds} interleaved rounds per mode and op (median shown)")
+
+    def table(title: str, res: dict) -> dict:
+        print(f"\n{title}")
+        print(f"{'mode':<12} {'op':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+        summary = {}
+        for (mode, op), runs in res.items():
+            p50, p99 = statistics.median(r["p50"] for r in runs), statistics.median(r["p99"] for r in runs)
+            rps, errors = statistics.median(r["rps"] for r in runs), sum(r["errors"] for r in runs)
+            summary[(mode, op)] = (p50, p99, rps)
+            print(f"{mode:<12} {op:<9} {p50:>8.2f} {p99:>8.2f} {rps:>8.0f} {errors:>7}")
+        return summary
+
+    sat = table(f"saturated: wrk closed loop, {args.concurrency} connections, {args.seconds} s", results)
+    op_pt = table(f"operating point: open loop at {args.load:.0%} of legacy-only capacity "
+                  f"({rates['recall']:.0f} recall/s, {rates['remember']:.0f} remember/s), {args.seconds} s", fixed)
+    print()
+    for label, s in (("operating point", op_pt), ("saturated", sat)):
+        shadow_over = s[("shadow", "recall")][1] / s[("legacy-only", "recall")][1] - 1
+        mirror_over = s[("mirror", "remember")][1] / s[("legacy-only", "remember")][1] - 1
+        print(f"{label:>15}: shadow vs legacy-only p99 recall {shadow_over:+.1%}, mirror vs legacy-only p99 remember "
+              f"{mirror_over:+.1%}  (targets <= +10 %: {'OK' if max(shadow_over, mirror_over) <= 0.10 else 'MISSED'})")
+    rps = sat[("legacy-only", "recall")][2]
+    print(f"flag evaluation per request: {flag_us[0]:.1f} us uncached, {flag_us[1]:.1f} us through the decision cache "
+          f"(target <= 50 us: {'OK' if flag_us[0] <= 50 else 'MISSED'})")
+    print(f"legacy-only recall throughput: {rps:.0f} req/s (target >= 500: {'OK' if rps >= 500 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
