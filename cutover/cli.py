@@ -244,8 +244,8 @@ def serve_cmd(
         flags_file.write_text(flagmod.dumps(flagmod.render_flags(plan, phase, stack, kill_switch=cfg.killSwitch)))
     gw = Gateway(
         plan, phase, stack,
-        open_store(legacy or f"sqlite:{data_dir / 'legacy.db'}", "legacy"),
-        open_store(memoryos or f"sqlite:{data_dir / 'memoryos.db'}", "memoryos"),
+        open_store(legacy or f"sqlite:{data_dir / 'legacy.db'}", "legacy", autocheckpoint=False),
+        open_store(memoryos or f"sqlite:{data_dir / 'memoryos.db'}", "memoryos", autocheckpoint=False),
         flags_file, data_dir, flag_poll_ms=flag_poll_ms,
     )
     token, where = admin_token(data_dir)

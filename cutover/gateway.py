@@ -180,7 +180,8 @@ class Gateway:
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
         self.flags = FlagReader(plan, flags_path, flag_poll_ms)
         g = plan.gateway
-        self.outbox = Outbox(Path(data_dir) / "outbox.db", g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s)
+        self.outbox = Outbox(Path(data_dir) / "outbox.db", g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s,
+                             autocheckpoint=False)  # the mirror worker checkpoints, off the request path
         self.worker = MirrorWorker(self.outbox, self.stores,
                                    on_failure=lambda t, r: self.metrics.mirror_failures.labels(target=t, reason=r).inc())
         self.worker.start()

@@ -3,8 +3,9 @@
 A write enqueues the key (namespace, id) and the operation for the other store *before* the primary
 write and the acknowledgement, in its own committed transaction. The worker copies the source's
 current state of that key to the target: for a put, the source's record (the version rule makes it
-idempotent; a source without the record means the primary write never happened, so nothing is
-copied); for a delete, a delete when the source no longer has the record. So a crash at any point
+idempotent); for a delete, a delete when the source no longer has the record. A row is enqueued
+just before its primary write commits, so a source that does not show the write yet is asked again
+until the row is `settle_s` old; only then is the write taken as never made (a crash before commit). So a crash at any point
 leaves either nothing to do or a row that converges the target, a retried row is never a new
 record, and a row can never delete what a newer write created. Failures retry with exponential
 backoff; a row that keeps failing moves to the dead-letter table with its last error.
@@ -49,8 +50,9 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, max_attempts: int = 12, backoff_s: float = 0.2, backoff_max_s: float = 30):
-        self.path = str(path)
+    def __init__(self, path: str | Path, max_attempts: int = 12, backoff_s: float = 0.2, backoff_max_s: float = 30,
+                 autocheckpoint: bool = True):
+        self.path, self.autocheckpoint = str(path), autocheckpoint
         self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
         self._local = threading.local()
         self._write = threading.Lock()  # queue writers here, not in SQLite's sleeping busy handler
@@ -63,6 +65,8 @@ class Outbox:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            if not self.autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
         return conn
 
@@ -85,7 +89,21 @@ class Outbox:
 
     def done(self, seqs: list[int]) -> None:
         with self._write:
-            self._conn().executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            c = self._conn()
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            c.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def later(self, seqs: list[int], delay: float) -> None:
+        """Look again after `delay` (not a failure: the primary write may not be visible yet)."""
+        with self._write:
+            c = self._conn()
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany("UPDATE outbox SET next_attempt_at = ? WHERE seq = ?", [(time.time() + delay, s) for s in seqs])
+            c.execute("COMMIT")
 
     def failed(self, e: Entry, error: str) -> bool:
         """Schedule a retry; returns True when the entry was dead-lettered instead."""
@@ -144,37 +162,76 @@ class MirrorWorker(threading.Thread):
     """Drains the outbox: copies the source's current state of each key to the target."""
 
     def __init__(self, outbox: Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
-                 idle_s: float = 0.05):
+                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0):
         super().__init__(name="mirror-worker", daemon=True)
         self.outbox, self.stores, self.on_failure, self.idle_s = outbox, stores, on_failure, idle_s
+        self.checkpoint_s, self.settle_s = checkpoint_s, settle_s
         self.stop_event = threading.Event()
         self.copied = 0
 
     def drain_once(self) -> int:
+        """One batch: puts are copied per target in one transaction (put_many when the store has it)."""
         entries = self.outbox.due()
-        done = []
+        done: list[int] = []
+        wait: list[int] = []
+        puts: dict[str, list[tuple]] = {}
+        now = time.time()
         for e in entries:
             try:
                 rec = self.stores[e.source].get(e.namespace, e.id)
-                if e.op == "delete" and rec is None:
-                    self.stores[e.target].delete(e.namespace, e.id)
-                elif e.op == "put" and rec is not None:
-                    self.stores[e.target].put(rec)
-                done.append(e.seq)
+                settled = now - e.enqueued_at >= self.settle_s
+                if e.op == "delete":
+                    if rec is None:
+                        self.stores[e.target].delete(e.namespace, e.id)
+                        done.append(e.seq)
+                    else:
+                        (done if settled else wait).append(e.seq)  # settled: the delete never happened
+                elif rec is None:
+                    (done if settled else wait).append(e.seq)  # settled: the write never happened
+                else:
+                    puts.setdefault(e.target, []).append((e, rec))
             except (StoreError, sqlite3.Error, OSError) as exc:
-                dead = self.outbox.failed(e, str(exc))
-                self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
+                self._failed(e, exc)
+        if wait:
+            self.outbox.later(wait, self.idle_s)
+        for target, items in puts.items():
+            store = self.stores[target]
+            try:
+                if hasattr(store, "put_many") and len(items) > 1:
+                    store.put_many([rec for _, rec in items])
+                else:
+                    for _, rec in items:
+                        store.put(rec)
+                done += [e.seq for e, _ in items]
+            except (StoreError, sqlite3.Error, OSError) as exc:
+                for e, _ in items:
+                    self._failed(e, exc)
         if done:
             self.outbox.done(done)
             self.copied += len(done)
         return len(entries)
 
+    def _failed(self, e: Entry, exc: Exception) -> None:
+        dead = self.outbox.failed(e, str(exc))
+        self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
+
+    def checkpoint(self) -> None:
+        for s in [*self.stores.values(), self.outbox]:
+            try:
+                getattr(s, "checkpoint", lambda: None)()
+            except sqlite3.Error:
+                pass
+
     def run(self) -> None:
+        last_checkpoint = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 n = self.drain_once()
             except sqlite3.Error:
                 n = 0
+            if time.monotonic() - last_checkpoint > self.checkpoint_s:
+                self.checkpoint()
+                last_checkpoint = time.monotonic()
             if n == 0:
                 self.stop_event.wait(self.idle_s)
 

@@ -69,8 +69,10 @@ class SqliteStore:
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
+    def __init__(self, path: str | Path, autocheckpoint: bool = True):
+        """autocheckpoint=False: writers never run the WAL checkpoint (and its fsync) themselves;
+        the owner calls checkpoint() from a background thread (the gateway's mirror worker does)."""
+        self.path, self.autocheckpoint = str(path), autocheckpoint
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         # One writer at a time, queued here rather than in SQLite's busy handler (which sleeps in
@@ -86,6 +88,8 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
             conn.execute("PRAGMA busy_timeout=30000")
+            if not self.autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
@@ -177,6 +181,10 @@ class SqliteStore:
 
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking readers or writers (PASSIVE)."""
+        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
@@ -387,6 +395,10 @@ class FaultyStore:
         self._fault()
         return self.inner.put(rec, auto_version)
 
+    def put_many(self, records: list[Record]) -> int:
+        self._fault()
+        return self.inner.put_many(records)
+
     def get(self, namespace: str, id: str) -> Record | None:
         self._fault()
         return self.inner.get(namespace, id)
@@ -410,13 +422,13 @@ class FaultyStore:
         self._fault()
         self.inner.ping()
 
-    def __getattr__(self, attr):  # count, scan, namespaces, put_many: no faults (admin and tooling)
+    def __getattr__(self, attr):  # count, scan, namespaces, checkpoint: no faults (admin and tooling)
         return getattr(self.inner, attr)
 
 
-def open_store(uri: str, kind: str):
+def open_store(uri: str, kind: str, autocheckpoint: bool = True):
     """`sqlite:PATH` or `http(s)://…` -> a store of the given kind (legacy | memoryos)."""
     if uri.startswith(("http://", "https://")):
         return HttpStore(kind, uri)
     path = uri.removeprefix("sqlite:")
-    return (LegacyStore if kind == "legacy" else MemoryOSStore)(path)
+    return (LegacyStore if kind == "legacy" else MemoryOSStore)(path, autocheckpoint=autocheckpoint)

@@ -21,10 +21,24 @@ def r(i, v=1, text="t"):
 
 def test_a_put_row_never_deletes_what_a_newer_write_created(tmp_path):
     legacy, memoryos, box, worker, _ = setup(tmp_path)
-    box.enqueue("legacy", "memoryos", "n", "r1")  # an old mirror row: legacy never got r1
+    worker.settle_s = 0  # the row is old: legacy never got r1
+    box.enqueue("legacy", "memoryos", "n", "r1")
     memoryos.put(r(1, 5, "created in memoryos-primary mode"))
     worker.drain_once()
-    assert memoryos.get("n", "r1").text == "created in memoryos-primary mode"
+    assert memoryos.get("n", "r1").text == "created in memoryos-primary mode" and box.depth() == {}
+
+
+def test_a_row_waits_for_its_primary_write_to_become_visible(tmp_path):
+    legacy, memoryos, box, worker, _ = setup(tmp_path)
+    box.enqueue("legacy", "memoryos", "n", "r1")  # enqueued, primary write not committed yet
+    worker.drain_once()
+    assert box.depth() == {"memoryos": 1}  # young row: asked again, not dropped
+    legacy.put(r(1))
+    import time
+
+    time.sleep(worker.idle_s + 0.01)
+    worker.drain_once()
+    assert memoryos.get("n", "r1") is not None and box.depth() == {}
 
 
 def test_delete_rows_delete_only_what_the_source_no_longer_has(tmp_path):
