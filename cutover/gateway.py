@@ -180,9 +180,15 @@ class Gateway:
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
         self.flags = FlagReader(plan, flags_path, flag_poll_ms)
         g = plan.gateway
-        self.outbox = Outbox(Path(data_dir) / "outbox.db", g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s,
-                             autocheckpoint=False)  # the mirror worker checkpoints, off the request path
-        self.worker = MirrorWorker(self.outbox, self.stores,
+        # One outbox per primary: inside a SQLite store's own file (the write and its mirror row commit
+        # together), or a file of its own in data_dir for a remote store (enqueued before the write).
+        retry = (g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s)
+        self.outboxes = {
+            n: Outbox(None, *retry, store=st.inner) if st.local
+            else Outbox(Path(data_dir) / f"outbox-{n}.db", *retry, autocheckpoint=False)
+            for n, st in self.stores.items()
+        }
+        self.worker = MirrorWorker(list(self.outboxes.values()), self.stores,
                                    on_failure=lambda t, r: self.metrics.mirror_failures.labels(target=t, reason=r).inc())
         self.worker.start()
         self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
@@ -213,6 +219,14 @@ class Gateway:
         text = str(exc)
         return "timeout" if "timeout" in text else "outage" if "outage" in text else "error"
 
+    def _write(self, primary: str, mirror: str | None, rec: Record, auto_version: bool) -> Record:
+        store = self.stores[primary]
+        if mirror and store.local:
+            return store.put(rec, auto_version, mirror_to=mirror)  # record + mirror row in one commit
+        if mirror:
+            self.outboxes[primary].enqueue(primary, mirror, rec.namespace, rec.id)
+        return store.put(rec, auto_version)
+
     # -- operations -------------------------------------------------------------------------------
     def remember(self, rec: Record, auto_version: bool, decision: Decision) -> tuple[Record, dict]:
         started = time.perf_counter()
@@ -220,17 +234,14 @@ class Gateway:
                            "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
         info = {"path": primary, "fallback": False, "cohort": decision.cohort, "write_mode": decision.write_mode}
         try:
-            if mirror:
-                self.outbox.enqueue(primary, mirror, rec.namespace, rec.id)
             try:
-                stored = self.stores[primary].put(rec, auto_version)
+                stored = self._write(primary, mirror, rec, auto_version)
             except StoreError as exc:
                 if primary != "memoryos":
                     raise
                 # MemoryOS-primary write failed: legacy takes it, the outbox copies it to MemoryOS later.
                 self.metrics.fallbacks.labels(op="remember", reason=self._reason(exc)).inc()
-                self.outbox.enqueue("legacy", "memoryos", rec.namespace, rec.id)
-                stored = self.legacy.put(rec, auto_version)
+                stored = self._write("legacy", "memoryos", rec, auto_version)
                 info.update(path="legacy", fallback=True, fallback_reason=self._reason(exc))
         except StoreError:
             self._observe("remember", info["path"], decision.cohort, False, started)
@@ -287,9 +298,13 @@ class Gateway:
                            "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
         info = {"path": primary, "fallback": False, "cohort": decision.cohort}
         try:
-            if mirror:
-                self.outbox.enqueue(primary, mirror, namespace, id, op="delete")
-            found = self.stores[primary].delete(namespace, id)
+            store = self.stores[primary]
+            if mirror and store.local:
+                found = store.delete(namespace, id, mirror_to=mirror)
+            else:
+                if mirror:
+                    self.outboxes[primary].enqueue(primary, mirror, namespace, id, op="delete")
+                found = store.delete(namespace, id)
         except StoreError:
             self._observe("delete", primary, decision.cohort, False, started)
             raise
@@ -297,8 +312,28 @@ class Gateway:
         return found, info
 
     # -- status -----------------------------------------------------------------------------------
+    def outbox_depth(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for box in self.outboxes.values():
+            for target, n in box.depth().items():
+                out[target] = out.get(target, 0) + n
+        return out
+
+    def outbox_oldest_age(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for box in self.outboxes.values():
+            for target, age in box.oldest_age().items():
+                out[target] = max(out.get(target, 0.0), age)
+        return out
+
+    def dead_letters(self) -> list[dict]:
+        return [d for box in self.outboxes.values() for d in box.dead_letters()]
+
+    def requeue_dead(self) -> int:
+        return sum(box.requeue_dead() for box in self.outboxes.values())
+
     def refresh_gauges(self) -> None:
-        depth, age = self.outbox.depth(), self.outbox.oldest_age()
+        depth, age = self.outbox_depth(), self.outbox_oldest_age()
         for target in ("legacy", "memoryos"):
             self.metrics.outbox_depth.labels(target=target).set(depth.get(target, 0))
             self.metrics.outbox_age.labels(target=target).set(age.get(target, 0.0))
@@ -311,8 +346,8 @@ class Gateway:
             "phase": self.phase,
             "stack": self.stack,
             "flags": {"file": str(self.flags.path), "kill_switch": probe.kill, "write_mode": probe.write_mode},
-            "outbox": {"depth": self.outbox.depth(), "oldest_age_s": self.outbox.oldest_age(),
-                       "dead_letters": len(self.outbox.dead_letters()), "mirrored": self.worker.copied},
+            "outbox": {"depth": self.outbox_depth(), "oldest_age_s": self.outbox_oldest_age(),
+                       "dead_letters": len(self.dead_letters()), "mirrored": self.worker.copied},
             "drift": {"samples": r.samples, "mean": r.mean, "upper_bound": r.upper_bound, "threshold": r.threshold,
                       "dropped": self.drift.dropped, "errors": self.drift.errors},
             "cutover_ready": {"ready": r.ready, "reason": r.reason},

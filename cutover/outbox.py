@@ -20,22 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .stores import StoreError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox(
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL, id TEXT NOT NULL,
-  op TEXT NOT NULL DEFAULT 'put', enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at REAL NOT NULL, last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at);
-CREATE TABLE IF NOT EXISTS dead_letter(
-  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL,
-  id TEXT NOT NULL, op TEXT NOT NULL, enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL, failed_at REAL NOT NULL, last_error TEXT
-);
-"""
-
+from .stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError
 
 @dataclass(frozen=True)
 class Entry:
@@ -50,13 +35,18 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, max_attempts: int = 12, backoff_s: float = 0.2, backoff_max_s: float = 30,
-                 autocheckpoint: bool = True):
-        self.path, self.autocheckpoint = str(path), autocheckpoint
+    def __init__(self, path: str | Path | None = None, max_attempts: int = 12, backoff_s: float = 0.2,
+                 backoff_max_s: float = 30, autocheckpoint: bool = True, store: SqliteStore | None = None):
+        """A file of its own (`path`), or the outbox tables inside a SQLite store (`store`): then the
+        store's writes enqueue in their own transaction, and connection and writer lock are shared."""
         self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
-        self._local = threading.local()
-        self._write = threading.Lock()  # queue writers here, not in SQLite's sleeping busy handler
-        self._conn().executescript(SCHEMA)
+        if store is not None:
+            self.path, self._conn, self._write = store.path, store._conn, store._write
+        else:
+            self.path, self.autocheckpoint = str(path), autocheckpoint
+            self._local = threading.local()
+            self._write = threading.Lock()  # queue writers here, not in SQLite's sleeping busy handler
+        self._conn().executescript(OUTBOX_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -73,10 +63,7 @@ class Outbox:
     def enqueue(self, source: str, target: str, namespace: str, id: str, op: str = "put") -> int:
         now = time.time()
         with self._write:
-            cur = self._conn().execute(
-                "INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
-                (source, target, namespace, id, op, now, now),
-            )
+            cur = self._conn().execute(ENQUEUE, (source, target, namespace, id, op, now, now))
         return cur.lastrowid
 
     def due(self, limit: int = 200) -> list[Entry]:
@@ -159,19 +146,23 @@ class Outbox:
 
 
 class MirrorWorker(threading.Thread):
-    """Drains the outbox: copies the source's current state of each key to the target."""
+    """Drains the outboxes: copies the source's current state of each key to the target."""
 
-    def __init__(self, outbox: Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
+    def __init__(self, outboxes: list[Outbox] | Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
                  idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0):
         super().__init__(name="mirror-worker", daemon=True)
-        self.outbox, self.stores, self.on_failure, self.idle_s = outbox, stores, on_failure, idle_s
+        self.outboxes = outboxes if isinstance(outboxes, list) else [outboxes]
+        self.stores, self.on_failure, self.idle_s = stores, on_failure, idle_s
         self.checkpoint_s, self.settle_s = checkpoint_s, settle_s
         self.stop_event = threading.Event()
         self.copied = 0
 
     def drain_once(self) -> int:
+        return sum(self._drain(box) for box in self.outboxes)
+
+    def _drain(self, outbox: Outbox) -> int:
         """One batch: puts are copied per target in one transaction (put_many when the store has it)."""
-        entries = self.outbox.due()
+        entries = outbox.due()
         done: list[int] = []
         wait: list[int] = []
         puts: dict[str, list[tuple]] = {}
@@ -191,9 +182,9 @@ class MirrorWorker(threading.Thread):
                 else:
                     puts.setdefault(e.target, []).append((e, rec))
             except (StoreError, sqlite3.Error, OSError) as exc:
-                self._failed(e, exc)
+                self._failed(outbox, e, exc)
         if wait:
-            self.outbox.later(wait, self.idle_s)
+            outbox.later(wait, self.idle_s)
         for target, items in puts.items():
             store = self.stores[target]
             try:
@@ -205,18 +196,18 @@ class MirrorWorker(threading.Thread):
                 done += [e.seq for e, _ in items]
             except (StoreError, sqlite3.Error, OSError) as exc:
                 for e, _ in items:
-                    self._failed(e, exc)
+                    self._failed(outbox, e, exc)
         if done:
-            self.outbox.done(done)
+            outbox.done(done)
             self.copied += len(done)
         return len(entries)
 
-    def _failed(self, e: Entry, exc: Exception) -> None:
-        dead = self.outbox.failed(e, str(exc))
+    def _failed(self, outbox: Outbox, e: Entry, exc: Exception) -> None:
+        dead = outbox.failed(e, str(exc))
         self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
 
     def checkpoint(self) -> None:
-        for s in [*self.stores.values(), self.outbox]:
+        for s in [*self.stores.values(), *self.outboxes]:
             try:
                 getattr(s, "checkpoint", lambda: None)()
             except sqlite3.Error:

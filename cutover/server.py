@@ -188,7 +188,7 @@ def admin_app(gw: Gateway, token: str) -> Starlette:
 
     async def requeue(request: Request):
         check(request)
-        return JSONResponse({"requeued": await run_in_threadpool(gw.outbox.requeue_dead)})
+        return JSONResponse({"requeued": await run_in_threadpool(gw.requeue_dead)})
 
     routes = [Route("/admin/status", status), Route("/admin/faults", faults, methods=["GET", "POST"]),
               Route("/admin/outbox/requeue", requeue, methods=["POST"])]

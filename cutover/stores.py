@@ -41,6 +41,24 @@ CREATE TRIGGER IF NOT EXISTS records_au AFTER UPDATE OF text ON records BEGIN
 END;
 """
 
+# The mirror outbox: in a SQLite store's own file, so a write and its mirror row commit together.
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL, id TEXT NOT NULL,
+  op TEXT NOT NULL DEFAULT 'put', enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letter(
+  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL,
+  id TEXT NOT NULL, op TEXT NOT NULL, enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL,
+  failed_at REAL NOT NULL, last_error TEXT
+);
+"""
+ENQUEUE = ("INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) "
+           "VALUES (?,?,?,?,?,?,?)")
+
 COLUMNS = "namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, heat, last_accessed_at"
 _TERM = re.compile(r"\w+", re.UNICODE)
 
@@ -79,7 +97,7 @@ class SqliteStore:
         # growing steps and puts 100 ms spikes into the write tail).
         self._write = threading.Lock()
         with self._conn() as c:
-            c.executescript(SCHEMA)
+            c.executescript(SCHEMA + OUTBOX_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -117,15 +135,16 @@ class SqliteStore:
         )
 
     # -- interface --------------------------------------------------------------------------------
-    def put(self, rec: Record, auto_version: bool = False) -> Record:
+    def put(self, rec: Record, auto_version: bool = False, mirror_to: str | None = None) -> Record:
         """Create or replace. auto_version: the next version after the stored one (a new write);
-        otherwise the record's own version wins only if it is not lower (a copy or a retry)."""
+        otherwise the record's own version wins only if it is not lower (a copy or a retry).
+        mirror_to: also enqueue the copy to that store in this store's outbox, in the same commit."""
         rec = self._prepare(rec)
         c = self._conn()
         with self._write:
-            return self._put(c, rec, auto_version)
+            return self._put(c, rec, auto_version, mirror_to)
 
-    def _put(self, c: sqlite3.Connection, rec: Record, auto_version: bool) -> Record:
+    def _put(self, c: sqlite3.Connection, rec: Record, auto_version: bool, mirror_to: str | None) -> Record:
         c.execute("BEGIN IMMEDIATE")
         try:
             if auto_version:
@@ -140,6 +159,9 @@ class SqliteStore:
                 "last_accessed_at=excluded.last_accessed_at WHERE excluded.version >= records.version",
                 self._row(rec),
             )
+            if mirror_to:
+                now = time.time()
+                c.execute(ENQUEUE, (self.name, mirror_to, rec.namespace, rec.id, "put", now, now))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -174,10 +196,20 @@ class SqliteStore:
         row = self._conn().execute(f"SELECT {COLUMNS} FROM records WHERE namespace=? AND id=?", (namespace, id)).fetchone()
         return self._record(row) if row else None
 
-    def delete(self, namespace: str, id: str) -> bool:
+    def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
+        c = self._conn()
         with self._write:
-            cur = self._conn().execute("DELETE FROM records WHERE namespace=? AND id=?", (namespace, id))
-        return cur.rowcount > 0
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                n = c.execute("DELETE FROM records WHERE namespace=? AND id=?", (namespace, id)).rowcount
+                if mirror_to:
+                    now = time.time()
+                    c.execute(ENQUEUE, (self.name, mirror_to, namespace, id, "delete", now, now))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return n > 0
 
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
@@ -391,8 +423,10 @@ class FaultyStore:
             if hit:
                 raise StoreError(f"{self.name}: error (injected)")
 
-    def put(self, rec: Record, auto_version: bool = False) -> Record:
+    def put(self, rec: Record, auto_version: bool = False, mirror_to: str | None = None) -> Record:
         self._fault()
+        if mirror_to:
+            return self.inner.put(rec, auto_version, mirror_to)
         return self.inner.put(rec, auto_version)
 
     def put_many(self, records: list[Record]) -> int:
@@ -403,9 +437,16 @@ class FaultyStore:
         self._fault()
         return self.inner.get(namespace, id)
 
-    def delete(self, namespace: str, id: str) -> bool:
+    def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         self._fault()
+        if mirror_to:
+            return self.inner.delete(namespace, id, mirror_to)
         return self.inner.delete(namespace, id)
+
+    @property
+    def local(self) -> bool:
+        """True when writes can enqueue their mirror row atomically (a SQLite store)."""
+        return isinstance(self.inner, SqliteStore)
 
     def recall(self, q: RecallQuery) -> list[Record]:
         self._fault()

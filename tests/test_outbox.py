@@ -8,6 +8,7 @@ from cutover.stores import FaultyStore, LegacyStore, MemoryOSStore
 
 
 def setup(tmp_path, **outbox_kw):
+    """A file outbox (as for a remote primary); the in-store outbox is covered below and by the gateway."""
     legacy, memoryos = FaultyStore(LegacyStore(tmp_path / "l.db")), FaultyStore(MemoryOSStore(tmp_path / "m.db"))
     box = Outbox(tmp_path / "o.db", **outbox_kw)
     failures = []
@@ -78,3 +79,17 @@ def test_stale_versions_do_not_overwrite(tmp_path):
     box.enqueue("legacy", "memoryos", "n", "r1")
     worker.drain_once()
     assert memoryos.get("n", "r1").text == "newer"
+
+
+def test_in_store_outbox_commits_the_write_and_its_mirror_row_together(tmp_path):
+    legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")
+    box = Outbox(store=legacy)
+    worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos})
+    legacy.put(r(1), mirror_to="memoryos")
+    legacy.put(r(2))  # no mirror asked: no row
+    assert box.depth() == {"memoryos": 1}
+    worker.drain_once()
+    assert memoryos.get("n", "r1") is not None and memoryos.get("n", "r2") is None
+    legacy.delete("n", "r1", mirror_to="memoryos")
+    worker.drain_once()
+    assert memoryos.get("n", "r1") is None and box.depth() == {}
