@@ -1,0 +1,246 @@
+"""Reconciliation: does the target hold what the source (the source of truth) holds?
+
+Per namespace and tier: counts and an order-independent checksum over (id, version, text, tier)
+(a sum of 64-bit BLAKE2 hashes), the ids missing on either side, and the mismatched records. Both
+sides are read in (namespace, id) order and merge-joined, so memory stays flat. The tier of a record
+without `metadata.mem_os.tier` (a legacy record) is the one the classification policy gives it.
+`repair()` copies what is missing or stale from the source to the target, then checks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .migration import MigrationError, parse_uri
+from .policy import Policy
+from .records import Record, now_ms
+from .stores import COLUMNS, LegacyStore, MemoryOSStore
+
+MASK = (1 << 64) - 1
+SAMPLE = 50  # ids listed per kind of difference and namespace
+
+
+@dataclass
+class Row:
+    namespace: str
+    id: str
+    version: int
+    text: str
+    tier: str
+    observed_at: int
+
+
+def _digest(r: Row) -> int:
+    h = hashlib.blake2b(f"{r.id}\x1f{r.version}\x1f{r.text}\x1f{r.tier}".encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
+def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
+    if not path.is_file():
+        raise MigrationError("no such store", file=str(path), fix="check the sqlite: path")
+    conn = LegacyStore(path)._conn()
+    where, args = [], []
+    if namespaces:
+        where.append(f"namespace IN ({','.join('?' * len(namespaces))})")
+        args += sorted(namespaces)
+    if window:
+        where.append("observed_at BETWEEN ? AND ?")
+        args += list(window)
+    sql = (f"SELECT namespace, id, version, text, tier, class, tags, observed_at, expires_at, metadata FROM records "
+           f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY namespace, id")
+    for ns, id_, ver, text, tier, cls, tags, obs, exp, meta in conn.execute(sql, args):
+        if tier is None:
+            tier = classify({"class": cls, "tags": json.loads(tags), "observed_at": obs, "expires_at": exp,
+                             "metadata": json.loads(meta), "text": text})[0]
+        yield Row(ns, id_, ver, text, tier, obs)
+
+
+def _rows_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
+    if not path.is_file():
+        raise MigrationError("no such file", file=str(path), fix="check the jsonl: path")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # migrate quarantines these; reconcile compares valid records
+            if not isinstance(d, dict) or not isinstance(d.get("namespace"), str) or not isinstance(d.get("id"), str):
+                continue
+            if namespaces and d["namespace"] not in namespaces:
+                continue
+            obs = d.get("observed_at", 0)
+            if window and not (window[0] <= obs <= window[1]):
+                continue
+            mo = (d.get("metadata") or {}).get("mem_os") or {}
+            tier = mo.get("tier") if isinstance(mo, dict) and mo.get("tier") else classify(d)[0]
+            rows.append(Row(d["namespace"], d["id"], d.get("version") or 1, d.get("text", ""), tier, obs))
+    rows.sort(key=lambda r: (r.namespace, r.id))
+    return iter(rows)
+
+
+def rows(uri: str, classify, namespaces=None, window=None) -> Iterator[Row]:
+    kind, path = parse_uri(uri)
+    return (_rows_sqlite if kind == "sqlite" else _rows_jsonl)(path, classify, namespaces, window)
+
+
+@dataclass
+class NamespaceResult:
+    source: dict = field(default_factory=dict)  # tier -> [count, checksum]
+    target: dict = field(default_factory=dict)
+    missing_in_target: list = field(default_factory=list)
+    missing_in_source: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0})
+
+    @property
+    def parity(self) -> bool:
+        return not any(self.counts.values())
+
+
+def _add(side: dict, r: Row) -> None:
+    c = side.setdefault(r.tier, [0, 0])
+    c[0] += 1
+    c[1] = (c[1] + _digest(r)) & MASK
+
+
+def _note(res: NamespaceResult, kind: str, item) -> None:
+    res.counts[kind] += 1
+    if len(getattr(res, kind)) < SAMPLE:
+        getattr(res, kind).append(item)
+
+
+def compare(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
+            window: tuple[int, int] | None = None, compare_tier: bool = True) -> dict:
+    classify = policy.compile(now_ms())
+    wanted = set(namespaces) if namespaces else None
+    a, b = rows(source, classify, wanted, window), rows(target, classify, wanted, window)
+    results: dict[str, NamespaceResult] = {}
+    ra, rb = next(a, None), next(b, None)
+    scanned = 0
+    while ra is not None or rb is not None:
+        ka = (ra.namespace, ra.id) if ra else None
+        kb = (rb.namespace, rb.id) if rb else None
+        if kb is None or (ka is not None and ka < kb):
+            res = results.setdefault(ra.namespace, NamespaceResult())
+            _add(res.source, ra)
+            _note(res, "missing_in_target", ra.id)
+            ra, scanned = next(a, None), scanned + 1
+        elif ka is None or kb < ka:
+            res = results.setdefault(rb.namespace, NamespaceResult())
+            _add(res.target, rb)
+            _note(res, "missing_in_source", rb.id)
+            rb, scanned = next(b, None), scanned + 1
+        else:
+            res = results.setdefault(ra.namespace, NamespaceResult())
+            if not compare_tier:
+                rb.tier = ra.tier
+            _add(res.source, ra)
+            _add(res.target, rb)
+            if (ra.version, ra.text, ra.tier) != (rb.version, rb.text, rb.tier):
+                _note(res, "mismatched", {"id": ra.id, "source": {"version": ra.version, "tier": ra.tier},
+                                          "target": {"version": rb.version, "tier": rb.tier},
+                                          "text_differs": ra.text != rb.text})
+            ra, rb, scanned = next(a, None), next(b, None), scanned + 2
+    per_ns = {
+        ns: {"parity": r.parity, **r.counts,
+             "tiers": {t: {"source_count": r.source.get(t, [0, 0])[0], "target_count": r.target.get(t, [0, 0])[0],
+                           "source_checksum": f"{r.source.get(t, [0, 0])[1]:016x}",
+                           "target_checksum": f"{r.target.get(t, [0, 0])[1]:016x}"}
+                       for t in sorted(set(r.source) | set(r.target))},
+             "sample": {"missing_in_target": r.missing_in_target, "missing_in_source": r.missing_in_source,
+                        "mismatched": r.mismatched}}
+        for ns, r in sorted(results.items())
+    }
+    totals = {k: sum(v[k] for v in per_ns.values()) for k in ("missing_in_target", "missing_in_source", "mismatched")}
+    return {"source": source, "target": target, "window": window, "compare_tier": compare_tier,
+            "records_scanned": scanned, "namespaces": len(per_ns),
+            "parity": all(v["parity"] for v in per_ns.values()), "totals": totals, "per_namespace": per_ns}
+
+
+def repair(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
+           window: tuple[int, int] | None = None, delete_extra: bool = False, batch: int = 2000) -> dict:
+    """Copy what is missing or stale in the target from the source (the source of truth)."""
+    skind, spath = parse_uri(source)
+    tkind, tpath = parse_uri(target)
+    if skind != "sqlite" or tkind != "sqlite":
+        raise MigrationError("repair works between stores", fix="use sqlite: URIs for --source and --target")
+    src, dst = LegacyStore(spath), (MemoryOSStore if _is_memoryos(tpath) else LegacyStore)(tpath)
+    classify = policy.compile(now_ms())
+    wanted = set(namespaces) if namespaces else None
+    target_rows = {(r.namespace, r.id): r for r in rows(target, classify, wanted, window)}
+    copied = stale = deleted = 0
+    pending: list[Record] = []
+    seen = set()
+    for r in rows(source, classify, wanted, window):
+        seen.add((r.namespace, r.id))
+        t = target_rows.get((r.namespace, r.id))
+        if t is not None and (t.version, t.text) == (r.version, r.text):
+            continue
+        if t is not None and t.version > r.version:
+            continue  # the target is newer: not the source's to overwrite; reported by compare()
+        rec = src.get(r.namespace, r.id)
+        if rec is None:
+            continue
+        pending.append(rec)
+        copied += t is None
+        stale += t is not None
+        if len(pending) >= batch:
+            dst.put_many(pending)
+            pending = []
+    if pending:
+        dst.put_many(pending)
+    if delete_extra:
+        for key in set(target_rows) - seen:
+            deleted += dst.delete(*key)
+    after = compare(source, target, policy, namespaces, window)
+    return {"copied_missing": copied, "replaced_stale": stale, "deleted_extra": deleted, "after": after}
+
+
+def _is_memoryos(path: Path) -> bool:
+    """A store whose records carry tiers is a MemoryOS store."""
+    if not path.is_file():
+        return False
+    row = LegacyStore(path)._conn().execute("SELECT count(*) FROM records WHERE tier IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def markdown(report: dict, repaired: dict | None = None) -> str:
+    lines = [f"# Reconciliation: {report['source']} -> {report['target']}", "",
+             f"**Parity: {'yes' if report['parity'] else 'NO'}** · {report['records_scanned']} records scanned · "
+             f"{report['namespaces']} namespaces · missing in target {report['totals']['missing_in_target']} · "
+             f"missing in source {report['totals']['missing_in_source']} · mismatched {report['totals']['mismatched']}", ""]
+    if report["window"]:
+        lines += [f"Window (observed_at, ms): {report['window'][0]} .. {report['window'][1]}", ""]
+    if repaired:
+        lines += [f"Repair: {repaired['copied_missing']} copied, {repaired['replaced_stale']} stale replaced, "
+                  f"{repaired['deleted_extra']} extra deleted.", ""]
+    lines += ["| namespace | tier | source count | target count | source checksum | target checksum | parity |",
+              "|---|---|---|---|---|---|---|"]
+    for ns, v in report["per_namespace"].items():
+        for tier, t in v["tiers"].items():
+            ok = t["source_count"] == t["target_count"] and t["source_checksum"] == t["target_checksum"]
+            lines.append(f"| {ns} | {tier} | {t['source_count']} | {t['target_count']} | `{t['source_checksum']}` | "
+                         f"`{t['target_checksum']}` | {'yes' if ok else 'NO'} |")
+    bad = {ns: v for ns, v in report["per_namespace"].items() if not v["parity"]}
+    if bad:
+        lines += ["", "## Differences (first ids of each kind)", ""]
+        for ns, v in bad.items():
+            lines.append(f"- `{ns}`: missing in target {v['sample']['missing_in_target'][:10]}, missing in source "
+                         f"{v['sample']['missing_in_source'][:10]}, mismatched {[m['id'] for m in v['sample']['mismatched'][:10]]}")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(report: dict, out_dir: Path, repaired: dict | None = None) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j, m = out_dir / "reconcile.json", out_dir / "reconcile.md"
+    j.write_text(json.dumps({"report": report, "repair": {k: v for k, v in (repaired or {}).items() if k != "after"}},
+                            indent=2) + "\n")
+    m.write_text(markdown(report, repaired))
+    return j, m

@@ -1,0 +1,162 @@
+"""Migration and reconciliation on real SQLite stores and JSONL exports, through the CLI as users run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cutover.migration import shard_of
+from cutover.records import Record
+from cutover.stores import LegacyStore, MemoryOSStore
+
+DAY = 86_400_000
+NOW = int(time.time() * 1000)
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cutover.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write_jsonl(path, records) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+
+
+TIER_CASES = [
+    ("existing", {"metadata": {"mem_os": {"tier": "long", "heat": 7.0}}, "class": "working"}, "long"),
+    ("tag-short", {"tags": ["short_term"], "class": "semantic"}, "short"),
+    ("tag-mid", {"tags": ["mid_term"]}, "mid"),
+    ("tag-long", {"tags": ["long_term"]}, "long"),
+    ("semantic", {"class": "semantic"}, "long"),
+    ("working", {"class": "working"}, "short"),
+    ("expiring", {"expires_at": NOW + 30 * 60_000}, "short"),
+    ("old", {"observed_at": NOW - 45 * DAY}, "long"),
+    ("default", {}, "mid"),
+]
+
+
+def test_each_tier_rule_lands_in_its_tier_with_persona_keys_and_provenance(tmp_path):
+    recs = [{"id": name, "namespace": "agents/a", "text": f"record {name}", "observed_at": NOW - DAY,
+             **extra, "tags": ["persona:alice", *extra.get("tags", [])]} for name, extra, _ in TIER_CASES]
+    write_jsonl(tmp_path / "export.jsonl", recs)
+    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'export.jsonl'}", "--to", f"sqlite:{tmp_path / 'mos.db'}",
+            "--report", str(tmp_path / "report.json"))
+    assert r.returncode == 0, r.stderr
+    store = MemoryOSStore(tmp_path / "mos.db")
+    for name, _, tier in TIER_CASES:
+        rec = store.get("agents/a", name)
+        mo, mig = rec.metadata["mem_os"], rec.metadata["migration"]
+        assert mo["tier"] == tier, name
+        assert mo["persona_keys"] == ["alice"] and mo["chain_id"] and mo["consolidation_version"] == 1
+        assert mig["legacy_namespace"] == "agents/a" and mig["policy"] == "default" and mig["policy_hash"].startswith("sha256:")
+    existing = store.get("agents/a", "existing").metadata["mem_os"]
+    assert existing["heat"] == 7.0  # existing fields kept, not overwritten
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["migrated"] == len(TIER_CASES) and report["kept_existing_fields"] == 1
+    rc = cli("reconcile", "--source", f"jsonl:{tmp_path / 'export.jsonl'}", "--target", f"sqlite:{tmp_path / 'mos.db'}",
+             "--report", str(tmp_path / "rc"))
+    assert rc.returncode == 0 and "parity: yes" in rc.stdout, rc.stdout + rc.stderr
+    rep = json.loads((tmp_path / "rc" / "reconcile.json").read_text())["report"]
+    assert rep["per_namespace"]["agents/a"]["tiers"]["long"]["source_checksum"] == rep["per_namespace"]["agents/a"]["tiers"]["long"]["target_checksum"]
+    assert "| agents/a | long |" in (tmp_path / "rc" / "reconcile.md").read_text()
+
+
+def test_bad_records_are_quarantined_with_their_reason(tmp_path):
+    good = {"id": "ok", "namespace": "n", "text": "fine"}
+    lines = [good, "{not json", {"namespace": "n", "text": "no id"}, {"id": "x", "text": "no ns"},
+             {"id": 5, "namespace": "n"}, {"id": "t", "namespace": "n", "tags": "a,b"},
+             {"id": "big", "namespace": "n", "text": "x" * 70_000}, {"id": "c", "namespace": "n", "class": "dream"}]
+    write_jsonl(tmp_path / "e.jsonl", lines)
+    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'm.db'}")
+    assert r.returncode == 0, r.stderr
+    q = [json.loads(x) for x in (tmp_path / "m.db.quarantine.jsonl").read_text().splitlines()]
+    reasons = {x["where"]: x["reason"] for x in q}
+    assert len(q) == 7 and MemoryOSStore(tmp_path / "m.db").count() == 1
+    assert reasons["line 2"].startswith("malformed JSON") and reasons["line 3"] == "missing id"
+    assert reasons["line 4"] == "missing namespace" and "not a string" in reasons["line 5"]
+    assert "tags" in reasons["line 6"] and "over the limit" in reasons["line 7"] and "class" in reasons["line 8"]
+    halt = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'h.db'}", "--on-error", "halt")
+    assert halt.returncode == 2 and "line 2" in halt.stderr and "Traceback" not in halt.stderr
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    write_jsonl(tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": "n", "text": "t"} for i in range(10)])
+    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'm.db'}", "--dry-run")
+    assert r.returncode == 0 and "dry run" in r.stdout and "10" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl"]
+
+
+def test_kill_mid_run_then_resume_gives_exact_parity(tmp_path):
+    n = 60_000
+    write_jsonl(tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": f"ns{i % 13}", "text": f"text {i}"} for i in range(n)])
+    args = [sys.executable, "-m", "cutover.cli", "migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}",
+            "--to", f"sqlite:{tmp_path / 'm.db'}", "--batch", "500"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store_path = tmp_path / "m.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once some batches are in, well before the end
+        time.sleep(0.05)
+        if store_path.exists():
+            try:
+                done = MemoryOSStore(store_path).count()
+            except Exception:
+                continue
+            if done >= 5_000:
+                break
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    partial = MemoryOSStore(store_path).count()
+    assert 0 < partial < n, partial
+    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{store_path}", "--batch", "500",
+            "--report", str(tmp_path / "resume.json"))
+    report = json.loads((tmp_path / "resume.json").read_text())
+    assert r.returncode == 0 and report["resumed"] and report["read"] == n and report["migrated"] == n
+    assert MemoryOSStore(store_path).count() == n
+    rc = cli("reconcile", "--source", f"jsonl:{tmp_path / 'e.jsonl'}", "--target", f"sqlite:{store_path}")
+    assert rc.returncode == 0, rc.stdout
+    again = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{store_path}", "--restart",
+                "--report", str(tmp_path / "again.json"))
+    report = json.loads((tmp_path / "again.json").read_text())
+    assert again.returncode == 0 and report["unchanged"] == n and report["migrated"] == 0  # idempotent re-run
+
+
+def test_shards_cover_every_record_exactly_once(tmp_path):
+    legacy = LegacyStore(tmp_path / "legacy.db")
+    legacy.put_many([Record(id=f"r{i}", namespace=f"tenant-{i % 37}", text=f"t{i}") for i in range(2000)])
+    seen: dict[tuple[str, str], int] = {}
+    for i in range(4):
+        r = cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", f"sqlite:{tmp_path / f'shard{i}.db'}",
+                "--shard", f"{i}/4")
+        assert r.returncode == 0, r.stderr
+        for rec in MemoryOSStore(tmp_path / f"shard{i}.db").scan():
+            seen[rec.key] = seen.get(rec.key, 0) + 1
+            assert shard_of(rec.namespace, 4) == i
+    assert len(seen) == 2000 and set(seen.values()) == {1}
+    assert cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", "sqlite:x.db", "--shard", "4/4").returncode == 2
+
+
+def test_reconcile_repair_restores_parity_after_writes_only_memoryos_received(tmp_path):
+    legacy, mos = LegacyStore(tmp_path / "legacy.db"), MemoryOSStore(tmp_path / "mos.db")
+    legacy.put_many([Record(id=f"r{i}", namespace="n", text=f"t{i}") for i in range(100)])
+    assert cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", f"sqlite:{tmp_path / 'mos.db'}").returncode == 0
+    # the incident window: MemoryOS took writes legacy never saw (new records and a newer version)
+    mos.put(Record(id="new1", namespace="n", text="only in memoryos"))
+    mos.put(Record(id="r5", namespace="n", text="t5 edited", version=2))
+    src, dst = f"sqlite:{tmp_path / 'mos.db'}", f"sqlite:{tmp_path / 'legacy.db'}"
+    check = cli("reconcile", "--source", src, "--target", dst, "--report", str(tmp_path / "before"))
+    assert check.returncode == 1 and "missing in target 1" in check.stdout and "mismatched 1" in check.stdout
+    fix = cli("reconcile", "--source", src, "--target", dst, "--repair", "--report", str(tmp_path / "after"))
+    assert fix.returncode == 0 and "1 copied, 1 stale replaced" in fix.stdout, fix.stdout
+    assert legacy.get("n", "new1").text == "only in memoryos" and legacy.get("n", "r5").version == 2
+    assert "Parity: yes" in (tmp_path / "after" / "reconcile.md").read_text()
+
+
+def test_unknown_policy_field_is_named(tmp_path):
+    (tmp_path / "p.yaml").write_text("name: p\nrules:\n  - {name: a, when: {colour: red}, tier: long}\n  - {name: z, tier: mid}\n")
+    write_jsonl(tmp_path / "e.jsonl", [{"id": "a", "namespace": "n"}])
+    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'm.db'}", "--policy", str(tmp_path / "p.yaml"))
+    assert r.returncode == 2 and "rules[0].when.colour" in r.stderr and "p.yaml:3" in r.stderr, r.stderr
