@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup demo test render bench bench-gateway clean
+.PHONY: setup demo test render bench bench-gateway bench-migration clean
 
 setup: $(VENV)/.installed
 
@@ -26,11 +26,14 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # Benchmarks print figures; they are not tests. wrk (Debian) is the gateway's load generator.
-bench: bench-gateway
+bench: bench-gateway bench-migration
 
 bench-gateway: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/gateway_bench.py
+
+bench-migration: setup
+	$(BIN)/python benchmarks/migration_bench.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+
+import orjson
 import sqlite3
 import time
 import uuid
@@ -133,10 +135,14 @@ def backfill(rec: dict, ctx: Context) -> tuple[dict, str, str, int]:
     return out, meta["mem_os"]["tier"], rule, kept
 
 
+def _dumps(v) -> str:
+    return orjson.dumps(v).decode()
+
+
 def row_of(d: dict) -> tuple:
     mo = d["metadata"]["mem_os"]
-    return (d["namespace"], d["id"], d["version"], d["class"], d["kind"], d["text"], json.dumps(d["content"]),
-            json.dumps(d["tags"]), d["source"], d["observed_at"], d["expires_at"], json.dumps(d["metadata"]),
+    return (d["namespace"], d["id"], d["version"], d["class"], d["kind"], d["text"], _dumps(d["content"]),
+            _dumps(d["tags"]), d["source"], d["observed_at"], d["expires_at"], _dumps(d["metadata"]),
             mo["tier"], float(mo.get("heat") or 0.0), mo.get("last_accessed_at"))
 
 
@@ -165,9 +171,9 @@ def jsonl_source(path: Path, start: str | None) -> Iterator[Item]:
             if not text:
                 continue
             try:
-                yield Item(str(offset), where, json.loads(text))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield Item(str(offset), where, None, f"malformed JSON: {exc.msg if hasattr(exc, 'msg') else exc}")
+                yield Item(str(offset), where, orjson.loads(text))
+            except orjson.JSONDecodeError as exc:
+                yield Item(str(offset), where, None, f"malformed JSON: {str(exc).split(':')[0]}")
 
 
 def sqlite_source(path: Path, start: str | None, namespaces: set[str] | None) -> Iterator[Item]:
@@ -197,34 +203,49 @@ def sqlite_source(path: Path, start: str | None, namespaces: set[str] | None) ->
 
 # -- targets ---------------------------------------------------------------------------------------
 class SqliteTarget:
-    """A MemoryOS store; the checkpoint row commits with each batch."""
+    """A MemoryOS store; the checkpoint row commits with each batch.
 
-    def __init__(self, path: Path):
+    defer_index: bulk mode. The full-text insert trigger is dropped for the run and the index is
+    rebuilt in one pass at the end (about 5x faster). Until the rebuild, text search misses what
+    was written meanwhile (by this run or a gateway mirroring into the store), so use it before
+    MemoryOS serves reads. A crashed bulk run leaves the trigger off: run the command again, it
+    resumes and finishes the rebuild."""
+
+    def __init__(self, path: Path, defer_index: bool = False):
         self.store = MemoryOSStore(path)
         self.conn = self.store._conn()
         self.conn.executescript(CHECKPOINTS)
+        self.defer_index = defer_index or not self._has_insert_trigger()
+        if self.defer_index:
+            with self.store._write:
+                self.conn.execute("DROP TRIGGER IF EXISTS records_ai")
+
+    def _has_insert_trigger(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='records_ai'").fetchone() is not None
+
+    def finish(self) -> None:
+        """Rebuild the full-text index and put the trigger back (bulk mode)."""
+        if not self.defer_index:
+            return
+        from .stores import SCHEMA
+
+        with self.store._write:
+            self.conn.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")
+            self.conn.executescript(SCHEMA)  # IF NOT EXISTS: recreates only the dropped trigger
 
     def checkpoint(self, run_key: str) -> dict | None:
         row = self.conn.execute("SELECT position, quarantine_offset, counts FROM migration_checkpoints WHERE run_key=?",
                                 (run_key,)).fetchone()
         return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
 
-    def existing_versions(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        out = {}
-        for i in range(0, len(keys), 400):
-            chunk = keys[i:i + 400]
-            where = " OR ".join(["(namespace=? AND id=?)"] * len(chunk))
-            args = [x for k in chunk for x in k]
-            out.update({(r[0], r[1]): r[2] for r in self.conn.execute(
-                f"SELECT namespace, id, version FROM records WHERE {where}", args)})
-        return out
-
-    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: dict) -> None:
+    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: Counts) -> None:
+        """Upsert the batch (a record already there at the same or a newer version is left as is, and
+        counted unchanged) and the checkpoint, in one transaction."""
         c = self.conn
         with self.store._write:
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany(
+                cur = c.executemany(
                     f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
                     "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
                     "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
@@ -233,8 +254,11 @@ class SqliteTarget:
                     "last_accessed_at=excluded.last_accessed_at WHERE excluded.version > records.version",
                     [row_of(d) for d in records],
                 )
+                unchanged = len(records) - max(cur.rowcount, 0)
+                counts.unchanged += unchanged
+                counts.migrated -= unchanged
                 c.execute("INSERT OR REPLACE INTO migration_checkpoints VALUES (?,?,?,?,?)",
-                          (run_key, position, q_offset, json.dumps(counts), time.time()))
+                          (run_key, position, q_offset, json.dumps(counts.as_dict()), time.time()))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -262,17 +286,17 @@ class JsonlTarget:
         self.f.seek(0, os.SEEK_END)
         return data
 
-    def existing_versions(self, keys: list[tuple[str, str]]) -> dict:
-        return {}
-
-    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: dict) -> None:
+    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: "Counts") -> None:
         self.f.write(b"".join(json.dumps(d).encode() + b"\n" for d in records))
         self.f.flush()
         os.fsync(self.f.fileno())
         tmp = self.ckpt.with_suffix(".tmp")
         tmp.write_text(json.dumps({"run_key": run_key, "position": position, "quarantine_offset": q_offset,
-                                   "target_offset": self.f.tell(), "counts": counts}))
+                                   "target_offset": self.f.tell(), "counts": counts.as_dict()}))
         os.replace(tmp, self.ckpt)
+
+    def finish(self) -> None:
+        pass
 
     def close(self) -> None:
         self.f.close()
@@ -307,6 +331,7 @@ class Options:
     on_error: str = "quarantine"
     quarantine: Path | None = None
     restart: bool = False
+    defer_index: bool = False
     progress: Callable[[Counts, int], None] | None = None  # (counts, source bytes done or records)
 
 
@@ -323,7 +348,7 @@ def migrate(o: Options) -> dict:
     if o.on_error not in ("quarantine", "halt"):
         raise MigrationError(f"unknown --on-error {o.on_error!r}", fix="use quarantine or halt")
     key = run_key(o)
-    target = None if o.dry_run else (SqliteTarget(dst_path) if dst_kind == "sqlite" else JsonlTarget(dst_path))
+    target = None if o.dry_run else (SqliteTarget(dst_path, o.defer_index) if dst_kind == "sqlite" else JsonlTarget(dst_path))
     qpath = o.quarantine or dst_path.with_name(dst_path.name + ".quarantine.jsonl")
     started = time.monotonic()
     ctx = Context(o.source, uuid.uuid4().hex[:12], o.policy, now_ms(), o.policy.compile(now_ms()))
@@ -349,16 +374,12 @@ def migrate(o: Options) -> dict:
         if target is None:
             batch, quarantined = [], []
             return
-        existing = target.existing_versions([(d["namespace"], d["id"]) for d in batch]) if batch else {}
-        fresh = [d for d in batch if existing.get((d["namespace"], d["id"]), 0) < d["version"]]
-        counts.unchanged += len(batch) - len(fresh)
-        counts.migrated -= len(batch) - len(fresh)
         if quarantined:
             qfile.write(b"".join(quarantined))
             qfile.flush()
             os.fsync(qfile.fileno())
             q_offset = qfile.tell()
-        target.write(fresh, key, last_position or "", q_offset, counts.as_dict())
+        target.write(batch, key, last_position or "", q_offset, counts)
         batch, quarantined = [], []
 
     try:
@@ -393,6 +414,8 @@ def migrate(o: Options) -> dict:
                 if o.progress:
                     o.progress(counts, int(item.position) if src_kind == "jsonl" else counts.read)
         flush()
+        if target:
+            target.finish()
     finally:
         if qfile:
             qfile.close()

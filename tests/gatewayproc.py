@@ -50,12 +50,17 @@ class GatewayProcess:
         env = {**os.environ, "CUTOVER_ADMIN_TOKEN": "test-token"}
         self.log = open(self.data.parent / f"gateway-{self.port}.log", "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        wait_http(f"{self.url}/healthz", timeout=60)
+        try:
+            wait_http(f"{self.url}/healthz", timeout=60)
+        except TimeoutError:
+            self.stop()
+            raise
         return self
 
     def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

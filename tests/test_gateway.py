@@ -127,7 +127,8 @@ def test_kill_switch_takes_effect_within_one_flag_reload(tmp_path):
     flags.write_text(json.dumps(render_flags(plan, "ramp-75", "staging")))
     data = tmp_path / "data"
     data.mkdir()
-    g = GatewayProcess(tmp_path / "project", data, "ramp-75", flag_poll_ms=200).start(flags_file=flags)
+    g = GatewayProcess(tmp_path / "project", data, "ramp-75", flag_poll_ms=200)
+    g.start(flags_file=flags)
     try:
         c = g.client("staff-1", group="internal")
         assert c.post("/v1/recall", json={"namespace": "n", "query": "x"}).json()["path"] == "memoryos"
@@ -148,15 +149,17 @@ def test_outbox_survives_kill_9_and_drains_on_restart_with_zero_lost_writes(tmp_
     data = tmp_path / "data"
     data.mkdir()
     g = GatewayProcess(project, data, "canary").start()
-    g.faults("memoryos", outage=True)  # mirrors pile up in the outbox
-    acked = set()
-    c = g.client()
-    for i in range(200):
-        r = c.post("/v1/memories", json=rec(i, ns=f"agents/{i % 7}"))
-        if r.status_code == 200:
-            acked.add((f"agents/{i % 7}", f"r{i}"))
-    assert len(acked) == 200 and sum(g.status()["outbox"]["depth"].values()) >= 190
-    g.kill9()
+    try:
+        g.faults("memoryos", outage=True)  # mirrors pile up in the outbox
+        acked = set()
+        c = g.client()
+        for i in range(200):
+            r = c.post("/v1/memories", json=rec(i, ns=f"agents/{i % 7}"))
+            if r.status_code == 200:
+                acked.add((f"agents/{i % 7}", f"r{i}"))
+        assert len(acked) == 200 and sum(g.status()["outbox"]["depth"].values()) >= 190
+    finally:
+        g.kill9()
     g2 = GatewayProcess(project, data, "canary")
     g2.port, g2.admin_port = g.port, g.admin_port
     g2.start()
