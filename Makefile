@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup demo test render bench bench-gateway bench-migration clean
+.PHONY: setup demo test render bench bench-gateway bench-migration bench-judge clean
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # Benchmarks print figures; they are not tests. wrk (Debian) is the gateway's load generator.
-bench: bench-gateway bench-migration
+bench: bench-gateway bench-migration bench-judge
 
 bench-gateway: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -34,6 +34,9 @@ bench-gateway: setup
 
 bench-migration: setup
 	$(BIN)/python benchmarks/migration_bench.py
+
+bench-judge: setup
+	$(BIN)/python benchmarks/judge_simulation.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -377,6 +377,99 @@ def reconcile_cmd(
         raise typer.Exit(1)
 
 
+@app.command("analyze")
+def analyze_cmd(
+    samples: list[Path] = typer.Argument(..., help="sample files (JSON lines) from a Locust run"),
+    phase: str = typer.Option(..., "--phase", "-p", help="phase the samples were collected in"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="writes verdict.json, report.md and PNG plots here"),
+    kind: str = typer.Option("verdict", "--kind", help="verdict (canary vs control), baseline or soak"),
+    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="stack the evidence applies to"),
+    treatment_share: Optional[float] = typer.Option(None, "--treatment-share", help="configured treatment share "
+                                                    "(default: the phase's percentage)"),
+    file: Path = typer.Option(Path("rollout.yaml"), "--file", "-f", help="plan file"),
+) -> None:
+    """Judge treatment against control: a verdict (PROMOTE, HOLD or ROLLBACK) with every reason, as gate evidence.
+
+    Exit code 0 for PROMOTE, 1 for HOLD, 3 for ROLLBACK.
+    """
+    from . import analysis
+    from .reporting import write_analysis
+
+    plan = load_plan(file)
+    eff = plan.effective(phase)
+    try:
+        data = analysis.load_samples(samples)
+    except (analysis.SampleError, OSError) as exc:
+        raise CutoverError(str(exc), fix="pass the --samples file(s) a cutover Locust scenario wrote") from None
+    if kind == "verdict":
+        share = treatment_share if treatment_share is not None else eff.phase.flags.treatment.percentage / 100
+        if not 0 < share < 1:
+            share = 0.5
+        verdict = analysis.judge(data, eff.analysis, share)
+        title = "Canary analysis"
+    elif kind == "baseline":
+        verdict, title = analysis.judge_baseline(data, eff.analysis), "Baseline"
+    elif kind == "soak":
+        verdict, title = analysis.judge_soak(data, eff.analysis, eff.abort_triggers.error_rate), "Soak"
+    else:
+        raise CutoverError(f"unknown --kind {kind!r}", fix="use verdict, baseline or soak")
+    write_analysis(verdict, data, plan, phase, stack, out_dir, kind=kind, title=title)
+    (out if verdict.verdict == "PROMOTE" else err).print(f"{kind} for phase {phase}: {verdict.verdict} (score {verdict.score})")
+    for reason in verdict.reasons:
+        out.print(f"  - {reason}", highlight=False)
+    out.print(f"evidence: {out_dir / 'verdict.json'}; report: {out_dir / 'report.md'}")
+    raise typer.Exit({"PROMOTE": 0, "HOLD": 1, "ROLLBACK": 3}[verdict.verdict])
+
+
+@app.command("report")
+def report_cmd(
+    evidence: list[Path] = typer.Option(..., "--evidence", "-e", help="evidence files or directories (repeatable)"),
+    out_dir: Path = typer.Option(Path("out/report"), "--out", "-o", help="where campaign-report.md goes"),
+    file: Path = typer.Option(Path("rollout.yaml"), "--file", "-f", help="plan file"),
+) -> None:
+    """Build the campaign's final report (phase-5 post-mortem) from every phase's evidence."""
+    from .reporting import campaign_report
+
+    path = campaign_report(load_plan(file), evidence, out_dir)
+    out.print(f"campaign report: {path}")
+
+
+SCENARIOS = ("canary", "soak", "baseline")
+
+
+@app.command("loadtest")
+def loadtest_cmd(
+    scenario: str = typer.Argument(..., help="canary, soak or baseline (loadtests/<scenario>.py)"),
+    host: str = typer.Option("http://127.0.0.1:8080", "--host", help="the gateway (loopback unless --allow-remote)"),
+    users: int = typer.Option(20, "--users", "-u", min=1),
+    spawn_rate: float = typer.Option(10, "--spawn-rate", "-r"),
+    run_time: str = typer.Option("60s", "--run-time", "-t", help="bounded run time, e.g. 30s, 10m"),
+    samples: Path = typer.Option(Path("out/samples.jsonl"), "--samples", help="per-request samples (JSON lines)"),
+    processes: int = typer.Option(1, "--processes", help="Locust worker processes (more load)"),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback host"),
+    extra: list[str] = typer.Option([], "--locust-arg", help="passed to locust as is (repeatable)"),
+) -> None:
+    """Run a Locust scenario headless, bounded in time, and write per-request samples plus Locust's CSV stats."""
+    import subprocess
+    from urllib.parse import urlparse
+
+    if scenario not in SCENARIOS:
+        raise CutoverError(f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}")
+    hostname = urlparse(host).hostname or ""
+    if not allow_remote and not (hostname in ("localhost", "::1") or hostname.startswith("127.")):
+        raise CutoverError(f"{host} is not a loopback address", fix="load tests target 127.0.0.1 unless --allow-remote")
+    locustfile = Path(__file__).resolve().parent.parent / "loadtests" / f"{scenario}.py"
+    samples.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(spawn_rate),
+            "-t", run_time, "--host", host, "--samples", str(samples), "--csv", str(samples.with_suffix("")),
+            "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0", *extra]
+    if processes > 1:
+        args += ["--processes", str(processes)]
+    out.print(f"locust {scenario}: {users} users, {run_time}, {host}; samples -> {samples}")
+    rc = subprocess.call(args, cwd=locustfile.parent)
+    raise typer.Exit(rc)
+
+
 METRICS_PAGE_HEAD = """# Metrics contract
 
 Generated by `cutover metrics contract --out runbooks/reference/metrics.md` from the plan's `metrics:`

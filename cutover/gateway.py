@@ -21,7 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from .drift import jaccard_distance, rbo, readiness
 from .flags import kill_write_mode
@@ -176,6 +176,7 @@ class Gateway:
         self.legacy, self.memoryos = FaultyStore(legacy), FaultyStore(memoryos)
         self.stores = {"legacy": self.legacy, "memoryos": self.memoryos}
         self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes etc., for soak runs
         self.metrics = GatewayMetrics(plan, self.registry)
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
         self.flags = FlagReader(plan, flags_path, flag_poll_ms)
