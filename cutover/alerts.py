@@ -58,7 +58,7 @@ def kebab(alert: str) -> str:
 
 
 def runbook_url(base: str, alert: str) -> str:
-    return f"{base.rstrip('/')}/alerts/{kebab(alert)}/"
+    return f"{base.rstrip('/')}/on-call/alerts/{kebab(alert)}/"
 
 
 class Q:

@@ -77,7 +77,7 @@ def test_every_alert_is_labelled_and_links_its_runbook(plan):
                 assert r["labels"]["phase"] == phase and r["labels"]["stack"] == "staging"
                 a = r["annotations"]
                 assert a["summary"] and "$value" in a["description"] or r["alert"] == "CutoverWatchdog"
-                assert a["runbook_url"].startswith(BASE + "/alerts/cutover-")
+                assert a["runbook_url"].startswith(BASE + "/on-call/alerts/cutover-")
 
 
 def test_burn_rate_alerts_have_the_four_window_pairs(plan):

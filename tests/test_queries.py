@@ -9,7 +9,6 @@ import yaml
 
 from cutover import dashboards
 from cutover.alerts import render_rules
-from cutover.metrics import contract_markdown
 
 from .conftest import ROOT
 from .promstack import exporter, prometheus
@@ -70,8 +69,3 @@ def test_dashboards_cover_latency_errors_queues_and_degradation(plan):
     for board in dashboards.build(plan).values():
         names = [v["name"] for v in board["templating"]["list"]]
         assert {"stack", "cohort", "datasource"} <= set(names)
-
-
-def test_metrics_contract_page_is_fresh(plan):
-    page = (ROOT / "runbooks" / "reference" / "metrics.md").read_text()
-    assert page.endswith(contract_markdown(plan)), "run `cutover metrics contract --out runbooks/reference/metrics.md`"

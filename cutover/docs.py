@@ -1,0 +1,288 @@
+"""MkDocs hook: pages generated from the plan at build time, so no number is ever retyped.
+
+- rolling-out/phases/<phase>.md: duration, commands, monitoring targets, success criteria, abort triggers;
+- on-call/alerts/<alert>.md: one page per alert (Meaning, Impact, Diagnosis, Mitigation) at the path
+  its `runbook_url` names, and reference/alerts.md, the table of all alerts;
+- policy/compatibility.md from policy/compatibility.yaml;
+- load-testing/example-report.md: a report the judge really wrote (with its plots) on reproducible data;
+- in hand-written pages, `{{ plan:analysis.min_samples }}` (any dotted path into the effective plan,
+  `{{ plan:phase.canary.analysis.min_samples }}` for one phase) is replaced by the plan's value.
+
+mkdocs.yml names this file under `hooks:`; the plan is the project's rollout.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from cutover.alerts import BURN_WINDOWS, kebab, render_rules
+from cutover.durations import format_duration
+from cutover.metrics import contract_markdown
+from cutover.plan import Plan, load_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = {
+    "rollout-overview": "Rollout overview",
+    "canary-vs-control": "Canary vs control",
+    "slo-compliance": "SLO compliance",
+    "migration-dual-run": "Migration and dual-run",
+}
+
+# Meaning, impact, diagnosis and mitigation of every alert the rules can contain.
+ALERT_TEXT: dict[str, dict[str, str]] = {
+    "CutoverRecallAvailabilityBurnRate": {
+        "meaning": "Recalls fail fast enough to spend the availability error budget at the rate named by the `long`/`short` labels.",
+        "impact": "Agents lose memories from their context: answers degrade. At 14.4x the whole 30-day budget is gone in about two days.",
+        "diagnosis": "Open *SLO compliance* and *Rollout overview*; compare the error rate by path. If only `memoryos` errs, the candidate is the cause; if both, look at legacy and the gateway.",
+        "mitigation": "A treatment-only burn: roll back (see [Rollback](../rollback.md), level 1). A burn on both paths: this is not the rollout; follow the memory service's own runbook and hold the phase.",
+    },
+    "CutoverRecallLatencyBurnRate": {
+        "meaning": "Too many recalls are slower than the latency objective; the latency error budget burns at the labelled rate.",
+        "impact": "Agents wait on memory; slow turns and timeouts upstream.",
+        "diagnosis": "*Canary vs control*: is the p99 ratio above 1? *Migration and dual-run*: is the outbox or the shadow queue busy?",
+        "mitigation": "Treatment slower: roll back one level (lower percentage) or to legacy reads. Both slow: scale the gateway or the stores, hold the phase.",
+    },
+    "CutoverTreatmentLatencyP95High": {
+        "meaning": "The treatment cohort's recall p95 is above the phase's abort trigger.",
+        "impact": "The treated share of agents sees slow recalls.",
+        "diagnosis": "*Canary vs control* p50/p99 by cohort; `cutover flags` shows the live split; check MemoryOS host saturation.",
+        "mitigation": "The controller rolls the flags back automatically (label `rollback_level`). Manually: `cutover flags --read-path legacy`.",
+    },
+    "CutoverTreatmentP99AboveControl": {
+        "meaning": "The treatment's recall p99 is more than the allowed ratio above the control's.",
+        "impact": "A tail regression: the slowest recalls of treated agents got slower.",
+        "diagnosis": "*Canary vs control*, panel *p99 ratio*; run `cutover analyze` on the latest samples for a tested verdict.",
+        "mitigation": "Roll back one level; keep the phase until a new verdict is PROMOTE.",
+    },
+    "CutoverTreatmentErrorRateHigh": {
+        "meaning": "The treatment cohort's recall error rate is above the abort trigger.",
+        "impact": "Treated agents get errors where fallback did not answer.",
+        "diagnosis": "Error rate by path and fallbacks by reason (*Migration and dual-run*); gateway logs; `GET /admin/status`.",
+        "mitigation": "Automatic rollback by the controller; manually the kill switch: `cutover flags --kill-switch on`.",
+    },
+    "CutoverTreatmentErrorRateAboveControl": {
+        "meaning": "Treatment errors exceed control errors by more than the allowed difference.",
+        "impact": "The new path is less reliable than the old one for the same traffic.",
+        "diagnosis": "*Canary vs control*, error rate by cohort; the judge's Fisher test in `cutover analyze`.",
+        "mitigation": "Roll back; reconcile after the incident window (`cutover reconcile --after-rollback`).",
+    },
+    "CutoverDriftHigh": {
+        "meaning": "Shadow reads answer differently from legacy: mean top-k Jaccard distance above the abort trigger.",
+        "impact": "If MemoryOS served these reads, agents would recall different memories.",
+        "diagnosis": "*Migration and dual-run*, drift distribution; was a migration batch missed (`cutover reconcile`)? Did the ranking change?",
+        "mitigation": "Hold cutover; repair parity with `cutover reconcile --repair`; see [Drift spike](../playbooks/drift-spike.md).",
+    },
+    "CutoverFallbackRateHigh": {
+        "meaning": "Too many MemoryOS reads fall back to legacy (errors, timeouts, outage).",
+        "impact": "Answers still arrive (from legacy), but the treatment is not really being tested and latency grows by the timeout.",
+        "diagnosis": "Fallbacks by reason; MemoryOS health; `GET /admin/status` faults.",
+        "mitigation": "See [MemoryOS outage](../playbooks/memoryos-outage.md). The controller rolls back when it persists.",
+    },
+    "CutoverOutboxDepthHigh": {
+        "meaning": "More mirror writes wait in the durable outbox than the abort trigger allows.",
+        "impact": "The mirror store lags: a rollback or cutover now would read stale data until the outbox drains.",
+        "diagnosis": "*Migration and dual-run*: outbox depth and age, mirror failures by reason; dead letters in `GET /admin/status`.",
+        "mitigation": "See [Mirror lag and outbox growth](../playbooks/mirror-lag.md).",
+    },
+    "CutoverOutboxLagHigh": {
+        "meaning": "The oldest write waiting in the outbox is older than the abort trigger.",
+        "impact": "Writes are acknowledged but not yet in the other store.",
+        "diagnosis": "Mirror failures by reason; is the target store down or throttled?",
+        "mitigation": "See [Mirror lag and outbox growth](../playbooks/mirror-lag.md).",
+    },
+    "CutoverTreatmentNoData": {
+        "meaning": "Requests flow but none comes from the treatment cohort.",
+        "impact": "Every canary verdict would be NoData; alerts on the treatment cannot fire.",
+        "diagnosis": "`cutover flags` (is the percentage 0 or the kill switch on?), the gateway's flag file, the cohort label in `/metrics`.",
+        "mitigation": "See [Flag misconfiguration](../playbooks/flag-misconfiguration.md).",
+    },
+    "CutoverWatchdog": {
+        "meaning": "Always firing: the heartbeat of the alerting pipeline.",
+        "impact": "None while it fires. When it stops arriving, Prometheus, the rules or Alertmanager are down.",
+        "diagnosis": "Prometheus `/-/healthy`, `/api/v1/rules`; Alertmanager `/-/healthy`.",
+        "mitigation": "See [Prometheus or Alertmanager down](../playbooks/monitoring-down.md).",
+    },
+}
+
+
+def _all_rules(plan: Plan, base: str) -> dict[str, dict]:
+    """Every alert rule of every phase, by name (the last phase's instance)."""
+    rules: dict[str, dict] = {}
+    for phase in plan.phase_names:
+        for g in render_rules(plan, phase, "STACK", base)["groups"]:
+            for r in g["rules"]:
+                if "alert" in r:
+                    rules.setdefault(r["alert"], r)
+    return rules
+
+
+def phase_page(plan: Plan, name: str) -> str:
+    eff = plan.effective(name)
+    p, i = eff.phase, eff.index
+    f = p.flags
+    prev = plan.phases[i - 1].name if i else None
+    lines = [f"# {p.title or name}", "", p.description, "",
+             "| | |", "|---|---|",
+             f"| phase | `{name}` ({i} of {len(plan.phases) - 1}) |",
+             f"| minimum duration | {format_duration(p.min_duration)} |",
+             f"| treatment cohort | {f.treatment.describe()} |",
+             f"| treatment read path | `{f.read_path}` (control reads `legacy`) |",
+             f"| write mode | `{f.write_mode}` |",
+             f"| entry gate | {'none' if not prev else ', '.join(plan.phases[i - 1].exit_evidence) + f' evidence from `{prev}`' if plan.phases[i - 1].exit_evidence else 'none'} |",
+             "", "## Commands", "", "=== \"Pulumi\"", "", "    ```sh",
+             "    pulumi stack select staging", f"    pulumi config set memoryos-rollout:phase {name}", "    pulumi up", "    ```", "",
+             "=== \"GitOps / kubectl\"", "", "    ```sh", f"    cutover render --stack staging --phase {name} --out out/staging",
+             "    promtool test rules out/staging/rules.test.yml", "    kubectl apply -f out/staging/manifests/", "    ```", "",
+             "=== \"Check the gate first\"", "", "    ```sh",
+             f"    cutover plan transition --from {prev or '(none)'} --to {name} --evidence evidence/staging --stack staging"
+             if prev else f"    cutover plan transition --to {name}", "    ```", ""]
+    if f.read_path == "memoryos" and not f.treatment.is_global:
+        lines += ["=== \"Canary comparison\"", "", "    ```sh",
+                  "    cutover loadtest canary --host http://127.0.0.1:8080 --run-time 10m --samples out/canary.jsonl",
+                  f"    cutover analyze out/canary.jsonl --phase {name} --stack staging --out evidence/staging/{name}", "    ```", ""]
+    if name == plan.phases[0].name:
+        lines += ["=== \"Soak and baseline\"", "", "    ```sh",
+                  "    cutover loadtest soak --run-time 30m --samples out/soak.jsonl",
+                  f"    cutover analyze out/soak.jsonl --phase {name} --kind soak --stack staging --out evidence/staging/soak",
+                  "    cutover loadtest baseline --run-time 10m --samples out/baseline.jsonl",
+                  f"    cutover analyze out/baseline.jsonl --phase {name} --kind baseline --stack staging --out evidence/staging/baseline",
+                  "    ```", ""]
+    lines += ["## Monitoring targets", "", "| target | value |", "|---|---|"]
+    m = eff.monitoring
+    lines += [f"| recall availability | {m.recall_availability:g} |", f"| recall p99 | {m.recall_p99_ms:g} ms |",
+              f"| drift (mean top-k Jaccard distance) | at most {m.drift_max:g} |", f"| fallback rate | at most {m.fallback_rate_max:g} |",
+              f"| outbox lag | at most {m.outbox_lag_max_s:g} s |", "",
+              "Dashboards: " + ", ".join(f"*{t}* (`cutover-{slug}`)" for slug, t in DASHBOARDS.items()) + ".", "",
+              "## Success criteria", ""] + [f"- [ ] {c}" for c in eff.success_criteria()]
+    t = eff.abort_triggers
+    lines += ["", "## Abort triggers", "", f"Each holds for {format_duration(t.for_)} before it pages; the controller then "
+              f"applies a **{t.rollback}** rollback, at most once per {format_duration(t.hold_down)}.", ""]
+    lines += [f"- {c}" for c in eff.abort_conditions()]
+    a = eff.analysis
+    lines += ["", "## Analysis settings", "", "| setting | value |", "|---|---|"] + [
+        f"| {k} | {v} |" for k, v in a.model_dump(mode="json").items()]
+    return "\n".join(lines) + "\n"
+
+
+def alert_page(name: str, rule: dict) -> str:
+    text = ALERT_TEXT.get(name, {})
+    labels = ", ".join(f"`{k}={v}`" for k, v in rule["labels"].items() if k not in ("phase", "stack"))
+    lines = [f"# {name}", "", f"**Severity:** {rule['labels']['severity']} · labels: {labels}", "",
+             f"> {rule['annotations']['summary']}", ""]
+    for section in ("meaning", "impact", "diagnosis", "mitigation"):
+        lines += [f"## {section.capitalize()}", "", text.get(section, "See the playbooks."), ""]
+    lines += ["## Rule", "", "```promql", rule["expr"], "```", "", f"`for: {rule.get('for', '0s')}` · thresholds come from "
+              "the plan (`cutover plan show --phase PHASE`)."]
+    if name.endswith("BurnRate"):
+        lines += ["", "| long | short | burn factor | for | severity |", "|---|---|---|---|---|"] + [
+            f"| {b.long} | {b.short} | {b.factor:g}x | {b.for_} | {b.severity} |" for b in BURN_WINDOWS]
+    return "\n".join(lines) + "\n"
+
+
+def alerts_table(rules: dict[str, dict]) -> str:
+    lines = ["# Alerts", "", "Every alert the rendered rules can contain, with its page. Generated from the rules.", "",
+             "| alert | severity | summary |", "|---|---|---|"]
+    for name, r in sorted(rules.items()):
+        lines.append(f"| [{name}](../on-call/alerts/{kebab(name)}.md) | {r['labels']['severity']} | {r['annotations']['summary']} |")
+    return "\n".join(lines) + "\n"
+
+
+def compatibility_page(data: dict) -> str:
+    cols = data["columns"]
+    lines = ["# Compatibility matrix", "", data.get("intro", ""), "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in data["rows"]:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+DURATION_FIELDS = {"min_duration", "for", "hold_down", "slo_window"}
+_TOKEN = re.compile(r"\{\{\s*plan:([\w.\-]+)\s*\}\}")
+
+
+def resolve(plan: Plan, path: str) -> str:
+    parts = path.split(".")
+    if parts[0] == "phase":
+        obj: object = plan.effective(parts[1])
+        parts = parts[2:]
+    else:
+        obj = plan
+    for part in parts:
+        obj = getattr(obj, part if hasattr(obj, part) else part + "_")
+    if parts and parts[-1] in DURATION_FIELDS:
+        return format_duration(obj)
+    if isinstance(obj, float) and obj.is_integer():
+        return str(int(obj))
+    return str(obj)
+
+
+def example_report(plan: Plan) -> tuple[str, dict[str, bytes]]:
+    """Run the real judge and report writer on reproducible samples; return the page and its plots."""
+    import tempfile
+
+    import numpy as np
+
+    from cutover.analysis import Sample, judge
+    from cutover.reporting import write_analysis
+
+    rng = np.random.default_rng(42)
+    samples = []
+    for cohort, scale in (("control", 1.0), ("treatment", 1.08)):
+        for i, x in enumerate(rng.lognormal(np.log(40), 0.45, 4000) * scale):
+            ids = [f"r{j}" for j in range(10)] if rng.random() < 0.95 else [f"x{j}" for j in range(10)]
+            samples.append(Sample(float(i), cohort, "recall", float(x), bool(rng.random() >= 0.001), 200, ids, f"team/{i % 50}|q"))
+    verdict = judge(samples, plan.effective("canary").analysis, 0.5, ops=("recall",))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_analysis(verdict, samples, plan, "canary", "staging", Path(tmp))
+        page = (Path(tmp) / "report.md").read_text()
+        images = {p.name: p.read_bytes() for p in Path(tmp).glob("*.png")}
+    intro = ("!!! note \"How this page is made\"\n    The docs build runs the judge (`cutover.analysis`) and the report writer on "
+             "4 000 reproducible samples per cohort, the treatment 8 % slower, so this is exactly what `cutover analyze` writes.\n\n")
+    return page.replace("# Canary analysis", "# Example report", 1).replace("\n", "\n" + intro, 1), images
+
+
+# -- MkDocs hooks ------------------------------------------------------------------------------------
+_state: dict = {}
+
+
+def on_config(config, **kw):
+    _state["plan"] = load_plan(ROOT / "rollout.yaml")
+    _state["base"] = (config.get("site_url") or "http://127.0.0.1:8000/").rstrip("/")
+    return config
+
+
+def on_files(files, config, **kw):
+    from mkdocs.structure.files import File
+
+    plan: Plan = _state["plan"]
+    rules = _all_rules(plan, _state["base"])
+    generated = {f"rolling-out/phases/{p}.md": phase_page(plan, p) for p in plan.phase_names}
+    generated.update({f"on-call/alerts/{kebab(n)}.md": alert_page(n, r) for n, r in rules.items()})
+    generated["reference/alerts.md"] = alerts_table(rules)
+    generated["reference/metrics.md"] = "# Metrics contract\n\n" + contract_markdown(plan)
+    compat = ROOT / "runbooks" / "policy" / "compatibility.yaml"
+    generated["policy/compatibility.md"] = compatibility_page(yaml.safe_load(compat.read_text()))
+    page, images = example_report(plan)
+    generated["load-testing/example-report.md"] = page
+    for uri, content in generated.items():
+        existing = files.get_file_from_path(uri)
+        if existing is not None:
+            files.remove(existing)
+        files.append(File.generated(config, uri, content=content))
+    for name, data in images.items():
+        files.append(File.generated(config, f"load-testing/{name}", content=data))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files, **kw):
+    plan: Plan = _state["plan"]
+
+    def sub(m: re.Match) -> str:
+        try:
+            return resolve(plan, m.group(1))
+        except (AttributeError, KeyError, Exception) as exc:  # a typo must fail the strict build
+            raise ValueError(f"{page.file.src_uri}: unknown plan value {m.group(1)!r} ({exc})") from None
+
+    return _TOKEN.sub(sub, markdown)
