@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .durations import format_duration
+from .durations import format_duration, parse_duration
 from .metrics import le, name
 from .plan import EffectivePhase, Plan
 
@@ -210,8 +210,32 @@ def watchdog(ctx: dict) -> dict:
                   "Always firing. If it stops arriving, Prometheus, the rules or Alertmanager are down.", ctx)
 
 
-def render_rules(plan: Plan, phase: str, stack: str, runbook_base: str) -> dict:
+_WINDOW = re.compile(r"\[(\d+(?:\.\d+)?[smhdw])\]")
+
+
+def _scaled(duration: str, scale: float) -> str:
+    return format_duration(max(1, round(parse_duration(duration) / scale)))
+
+
+def compress(rules: dict, scale: float) -> dict:
+    """The same rules with every range window and `for:` divided by `scale` (rehearsals only: a
+    5-minute window becomes 10 s at scale 30). Rule and record names keep their nominal windows."""
+    out = {"groups": []}
+    for g in rules["groups"]:
+        group = {**g, "rules": []}
+        for r in g["rules"]:
+            r = {**r, "expr": _WINDOW.sub(lambda m: f"[{_scaled(m.group(1), scale)}]", r["expr"])}
+            if "for" in r:
+                r["for"] = _scaled(r["for"], scale)
+            group["rules"].append(r)
+        out["groups"].append(group)
+    return out
+
+
+def render_rules(plan: Plan, phase: str, stack: str, runbook_base: str, time_scale: float = 1.0) -> dict:
     """A plain Prometheus rule file (`groups:`), as promtool and a PrometheusRule spec take it."""
+    if time_scale != 1.0:
+        return compress(render_rules(plan, phase, stack, runbook_base), time_scale)
     eff = plan.effective(phase)
     ctx = {"phase": phase, "stack": stack, "runbook_base": runbook_base}
     return {

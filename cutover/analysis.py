@@ -42,6 +42,7 @@ class Sample:
     ids: list | None = None
     query: str | None = None
     rss_mb: float | None = None
+    agent: str | None = None  # the targeting key: the unit of randomization
 
 
 class SampleError(ValueError):
@@ -58,7 +59,7 @@ def load_samples(paths: Iterable[Path]) -> list[Sample]:
                 try:
                     d = orjson.loads(line)
                     out.append(Sample(float(d["ts"]), d["cohort"], d["op"], float(d["latency_ms"]), bool(d["ok"]),
-                                      int(d.get("status", 200)), d.get("ids"), d.get("query"), d.get("rss_mb")))
+                                      int(d.get("status", 200)), d.get("ids"), d.get("query"), d.get("rss_mb"), d.get("agent")))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     raise SampleError(f"{path}:{n}: not a sample ({exc}); need ts, cohort, op, latency_ms, ok") from None
     return out
@@ -218,7 +219,8 @@ def judge_overlap(pairs: list[tuple[list, list]], a: Analysis, rng: np.random.Ge
         r.reasons.append(f"recall quality: {len(pairs)} queries answered in both cohorts, {min_pairs} needed")
         return r
     k = a.top_k
-    overlaps = np.array([len(set(c[:k]) & set(t[:k])) / max(1, min(k, max(len(c[:k]), len(t[:k])))) for c, t in pairs])
+    overlaps = np.array([1.0 if not c[:k] and not t[:k] else  # both empty: the same answer
+                         len(set(c[:k]) & set(t[:k])) / min(k, max(len(c[:k]), len(t[:k]))) for c, t in pairs])
     rbos = np.array([rbo(c, t, a.rbo_p, k) for c, t in pairs])
     boots = rng.choice(overlaps, (400, len(overlaps)), replace=True).mean(axis=1)
     lo, hi = np.quantile(boots, [a.alpha / 2, 1 - a.alpha / 2])
@@ -279,15 +281,21 @@ def judge(samples: Sequence[Sample], a: Analysis, treatment_share: float = 0.5, 
                                     np.array([s.ok for s in by[("treatment", op)]]), a))
     if overlap:
         metrics.append(judge_overlap(_pairs(samples), a, rng))
-    return decide(metrics, n, treatment_share, a, samples)
+    # Sample-ratio mismatch is tested on the unit of randomization: distinct targeting keys when the
+    # samples carry them (requests of one agent are not independent draws of the split).
+    units = {c: {s.agent for s in samples if s.cohort == c and s.agent} for c in ("control", "treatment")}
+    srm_n = {c: len(u) for c, u in units.items()} if all(units.values()) else n
+    return decide(metrics, n, treatment_share, a, samples, srm_n)
 
 
-def decide(metrics: list[MetricResult], n: dict, treatment_share: float, a: Analysis, samples=()) -> Verdict:
-    srm = sample_ratio(n["control"], n["treatment"], treatment_share)
+def decide(metrics: list[MetricResult], n: dict, treatment_share: float, a: Analysis, samples=(), srm_n: dict | None = None) -> Verdict:
+    srm_n = srm_n or n
+    srm = sample_ratio(srm_n["control"], srm_n["treatment"], treatment_share)
     reasons = [r for m in metrics for r in m.reasons]
     seq = sequential_guardrail(samples, a) if samples else {}
     if srm < a.srm_p:
-        reasons.insert(0, f"sample-ratio mismatch: {n['control']} control vs {n['treatment']} treatment against a "
+        unit = "agents" if srm_n is not n else "requests"
+        reasons.insert(0, f"sample-ratio mismatch: {srm_n['control']} control vs {srm_n['treatment']} treatment {unit} against a "
                           f"configured treatment share of {treatment_share:.0%} (chi-square p={srm:.2g} < {a.srm_p}): comparison void")
     classes = [m.classification for m in metrics]
     passed = sum(1 for c in classes if c in (PASS, LOW))

@@ -359,7 +359,7 @@ def reconcile_cmd(
     window = (since or 0, until or 2**62) if (since or until) else None
     repaired = None
     if repair_:
-        repaired = rc.repair(source, target, policy, namespace or None, window, delete_extra)
+        repaired = rc.repair(source, target, policy, namespace or None, window, delete_extra, compare_tier=not no_tier)
         report = repaired["after"]
     else:
         report = rc.compare(source, target, policy, namespace or None, window, compare_tier=not no_tier)
@@ -468,6 +468,29 @@ def loadtest_cmd(
     out.print(f"locust {scenario}: {users} users, {run_time}, {host}; samples -> {samples}")
     rc = subprocess.call(args, cwd=locustfile.parent)
     raise typer.Exit(rc)
+
+
+@app.command("rehearse")
+def rehearse_cmd(
+    out_dir: Path = typer.Option(Path("out/rehearsal"), "--out", "-o", help="report, evidence, logs and data go here"),
+    phases: list[str] = typer.Option([], "--phases", help="phases to run (repeatable; default all)"),
+    scale: float = typer.Option(30.0, "--time-scale", help="divide rule windows and for: durations by this"),
+    project_dir: Path = ProjectDir,
+) -> None:
+    """Run the whole campaign on this machine, on loopback, with real Prometheus, Alertmanager, the
+    gateway, Locust and the flag file; write a report; exit non-zero if any check fails."""
+    import shutil as _shutil
+
+    from .rehearsal import Rehearsal
+
+    for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
+        if not _shutil.which(binary):
+            raise CutoverError(f"{binary} not found", fix="apt-get install prometheus prometheus-alertmanager")
+    if out_dir.exists():
+        _shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    r = Rehearsal(project_dir.resolve(), out_dir.resolve(), scale, say=lambda m: out.print(m, highlight=False))
+    raise typer.Exit(r.run(phases or r.plan.phase_names))
 
 
 METRICS_PAGE_HEAD = """# Metrics contract

@@ -208,7 +208,20 @@ class Gateway:
         self.metrics.duration.labels(op=op, path=path, cohort=cohort).observe(time.perf_counter() - started)
 
     def _candidate(self, fn, *args):
-        """A MemoryOS call within the plan's budget; raises StoreError('timeout') past it."""
+        """A MemoryOS call within the plan's budget; raises StoreError('timeout') past it.
+
+        A local store runs in the request's own thread under a deadline (no hand-off: the common
+        case stays cheap); a remote store runs in the candidate pool and is abandoned at the budget."""
+        if self.memoryos.local:
+            FaultyStore.deadline.at = time.monotonic() + self.timeout_s
+            started = time.monotonic()
+            try:
+                result = fn(*args)
+            finally:
+                FaultyStore.deadline.at = None
+            if time.monotonic() - started > self.timeout_s:
+                raise StoreError("timeout")
+            return result
         fut = self.candidate_pool.submit(fn, *args)
         try:
             return fut.result(timeout=self.timeout_s)

@@ -165,7 +165,8 @@ def compare(source: str, target: str, policy: Policy, namespaces: list[str] | No
 
 
 def repair(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
-           window: tuple[int, int] | None = None, delete_extra: bool = False, batch: int = 2000) -> dict:
+           window: tuple[int, int] | None = None, delete_extra: bool = False, batch: int = 2000,
+           compare_tier: bool = True) -> dict:
     """Copy what is missing or stale in the target from the source (the source of truth)."""
     skind, spath = parse_uri(source)
     tkind, tpath = parse_uri(target)
@@ -199,7 +200,7 @@ def repair(source: str, target: str, policy: Policy, namespaces: list[str] | Non
     if delete_extra:
         for key in set(target_rows) - seen:
             deleted += dst.delete(*key)
-    after = compare(source, target, policy, namespaces, window)
+    after = compare(source, target, policy, namespaces, window, compare_tier=compare_tier)
     return {"copied_missing": copied, "replaced_stale": stale, "deleted_extra": deleted, "after": after}
 
 

@@ -295,6 +295,13 @@ class MemoryOSStore(SqliteStore):
 
     name = "memoryos"
     CANDIDATES = 5  # candidates fetched per returned record
+    TOUCH_EVERY_S = 0.2  # heat updates are batched off the request path
+
+    def __init__(self, path: str | Path, autocheckpoint: bool = True):
+        super().__init__(path, autocheckpoint)
+        self._touched: list[tuple[str, str, int]] = []
+        self._touch_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
 
     def _prepare(self, rec: Record) -> Record:
         mo = rec.metadata.get("mem_os")
@@ -339,16 +346,38 @@ class MemoryOSStore(SqliteStore):
         return [self._record(r) for r in best]
 
     def _touch(self, keys: list[tuple[str, str]], now: int) -> None:
+        """Queue heat updates; a background thread applies them in one transaction every 0.2 s."""
+        with self._touch_lock:
+            self._touched += [(ns, i, now) for ns, i in keys]
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="memoryos-heat", daemon=True)
+                self._flusher.start()
+
+    def flush_heat(self) -> int:
+        with self._touch_lock:
+            batch, self._touched = self._touched, []
+        if not batch:
+            return 0
+        c = self._conn()
         try:
             with self._write:
-                self._conn().executemany(
+                c.execute("BEGIN IMMEDIATE")
+                c.executemany(
                     "UPDATE records SET heat = heat + 1, last_accessed_at = ?, "
                     "metadata = json_set(metadata, '$.mem_os.heat', heat + 1, '$.mem_os.last_accessed_at', ?) "
                     "WHERE namespace = ? AND id = ?",
-                    [(now, now, ns, i) for ns, i in keys],
+                    [(now, now, ns, i) for ns, i, now in batch],
                 )
-        except sqlite3.OperationalError:  # busy: heat is best effort, the answer is not
-            pass
+                c.execute("COMMIT")
+        except sqlite3.OperationalError:  # heat is best effort, the answer is not
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+        return len(batch)
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(self.TOUCH_EVERY_S)
+            self.flush_heat()
 
 
 class HttpStore:
@@ -412,11 +441,18 @@ class FaultyStore:
     def state(self) -> dict:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "outage": self.outage}
 
+    deadline = threading.local()  # set by the gateway around a call with a time budget
+
     def _fault(self) -> None:
         if self.outage:
             raise StoreError(f"{self.name}: outage (injected)")
         if self.latency_ms:
-            time.sleep(self.latency_ms / 1000)
+            budget = getattr(self.deadline, "at", None)
+            delay = self.latency_ms / 1000
+            if budget is not None and time.monotonic() + delay > budget:
+                time.sleep(max(0.0, budget - time.monotonic()))
+                raise StoreError(f"{self.name}: timeout")
+            time.sleep(delay)
         if self.error_rate:
             with self._lock:
                 hit = self._rng.random() < self.error_rate

@@ -3,7 +3,7 @@
 Many agents (targeting keys, sent as X-Agent-Id) write and recall memories in shared team
 namespaces, with text from a generated corpus; recall queries hit (corpus words) or miss (words
 that never occur). Every request becomes one JSON line in the samples file:
-ts, cohort (read from the gateway's X-Cutover-Cohort header, so the split is the real one), op,
+ts, cohort (read from the gateway's X-Cutover-Cohort header, so the split is the real one), agent, op,
 latency_ms, ok, status, and for recall the returned ids and a query key.
 
 Options (after the locustfile's own): --samples PATH, --agents N, --namespaces N, --miss-share X,
@@ -35,6 +35,8 @@ def _options(parser):
     parser.add_argument("--namespaces", type=int, default=20, help="shared team namespaces")
     parser.add_argument("--miss-share", type=float, default=0.2, help="share of recall queries that match nothing")
     parser.add_argument("--recall-share", type=float, default=0.7, help="share of requests that are recalls")
+    parser.add_argument("--precise-keys", type=int, default=0,
+                        help="if N > 0: texts carry one of N key words and recalls ask for one, so each query matches a few records")
 
 
 @events.init.add_listener
@@ -59,7 +61,8 @@ def _record(request_type, name, response_time, response_length, response=None, c
     if "op" not in ctx or _writer["f"] is None:
         return
     status = getattr(response, "status_code", 0) or 0
-    sample = {"ts": time.time(), "op": ctx["op"], "latency_ms": float(response_time), "ok": exception is None and status == 200,
+    sample = {"ts": time.time(), "op": ctx["op"], "agent": ctx.get("agent"), "latency_ms": float(response_time),
+              "ok": exception is None and status == 200,
               "status": status, "cohort": (response.headers.get("X-Cutover-Cohort") if response is not None else None) or "unknown"}
     if ctx["op"] == "recall":
         sample["query"] = ctx["query"]
@@ -84,22 +87,30 @@ class AgentMemoryUser(HttpUser):
         o = self.environment.parsed_options
         self.rng = random.Random(hash((id(self), time.time())))
         self.agents, self.namespaces = o.agents, o.namespaces
-        self.miss_share, self.recall_share = o.miss_share, o.recall_share
+        self.miss_share, self.recall_share, self.keys = o.miss_share, o.recall_share, o.precise_keys
         self.n = 0
 
     def _headers(self) -> dict:
-        return {"X-Agent-Id": f"agent-{self.rng.randrange(self.agents)}"}
+        self.agent = f"agent-{self.rng.randrange(self.agents)}"
+        return {"X-Agent-Id": self.agent}
 
     @task
     def step(self):
         ns = f"team/{self.rng.randrange(self.namespaces)}"
         if self.rng.random() < self.recall_share:
-            words = (self.rng.choice(MISSES),) if self.rng.random() < self.miss_share else self.rng.sample(VOCAB, 2)
-            query = " ".join(words)
-            self.client.post("/v1/recall", json={"namespace": ns, "query": query, "limit": 10}, headers=self._headers(),
-                             name="recall", context={"op": "recall", "query": f"{ns}|{query}"})
+            if self.rng.random() < self.miss_share:
+                query = self.rng.choice(MISSES)
+            elif self.keys:
+                query = f"kw{self.rng.randrange(self.keys)}"
+            else:
+                query = " ".join(self.rng.sample(VOCAB, 2))
+            headers = self._headers()
+            self.client.post("/v1/recall", json={"namespace": ns, "query": query, "limit": 10}, headers=headers,
+                             name="recall", context={"op": "recall", "query": f"{ns}|{query}", "agent": self.agent})
         else:
             self.n += 1
-            body = {"id": f"{id(self):x}-{self.n}", "namespace": ns, "text": sentence(self.rng),
+            text = sentence(self.rng) + (f" kw{self.rng.randrange(self.keys)}" if self.keys else "")
+            body = {"id": f"{id(self):x}-{self.n}", "namespace": ns, "text": text,
                     "tags": [self.rng.choice(("note", "fact", "persona:alice", "long_term"))]}
-            self.client.post("/v1/memories", json=body, headers=self._headers(), name="remember", context={"op": "remember"})
+            headers = self._headers()
+            self.client.post("/v1/memories", json=body, headers=headers, name="remember", context={"op": "remember", "agent": self.agent})
