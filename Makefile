@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup demo test render bench bench-gateway bench-migration bench-judge clean
+.PHONY: setup rehearse demo test docs render bench bench-gateway bench-migration bench-judge clean
 
 setup: $(VENV)/.installed
 
@@ -15,12 +15,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-# The main job on the embedded defaults: render the stack for every phase, print what each changes.
+# The main job on the embedded defaults: the whole campaign on this machine, on loopback.
+rehearse: setup
+	command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq prometheus prometheus-alertmanager)
+	$(BIN)/cutover rehearse --out $(OUT)/rehearsal; status=$$?; \
+	  echo "rehearsal report: $(OUT)/rehearsal/report.md (evidence, plots and logs beside it)"; exit $$status
+
+# Render the stack for every phase and print what each changes.
 demo: setup
 	$(BIN)/cutover render --stack $(STACK) --all-phases --out $(OUT)/$(STACK)
 
 render: setup
 	$(BIN)/cutover render --stack $(STACK) --out $(OUT)/$(STACK)/current
+
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 test: setup
 	$(BIN)/python -m pytest -q

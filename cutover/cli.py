@@ -350,6 +350,8 @@ def reconcile_cmd(
     until: Optional[int] = typer.Option(None, "--until", help="only records observed at or before (epoch ms)"),
     no_tier: bool = typer.Option(False, "--ignore-tier", help="compare id, version and text only"),
     report_dir: Optional[Path] = typer.Option(None, "--report", help="write reconcile.json and reconcile.md here"),
+    after_rollback: Optional[Path] = typer.Option(None, "--after-rollback", help="the controller's rollback log: "
+                                                  "reconcile the window around its latest rollback (tiers ignored)"),
 ) -> None:
     """Compare counts, checksums and ids per namespace and tier; exit 1 when parity fails."""
     from . import reconcile as rc
@@ -357,6 +359,15 @@ def reconcile_cmd(
 
     policy = load_policy(policy_file)
     window = (since or 0, until or 2**62) if (since or until) else None
+    if after_rollback is not None:
+        if not after_rollback.is_file():
+            raise CutoverError("no rollback log", file=str(after_rollback), fix="the controller writes it (rollbacks.jsonl)")
+        lines = [json.loads(x) for x in after_rollback.read_text().splitlines() if x.strip()]
+        if not lines:
+            raise CutoverError("the rollback log is empty", file=str(after_rollback))
+        at = int(lines[-1]["at"] * 1000)
+        window = (since or at - 3_600_000, until or 2**62)  # the hour before the rollback, up to now
+        no_tier = True
     repaired = None
     if repair_:
         repaired = rc.repair(source, target, policy, namespace or None, window, delete_extra, compare_tier=not no_tier)
@@ -491,6 +502,70 @@ def rehearse_cmd(
     out_dir.mkdir(parents=True)
     r = Rehearsal(project_dir.resolve(), out_dir.resolve(), scale, say=lambda m: out.print(m, highlight=False))
     raise typer.Exit(r.run(phases or r.plan.phase_names))
+
+
+@app.command("flags")
+def flags_cmd(
+    stack: str = typer.Option("staging", "--stack", "-s", help="stack (plan and labels)"),
+    flags_file: Optional[Path] = typer.Option(None, "--flags-file", help="the gateway's flag file (embedded default)"),
+    featureflag: Optional[str] = typer.Option(None, "--featureflag", help="in a cluster: NAMESPACE/NAME of the FeatureFlag"),
+    phase: Optional[str] = typer.Option(None, "--phase", "-p", help="set the flags of this phase"),
+    read_path: Optional[str] = typer.Option(None, "--read-path", help="set the treatment read path: legacy, shadow or memoryos"),
+    percentage: Optional[float] = typer.Option(None, "--percentage", min=0, max=100, help="set the treatment percentage"),
+    kill_switch: Optional[str] = typer.Option(None, "--kill-switch", help="on or off"),
+    prometheus: Optional[str] = typer.Option(None, "--prometheus", help="Prometheus URL to watch error rate and p99 after a change"),
+    watch: float = typer.Option(0, "--watch", help="seconds to watch after a change (needs --prometheus)"),
+    project_dir: Path = ProjectDir,
+) -> None:
+    """Show the live flag state, or change it: write, read back to verify, then watch error rate and p99.
+
+    The immediate rollback of the runbook: `cutover flags --flags-file data/flags.json --kill-switch on`.
+    """
+    import time as _time
+
+    from .controller import FeatureFlagObject, FlagFile, FlagState, apply_state, state_of
+
+    plan, _cfg = load_project(project_dir, stack)
+    if bool(flags_file) == bool(featureflag):
+        raise CutoverError("name one flag source", fix="--flags-file PATH (embedded gateway) or --featureflag NAMESPACE/NAME")
+    if featureflag:
+        ns, _, name = featureflag.partition("/")
+        backend = FeatureFlagObject(name, ns)
+    else:
+        if not flags_file.is_file():
+            raise CutoverError("no such flag file", file=str(flags_file), fix="the gateway writes it in its --data-dir")
+        backend = FlagFile(flags_file)
+    state = state_of(backend.read())
+    out.print(f"now: {state.describe(plan)}", highlight=False)
+    if kill_switch not in (None, "on", "off"):
+        raise CutoverError(f"--kill-switch {kill_switch!r}", fix="use on or off")
+    if read_path not in (None, "legacy", "shadow", "memoryos"):
+        raise CutoverError(f"--read-path {read_path!r}", fix="use legacy, shadow or memoryos")
+    if phase is None and read_path is None and percentage is None and kill_switch is None:
+        return
+    if phase is not None:
+        plan.index(phase)
+        state = FlagState(phase)
+    new = FlagState(state.phase, state.kill_switch if kill_switch is None else kill_switch == "on",
+                    state.percentage if percentage is None else percentage, state.read_path if read_path is None else read_path)
+    apply_state(backend, plan, new, stack)
+    out.print(f"set and verified: {new.describe(plan)}", highlight=False)
+    if watch and prometheus:
+        import httpx
+
+        q = {"error rate": f'sum(rate({plan.metrics.requests}{{outcome="error"}}[1m])) / sum(rate({plan.metrics.requests}[1m]))',
+             "recall p99 (s)": f'histogram_quantile(0.99, sum by (le) (rate({plan.metrics.duration}_bucket{{op="recall"}}[1m])))'}
+        end = _time.monotonic() + watch
+        while _time.monotonic() < end:
+            figures = []
+            for label, expr in q.items():
+                try:
+                    res = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+                    figures.append(f"{label} {float(res[0]['value'][1]):.4g}" if res else f"{label} no data")
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    figures.append(f"{label} unavailable ({type(exc).__name__})")
+            out.print(f"{_time.strftime('%H:%M:%S')}  " + ", ".join(figures), highlight=False)
+            _time.sleep(min(5, max(0.5, end - _time.monotonic())))
 
 
 METRICS_PAGE_HEAD = """# Metrics contract
