@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from .errors import CutoverError
 from .policy import Policy
 from .records import MAX_TEXT, now_ms
-from .stores import COLUMNS, LegacyStore, MemoryOSStore
+from .stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
 
 CLASSES = frozenset({"episodic", "semantic", "procedural", "working"})
 PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
@@ -245,15 +245,7 @@ class SqliteTarget:
         with self.store._write:
             c.execute("BEGIN IMMEDIATE")
             try:
-                cur = c.executemany(
-                    f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
-                    "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
-                    "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
-                    "source=excluded.source, observed_at=excluded.observed_at, expires_at=excluded.expires_at, "
-                    "metadata=excluded.metadata, tier=excluded.tier, heat=excluded.heat, "
-                    "last_accessed_at=excluded.last_accessed_at WHERE excluded.version > records.version",
-                    [row_of(d) for d in records],
-                )
+                cur = c.executemany(upsert_sql(strictly_newer=True), [row_of(d) for d in records])
                 unchanged = len(records) - max(cur.rowcount, 0)
                 counts.unchanged += unchanged
                 counts.migrated -= unchanged

@@ -63,6 +63,15 @@ COLUMNS = "namespace, id, version, class, kind, text, content, tags, source, obs
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
+def upsert_sql(strictly_newer: bool = False) -> str:
+    """Insert or replace a record row, keeping the stored one when it is newer (the version rule).
+    strictly_newer: an equal version also keeps the stored row (migration: live data wins)."""
+    cmp = ">" if strictly_newer else ">="
+    updates = ", ".join(f"{c}=excluded.{c}" for c in (x.strip() for x in COLUMNS.split(",")) if c not in ("namespace", "id"))
+    return (f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) ON CONFLICT(namespace, id) DO UPDATE SET "
+            f"{updates} WHERE excluded.version {cmp} records.version")
+
+
 class StoreError(Exception):
     """A store could not serve the request (outage, injected fault, remote error)."""
 
@@ -150,15 +159,7 @@ class SqliteStore:
             if auto_version:
                 cur = c.execute("SELECT version FROM records WHERE namespace=? AND id=?", rec.key).fetchone()
                 rec = rec.model_copy(update={"version": (cur[0] + 1) if cur else max(rec.version, 1)})
-            c.execute(
-                f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
-                "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
-                "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
-                "source=excluded.source, observed_at=excluded.observed_at, expires_at=excluded.expires_at, "
-                "metadata=excluded.metadata, tier=excluded.tier, heat=excluded.heat, "
-                "last_accessed_at=excluded.last_accessed_at WHERE excluded.version >= records.version",
-                self._row(rec),
-            )
+            c.execute(upsert_sql(), self._row(rec))
             if mirror_to:
                 now = time.time()
                 c.execute(ENQUEUE, (self.name, mirror_to, rec.namespace, rec.id, "put", now, now))
@@ -177,15 +178,7 @@ class SqliteStore:
     def _put_many(self, c: sqlite3.Connection, records: list[Record]) -> int:
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany(
-                f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) "
-                "ON CONFLICT(namespace, id) DO UPDATE SET version=excluded.version, class=excluded.class, "
-                "kind=excluded.kind, text=excluded.text, content=excluded.content, tags=excluded.tags, "
-                "source=excluded.source, observed_at=excluded.observed_at, expires_at=excluded.expires_at, "
-                "metadata=excluded.metadata, tier=excluded.tier, heat=excluded.heat, "
-                "last_accessed_at=excluded.last_accessed_at WHERE excluded.version >= records.version",
-                [self._row(self._prepare(r)) for r in records],
-            )
+            c.executemany(upsert_sql(), [self._row(self._prepare(r)) for r in records])
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
