@@ -100,3 +100,45 @@ def test_slo_breach_rolls_back_end_to_end(tmp_path):
     # whichever abort trigger fires first rolls back: fallbacks, or the mirror writes piling up in the outbox
     assert res["rollback"]["trigger"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh")
     assert res["rollback"]["labels"]["action"] == "rollback"
+
+
+def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(tmp_path, plan):
+    from cutover.evidence import check_transition, new_evidence
+    from cutover.stores import MemoryOSStore
+
+    from .gatewayproc import GatewayProcess, project_copy
+
+    project = project_copy(tmp_path, analysis={"shadow_sample_rate": 1.0})
+    flags = FlagFile(tmp_path / "flags.json")
+    flags.write(render_state(plan, FlagState("shadow"), "staging"))
+    data = tmp_path / "data"
+    data.mkdir()
+    g = GatewayProcess(project, data, "shadow", flag_poll_ms=100)
+    g.start(flags_file=flags.path)
+    try:
+        c = g.client()
+        for i in range(30):
+            c.post("/v1/memories", json={"id": f"r{i}", "namespace": "n", "text": f"fact kw{i}"})
+        g.wait_drained()
+        for i in range(30):
+            c.post("/v1/recall", json={"namespace": "n", "query": f"kw{i}"})
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not g.status()["cutover_ready"]["ready"]:
+            time.sleep(0.1)
+        ready = g.status()["cutover_ready"]
+        assert ready["ready"], ready["reason"]
+        evidence = [new_evidence("drift", "shadow", "PROMOTE", stack="staging", reasons=[ready["reason"]])]
+        assert check_transition(plan, "shadow", "canary", evidence, "staging")[0] == "forward"
+        apply_state(flags, plan, FlagState("full"), "staging")  # the cutover (forward phases compressed)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and c.post("/v1/memories", json={"id": "probe", "namespace": "n", "text": "x"}).json()["path"] != "memoryos":
+            time.sleep(0.05)
+        r = c.post("/v1/memories", json={"id": "after", "namespace": "n", "text": "written after cutover"})
+        assert r.json()["path"] == "memoryos" and r.json()["write_mode"] == "memoryos-primary"
+        assert MemoryOSStore(data / "memoryos.db").get("n", "after").text == "written after cutover"
+        g.wait_drained()
+        from cutover.stores import LegacyStore
+
+        assert LegacyStore(data / "legacy.db").get("n", "after") is not None  # mirrored back for a safe rollback
+    finally:
+        g.stop()
