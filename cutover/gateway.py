@@ -33,6 +33,10 @@ from .stores import FaultyStore, StoreError
 
 _domains = itertools.count()
 
+# write mode -> (primary store, mirror store)
+WRITE_ROUTES: dict[str, tuple[str, str | None]] = {
+    "legacy": ("legacy", None), "mirror": ("legacy", "memoryos"), "memoryos-primary": ("memoryos", "legacy")}
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -233,96 +237,79 @@ class Gateway:
         text = str(exc)
         return "timeout" if "timeout" in text else "outage" if "outage" in text else "error"
 
-    def _write(self, primary: str, mirror: str | None, rec: Record, auto_version: bool) -> Record:
+    def _primary(self, write_mode: str, op: str, namespace: str, id: str, call):
+        """Run a write on the primary with its mirror row: in the same commit for a local store,
+        enqueued just before the write for a remote one. `call(store, mirror_to)` does the write."""
+        primary, mirror = WRITE_ROUTES[write_mode]
         store = self.stores[primary]
-        if mirror and store.local:
-            return store.put(rec, auto_version, mirror_to=mirror)  # record + mirror row in one commit
-        if mirror:
-            self.outboxes[primary].enqueue(primary, mirror, rec.namespace, rec.id)
-        return store.put(rec, auto_version)
+        if mirror and not store.local:
+            self.outboxes[primary].enqueue(primary, mirror, namespace, id, op=op)
+            return call(store, None)
+        return call(store, mirror)
+
+    def _observed(self, op: str, cohort: str, info: dict, fn):
+        """Run fn() and count the request with the path that answered (info["path"] may change)."""
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except StoreError:
+            self._observe(op, info["path"], cohort, False, started)
+            raise
+        self._observe(op, info["path"], cohort, True, started)
+        return result
+
+    def _read(self, op: str, decision: Decision, info: dict, method: str, *args):
+        """Read from MemoryOS within the budget when the treatment reads it, else (or on failure) legacy."""
+        if decision.read_path == "memoryos":
+            try:
+                result = self._candidate(getattr(self.memoryos, method), *args)
+                info["path"] = "memoryos"
+                return result
+            except StoreError as exc:
+                reason = self._reason(exc)
+                self.metrics.fallbacks.labels(op=op, reason=reason).inc()
+                info.update(fallback=True, fallback_reason=reason)
+        return getattr(self.legacy, method)(*args)
 
     # -- operations -------------------------------------------------------------------------------
     def remember(self, rec: Record, auto_version: bool, decision: Decision) -> tuple[Record, dict]:
-        started = time.perf_counter()
-        primary, mirror = {"legacy": ("legacy", None), "mirror": ("legacy", "memoryos"),
-                           "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
-        info = {"path": primary, "fallback": False, "cohort": decision.cohort, "write_mode": decision.write_mode}
-        try:
+        info = {"path": WRITE_ROUTES[decision.write_mode][0], "fallback": False, "cohort": decision.cohort,
+                "write_mode": decision.write_mode}
+        put = lambda store, mirror_to: store.put(rec, auto_version, mirror_to=mirror_to)  # noqa: E731
+
+        def write() -> Record:
             try:
-                stored = self._write(primary, mirror, rec, auto_version)
+                return self._primary(decision.write_mode, "put", rec.namespace, rec.id, put)
             except StoreError as exc:
-                if primary != "memoryos":
+                if info["path"] != "memoryos":
                     raise
                 # MemoryOS-primary write failed: legacy takes it, the outbox copies it to MemoryOS later.
                 self.metrics.fallbacks.labels(op="remember", reason=self._reason(exc)).inc()
-                stored = self._write("legacy", "memoryos", rec, auto_version)
                 info.update(path="legacy", fallback=True, fallback_reason=self._reason(exc))
-        except StoreError:
-            self._observe("remember", info["path"], decision.cohort, False, started)
-            raise
-        self._observe("remember", info["path"], decision.cohort, True, started)
-        return stored, info
+                return self._primary("mirror", "put", rec.namespace, rec.id, put)
+
+        return self._observed("remember", decision.cohort, info, write), info
 
     def recall(self, q: RecallQuery, decision: Decision) -> tuple[list[Record], dict]:
-        started = time.perf_counter()
         info = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "read_path": decision.read_path}
-        try:
-            if decision.read_path == "memoryos":
-                try:
-                    records = self._candidate(self.memoryos.recall, q)
-                    info["path"] = "memoryos"
-                except StoreError as exc:
-                    reason = self._reason(exc)
-                    self.metrics.fallbacks.labels(op="recall", reason=reason).inc()
-                    info.update(fallback=True, fallback_reason=reason)
-                    records = self.legacy.recall(q)
-            else:
-                records = self.legacy.recall(q)
-                if decision.read_path == "shadow":
-                    self.drift.offer(q, records)
-        except StoreError:
-            self._observe("recall", info["path"], decision.cohort, False, started)
-            raise
-        self._observe("recall", info["path"], decision.cohort, True, started)
-        return records, info
+
+        def read() -> list[Record]:
+            records = self._read("recall", decision, info, "recall", q)
+            if decision.read_path == "shadow":
+                self.drift.offer(q, records)
+            return records
+
+        return self._observed("recall", decision.cohort, info, read), info
 
     def get(self, namespace: str, id: str, decision: Decision) -> tuple[Record | None, dict]:
-        started = time.perf_counter()
         info = {"path": "legacy", "fallback": False, "cohort": decision.cohort}
-        try:
-            if decision.read_path == "memoryos":
-                try:
-                    rec = self._candidate(self.memoryos.get, namespace, id)
-                    info["path"] = "memoryos"
-                except StoreError as exc:
-                    self.metrics.fallbacks.labels(op="get", reason=self._reason(exc)).inc()
-                    info.update(fallback=True, fallback_reason=self._reason(exc))
-                    rec = self.legacy.get(namespace, id)
-            else:
-                rec = self.legacy.get(namespace, id)
-        except StoreError:
-            self._observe("get", info["path"], decision.cohort, False, started)
-            raise
-        self._observe("get", info["path"], decision.cohort, True, started)
-        return rec, info
+        return self._observed("get", decision.cohort, info, lambda: self._read("get", decision, info, "get", namespace, id)), info
 
     def delete(self, namespace: str, id: str, decision: Decision) -> tuple[bool, dict]:
-        started = time.perf_counter()
-        primary, mirror = {"legacy": ("legacy", None), "mirror": ("legacy", "memoryos"),
-                           "memoryos-primary": ("memoryos", "legacy")}[decision.write_mode]
-        info = {"path": primary, "fallback": False, "cohort": decision.cohort}
-        try:
-            store = self.stores[primary]
-            if mirror and store.local:
-                found = store.delete(namespace, id, mirror_to=mirror)
-            else:
-                if mirror:
-                    self.outboxes[primary].enqueue(primary, mirror, namespace, id, op="delete")
-                found = store.delete(namespace, id)
-        except StoreError:
-            self._observe("delete", primary, decision.cohort, False, started)
-            raise
-        self._observe("delete", primary, decision.cohort, True, started)
+        info = {"path": WRITE_ROUTES[decision.write_mode][0], "fallback": False, "cohort": decision.cohort}
+        delete = lambda store, mirror_to: store.delete(namespace, id, mirror_to=mirror_to)  # noqa: E731
+        found = self._observed("delete", decision.cohort, info,
+                               lambda: self._primary(decision.write_mode, "delete", namespace, id, delete))
         return found, info
 
     # -- status -----------------------------------------------------------------------------------
