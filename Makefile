@@ -17,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job on the embedded defaults: the whole campaign on this machine, on loopback.
 rehearse: setup
-	command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq prometheus prometheus-alertmanager)
+	sh .ci/install --runtime
 	$(BIN)/cutover rehearse --out $(OUT)/rehearsal; status=$$?; \
 	  echo "rehearsal report: $(OUT)/rehearsal/report.md (evidence, plots and logs beside it)"; exit $$status
 
@@ -32,7 +31,9 @@ render: setup
 docs: setup
 	$(BIN)/mkdocs build --strict
 
+# The tests run the real things: Prometheus, Alertmanager, Chromium, buildah (.ci/install adds what is missing).
 test: setup
+	sh .ci/install
 	$(BIN)/python -m pytest -q
 
 # Benchmarks print figures; they are not tests. wrk (Debian) is the gateway's load generator.

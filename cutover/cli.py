@@ -227,32 +227,55 @@ def serve_cmd(
     memoryos: Optional[str] = typer.Option(None, "--memoryos", help="MemoryOS store: sqlite:PATH or http(s)://URL (default: DATA/memoryos.db)"),
     flags_file: Optional[Path] = typer.Option(None, "--flags-file", help="use this flag file as is (default: render DATA/flags.json)"),
     flag_poll_ms: int = typer.Option(500, "--flag-poll-ms", help="how often the flag file is re-read"),
+    flagd: Optional[str] = typer.Option(None, "--flagd", help="HOST:PORT of a flagd daemon (the OpenFeature Operator's "
+                                        "sidecar) instead of a flag file"),
+    plan_file: Optional[Path] = typer.Option(None, "--plan", help="plan file; with it the stack file is not read "
+                                             "(in a pod: the plan ConfigMap)"),
+    drain_s: float = typer.Option(30.0, "--drain-timeout", help="on SIGTERM, seconds to let the outbox drain"),
     project_dir: Path = ProjectDir,
 ) -> None:
-    """Run the memory gateway on embedded defaults: two SQLite stores and the flag file of the stack's phase."""
+    """Run the memory gateway on embedded defaults: two SQLite stores and the flag file of the stack's phase.
+
+    On SIGTERM or Ctrl-C it finishes open requests, lets the mirror outbox drain (--drain-timeout), and
+    exits; entries still waiting stay in the outbox and drain on the next start.
+    """
     from . import flags as flagmod
     from .gateway import Gateway
     from .server import admin_token, run
     from .stores import open_store
 
-    plan, cfg = load_project(project_dir, stack)
-    phase = phase or cfg.phase
+    if plan_file is not None:
+        plan, kill = load_plan(plan_file), False
+        if phase is None:
+            raise CutoverError("--plan needs --phase", fix="name the phase to serve, e.g. --phase shadow")
+    else:
+        plan, cfg = load_project(project_dir, stack)
+        phase, kill = phase or cfg.phase, cfg.killSwitch
     plan.index(phase)
     data_dir.mkdir(parents=True, exist_ok=True)
-    if flags_file is None:
+    if flagd is not None:
+        if flags_file is not None:
+            raise CutoverError("--flagd and --flags-file exclude each other", fix="give one flag source")
+        if ":" not in flagd or not flagd.rpartition(":")[2].isdigit():
+            raise CutoverError(f"--flagd {flagd!r} is not HOST:PORT", fix="e.g. --flagd localhost:8013")
+        flag_source = f"flagd://{flagd}"
+    elif flags_file is None:
         flags_file = data_dir / "flags.json"
-        flags_file.write_text(flagmod.dumps(flagmod.render_flags(plan, phase, stack, kill_switch=cfg.killSwitch)))
+        flags_file.write_text(flagmod.dumps(flagmod.render_flags(plan, phase, stack, kill_switch=kill)))
+        flag_source = flags_file
+    else:
+        flag_source = flags_file
     gw = Gateway(
         plan, phase, stack,
         open_store(legacy or f"sqlite:{data_dir / 'legacy.db'}", "legacy", autocheckpoint=False),
         open_store(memoryos or f"sqlite:{data_dir / 'memoryos.db'}", "memoryos", autocheckpoint=False),
-        flags_file, data_dir, flag_poll_ms=flag_poll_ms,
+        flag_source, data_dir, flag_poll_ms=flag_poll_ms,
     )
     token, where = admin_token(data_dir)
     admin_port = admin_port or port + 1
     err.print(f"cutover gateway: stack {stack}, phase {phase}, http://{host}:{port} (admin http://127.0.0.1:{admin_port}, "
-              f"token in {where}), flags {flags_file}, data {data_dir}")
-    run(gw, host, port, admin_port, token)
+              f"token in {where}), flags {flag_source}, data {data_dir}")
+    run(gw, host, port, admin_port, token, drain_s=drain_s)
 
 
 def _progress_reporter(total: int | None, unit: str):
@@ -446,6 +469,7 @@ def report_cmd(
 
 
 SCENARIOS = ("canary", "soak", "baseline")
+LOADTESTS = Path(__file__).resolve().parent.parent / "loadtests"
 
 
 @app.command("loadtest")
@@ -459,6 +483,8 @@ def loadtest_cmd(
     processes: int = typer.Option(1, "--processes", help="Locust worker processes (more load)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback host"),
     extra: list[str] = typer.Option([], "--locust-arg", help="passed to locust as is (repeatable)"),
+    locustfiles: Path = typer.Option(LOADTESTS, "--locustfiles", help="directory of the scenarios (in a pod: the "
+                                     "locustfiles ConfigMap)"),
 ) -> None:
     """Run a Locust scenario headless, bounded in time, and write per-request samples plus Locust's CSV stats."""
     import subprocess
@@ -469,7 +495,9 @@ def loadtest_cmd(
     hostname = urlparse(host).hostname or ""
     if not allow_remote and not (hostname in ("localhost", "::1") or hostname.startswith("127.")):
         raise CutoverError(f"{host} is not a loopback address", fix="load tests target 127.0.0.1 unless --allow-remote")
-    locustfile = Path(__file__).resolve().parent.parent / "loadtests" / f"{scenario}.py"
+    locustfile = locustfiles / f"{scenario}.py"
+    if not locustfile.is_file():
+        raise CutoverError("no such scenario file", file=str(locustfile), fix="point --locustfiles at the loadtests/ directory")
     samples.parent.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(spawn_rate),
             "-t", run_time, "--host", host, "--samples", str(samples), "--csv", str(samples.with_suffix("")),

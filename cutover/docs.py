@@ -13,6 +13,7 @@ mkdocs.yml names this file under `hooks:`; the plan is the project's rollout.yam
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -218,6 +219,39 @@ def resolve(plan: Plan, path: str) -> str:
     return str(obj)
 
 
+def stack_settings_page() -> str:
+    """Every `memoryos-rollout:*` stack key, from the StackConfig model itself (nested parts flattened)."""
+    from pydantic import BaseModel
+
+    from cutover.stacks import SECRET_KEYS, StackConfig
+
+    def default(field) -> str:
+        if field.is_required():
+            return "required"
+        value = field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        return f"`{json.dumps(value)}`"
+
+    def rows(model, prefix: str):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann.__name__ != "Resources":
+                yield f"| **`{prefix}{name}`** | {field.description or ''} | |"
+                yield from rows(ann, f"{prefix}{name}.")
+            else:
+                yield f"| `{prefix}{name}` | {field.description or ''} | {default(field)} |"
+
+    lines = ["# Stack settings", "",
+             "The keys of `Pulumi.<stack>.yaml` under `memoryos-rollout:`, generated from the model that both",
+             "`cutover render` and the Pulumi program read (`cutover.stacks.StackConfig`). Nested keys are set",
+             "as objects, e.g. `pulumi config set --path 'memoryos-rollout:gateway.enabled' true`.", "",
+             "| key | meaning | default |", "|---|---|---|", *rows(StackConfig, ""), "",
+             "Secret keys, set with `pulumi config set --secret` and read only by the Pulumi program: "
+             + ", ".join(f"`{k}`" for k in SECRET_KEYS) + " (the gateway's admin token).", ""]
+    return "\n".join(lines)
+
+
 def example_report(plan: Plan) -> tuple[str, dict[str, bytes]]:
     """Run the real judge and report writer on reproducible samples; return the page and its plots."""
     import tempfile
@@ -262,6 +296,7 @@ def on_files(files, config, **kw):
     generated.update({f"on-call/alerts/{kebab(n)}.md": alert_page(n, r) for n, r in rules.items()})
     generated["reference/alerts.md"] = alerts_table(rules)
     generated["reference/metrics.md"] = "# Metrics contract\n\n" + contract_markdown(plan)
+    generated["reference/stack-settings.md"] = stack_settings_page()
     compat = ROOT / "runbooks" / "policy" / "compatibility.yaml"
     generated["policy/compatibility.md"] = compatibility_page(yaml.safe_load(compat.read_text()))
     page, images = example_report(plan)

@@ -38,6 +38,17 @@ WRITE_ROUTES: dict[str, tuple[str, str | None]] = {
     "legacy": ("legacy", None), "mirror": ("legacy", "memoryos"), "memoryos-primary": ("memoryos", "legacy")}
 
 
+def flagd_address(source: Path | str) -> tuple[str, int] | None:
+    """`flagd://HOST:PORT` -> (HOST, PORT); a file path -> None."""
+    text = str(source)
+    if not text.startswith("flagd://"):
+        return None
+    host, _, port = text.removeprefix("flagd://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r}: expected flagd://HOST:PORT, e.g. flagd://localhost:8013")
+    return host, int(port)
+
+
 @dataclass(frozen=True)
 class Decision:
     cohort: str
@@ -53,7 +64,9 @@ class FlagReader:
 
     CACHE_SIZE = 100_000
 
-    def __init__(self, plan: Plan, path: Path, poll_ms: int = 500):
+    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500):
+        """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
+        sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
         from openfeature import api
         from openfeature.contrib.provider.flagd import FlagdProvider
         from openfeature.contrib.provider.flagd.config import ResolverType
@@ -62,7 +75,12 @@ class FlagReader:
 
         self.plan, self.path, self._ctx = plan, path, EvaluationContext
         self.domain = f"cutover-gateway-{next(_domains)}"
-        self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path), deadline_ms=poll_ms)
+        rpc = flagd_address(path)
+        if rpc is not None:
+            self.provider = FlagdProvider(resolver_type=ResolverType.RPC, host=rpc[0], port=rpc[1], deadline_ms=poll_ms)
+        else:
+            self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path),
+                                          deadline_ms=poll_ms)
         self._cache: dict[tuple[str, str | None], tuple[Decision, dict[str, str]]] = {}
         api.set_provider_and_wait(self.provider, domain=self.domain)
         self.client = api.get_client(domain=self.domain)
@@ -354,6 +372,16 @@ class Gateway:
             "cutover_ready": {"ready": r.ready, "reason": r.reason},
             "faults": {name_: s.state() for name_, s in self.stores.items()},
         }
+
+    def drain(self, timeout_s: float) -> int:
+        """Let the mirror worker empty the outboxes (on shutdown, after the last request), for at most
+        `timeout_s`. Returns the entries still waiting: they stay on disk and drain on the next start."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = sum(sum(o.depth().values()) for o in self.outboxes.values())
+            if left == 0 or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.worker.stop()

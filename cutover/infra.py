@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import BaseModel
 
 from .errors import CutoverError
 from .evidence import check_transition, load_evidence
 from .plan import load_plan
 from .render import Rendering, render
+from . import workloads
 from .stacks import PROJECT, StackConfig
 
 
@@ -20,7 +22,8 @@ def stack_config() -> StackConfig:
     cfg = pulumi.Config(PROJECT)
     values: dict[str, t.Any] = {}
     for name, field in StackConfig.model_fields.items():
-        structured = t.get_origin(field.annotation) is dict
+        ann = field.annotation
+        structured = t.get_origin(ann) is dict or (isinstance(ann, type) and issubclass(ann, BaseModel))
         value = cfg.get_object(name) if structured else cfg.get(name)
         if value is not None:
             values[name] = value
@@ -29,14 +32,32 @@ def stack_config() -> StackConfig:
     return StackConfig.model_validate(values)
 
 
-def declare(obj: dict, gate: pulumi.Output, opts: pulumi.ResourceOptions | None = None) -> pulumi.CustomResource:
+# Core kinds as pulumi-kubernetes' typed resources; everything else (the CRDs) as CustomResource.
+TYPED = {
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("batch/v1", "Job"): k8s.batch.v1.Job,
+    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
+}
+BODY = ("spec", "data", "stringData", "type")  # the top-level fields a manifest may carry besides metadata
+
+
+def declare(obj: dict, gate: pulumi.Output, opts: pulumi.ResourceOptions | None = None, **inputs: t.Any) -> pulumi.CustomResource:
     """One Pulumi resource per manifest. Inputs wait on `gate`, so a refused transition registers nothing."""
     metadata = gate.apply(lambda _: obj["metadata"])
     name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
-    if obj["kind"] == "ConfigMap":
-        return k8s.core.v1.ConfigMap(name, metadata=metadata, data=obj["data"], opts=opts)
+    body = {k: obj[k] for k in BODY if k in obj}
+    body.update(inputs)
+    typed = TYPED.get((obj["apiVersion"], obj["kind"]))
+    if typed is not None:
+        body = {"string_data" if k == "stringData" else k: v for k, v in body.items()}
+        return typed(name, metadata=metadata, opts=opts, **body)
     return k8s.apiextensions.CustomResource(
-        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=metadata, spec=obj["spec"], opts=opts
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=metadata, opts=opts, **body
     )
 
 
@@ -67,8 +88,21 @@ def program(root: Path) -> Rendering:
         return direction
 
     gate = me.get_output("phase").apply(allowed)
+    declared = {}
     for obj in rendering.manifests:
-        declare(obj, gate)
+        opts = None
+        if obj["kind"] == "Job" and obj["metadata"]["name"] == workloads.names(plan)["reconcile"]:
+            # reconcile after every shard: pulumi-kubernetes waits for the migration Job to complete
+            opts = pulumi.ResourceOptions(depends_on=[declared[("Job", workloads.names(plan)["migrate"])]])
+        declared[(obj["kind"], obj["metadata"]["name"])] = declare(obj, gate, opts)
+    if rendering.secrets:
+        token = pulumi.Config(PROJECT).get_secret(workloads.SECRET_CONFIG_KEY)
+        if token is None:
+            raise pulumi.RunError(
+                f"the gateway is enabled but {PROJECT}:{workloads.SECRET_CONFIG_KEY} is not set; set it with: "
+                f"pulumi config set --secret {PROJECT}:{workloads.SECRET_CONFIG_KEY} \"$(openssl rand -base64 32)\"")
+        for obj in rendering.secrets:
+            declare(obj, gate, stringData=pulumi.Output.secret(token).apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
     pulumi.export("phase", cfg.phase)
     pulumi.export("transition", gate)
     pulumi.export("planDigest", plan.digest())

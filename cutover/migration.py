@@ -351,6 +351,7 @@ def migrate(o: Options) -> dict:
         counts = Counts(**ckpt["counts"])
     qfile = None
     if not o.dry_run:
+        Path(qpath).parent.mkdir(parents=True, exist_ok=True)
         qfile = open(qpath, "ab")
         qfile.truncate(q_offset)
         qfile.seek(0, os.SEEK_END)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import alerts, dashboards, flags, manifests, ruletests
+from . import alerts, dashboards, flags, manifests, ruletests, workloads
 from .plan import Plan, load_plan
 from .errors import StackError
 from .stacks import PROJECT, StackConfig, load_stack, stack_file
@@ -28,6 +28,7 @@ class Rendering:
     rule_tests: dict
     dashboards: dict[str, dict]
     manifests: list[dict]
+    secrets: list[dict]  # Secrets without data: only the Pulumi program fills them (from secret config)
 
     def files(self) -> dict[str, str]:
         """Relative path -> file text, as `cutover render --out DIR` writes them."""
@@ -54,10 +55,12 @@ def render(plan: Plan, stack: str, cfg: StackConfig, phase: str | None = None, k
         manifests.feature_flag(plan, stack, cfg, phase, flag_doc),
         manifests.prometheus_rule(plan, stack, cfg, phase, rules),
         *(manifests.dashboard_config_map(plan, stack, cfg, phase, slug, dashboards.dumps(b)) for slug, b in boards.items()),
+        *workloads.build(plan, stack, cfg, phase),
     ]
     return Rendering(
         stack=stack, phase=phase, kill_switch=kill, flags=flag_doc, rules=rules,
         rule_tests=ruletests.build_rule_tests(plan, phase, rules), dashboards=boards, manifests=objects,
+        secrets=workloads.secrets(plan, stack, cfg, phase),
     )
 
 

@@ -16,10 +16,13 @@ Admin (always 127.0.0.1, bearer token):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import signal
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +38,8 @@ from .gateway import Gateway
 from .records import RecallQuery, Record
 from .stores import StoreError
 from .yamlsrc import field_path
+
+log = logging.getLogger("cutover.gateway")
 
 
 class ApiError(Exception):
@@ -206,7 +211,9 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
     return path.read_text().strip(), str(path)
 
 
-def run(gw: Gateway, host: str, port: int, admin_port: int, token: str) -> None:
+def run(gw: Gateway, host: str, port: int, admin_port: int, token: str, drain_s: float = 30.0) -> None:
+    """Serve until SIGINT/SIGTERM; then finish open requests, let the outbox drain for up to `drain_s`
+    (what is left stays on disk for the next start), and close."""
     import uvicorn
 
     servers = [
@@ -215,10 +222,25 @@ def run(gw: Gateway, host: str, port: int, admin_port: int, token: str) -> None:
                                       access_log=False)),
     ]
 
+    for s in servers:  # one handler stops both servers (uvicorn's own would stop one and re-raise)
+        s.capture_signals = contextlib.nullcontext
+
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            for s in servers:
+                s.force_exit = s.should_exit  # a second signal: stop waiting for open requests
+                s.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
         await asyncio.gather(*(s.serve() for s in servers))
 
     try:
         asyncio.run(main())
+        left = gw.drain(drain_s)
+        if left:
+            log.warning("outbox: %d mirror writes still waiting after %.0f s; they drain on the next start", left, drain_s)
     finally:
         gw.close()

@@ -8,13 +8,97 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import StackError
 from .yamlsrc import SourceFile
 
 PROJECT = "memoryos-rollout"
+SECRET_KEYS = ("adminToken",)  # the gateway's admin token: a Pulumi secret config value
 LABEL_KEY = r"^([a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?/)?[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?$"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Part):
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "256Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "512Mi"})
+
+
+class GatewayWorkload(_Part):
+    """The memory gateway as a Deployment with a Service, a PodDisruptionBudget and a ServiceMonitor."""
+
+    enabled: bool = False
+    replicas: int = Field(2, ge=1, le=100)
+    minAvailable: int = Field(1, ge=0, description="PodDisruptionBudget: pods kept during voluntary disruptions")
+    port: int = Field(8080, ge=1, le=65535)
+    legacyUrl: str = Field("http://jido-memory:8080", pattern=r"^https?://", description="the legacy store service")
+    memoryosUrl: str = Field("http://memoryos:8080", pattern=r"^https?://", description="the MemoryOS service")
+    flagdPort: int = Field(8013, ge=1, le=65535, description="port of the flagd sidecar the OpenFeature Operator injects")
+    scrapeInterval: str = Field("15s", pattern=r"^[0-9]+(ms|s|m)$")
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.minAvailable >= self.replicas and self.replicas > 1:
+            raise ValueError(f"minAvailable ({self.minAvailable}) must be below replicas ({self.replicas}), "
+                             "or no node could ever be drained")
+        return self
+
+
+class LoadtestWorkload(_Part):
+    """Distributed Locust: a master and N workers; results to a volume `cutover analyze` reads."""
+
+    enabled: bool = False
+    scenario: Literal["canary", "soak", "baseline"] = "canary"
+    workers: int = Field(2, ge=1, le=200)
+    users: int = Field(100, ge=1)
+    spawnRate: float = Field(10, gt=0)
+    runTime: str = Field("10m", pattern=r"^[0-9]+[smh]$", description="time limit of one headless run")
+    runId: str = Field("1", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="change it to start a new run")
+    resultsSize: str = Field("2Gi", description="size of the results volume (ReadWriteMany)")
+    storageClass: str | None = Field(None, description="storage class of the results volume")
+    resources: Resources = Field(default_factory=Resources)
+
+
+class NightlyWorkload(_Part):
+    """A CronJob: the canary scenario headless against the stack's gateway, then `cutover analyze`."""
+
+    enabled: bool = False
+    schedule: str = Field("0 2 * * *", description="cron schedule (5 fields)")
+    timeZone: str = "Etc/UTC"
+    users: int = Field(50, ge=1)
+    runTime: str = Field("15m", pattern=r"^[0-9]+[smh]$")
+    processes: int = Field(2, ge=1, le=64)
+    keepVerdicts: int = Field(14, ge=1, description="finished Jobs kept; every night's verdict stays on the volume")
+    resources: Resources = Field(default_factory=lambda: Resources(requests={"cpu": "1", "memory": "512Mi"},
+                                                                     limits={"memory": "1Gi"}))
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if not re.fullmatch(r"(@(yearly|annually|monthly|weekly|daily|midnight|hourly))|(\S+(\s+\S+){4})", v.strip()):
+            raise ValueError(f"{v!r} is not a cron schedule: give 5 fields, e.g. '0 2 * * *'")
+        return v
+
+
+class MigrationWorkload(_Part):
+    """Sharded migration as an Indexed Job (one namespace shard per pod), then a reconcile Job."""
+
+    enabled: bool = False
+    shards: int = Field(4, ge=1, le=1000)
+    source: str = Field("jsonl:/data/export.jsonl", pattern=r"^(jsonl|sqlite):/", description="URI inside the pod")
+    target: str = Field("sqlite:/data/memoryos.db", pattern=r"^(jsonl|sqlite):/", description="URI inside the pod")
+    dataClaim: str = Field("memory-migration-data", description="existing PersistentVolumeClaim mounted at /data")
+    batch: int = Field(5000, ge=1)
+    backoffLimit: int = Field(3, ge=0, description="retries per shard; a retried shard resumes at its checkpoint")
+    resources: Resources = Field(default_factory=lambda: Resources(requests={"cpu": "1", "memory": "512Mi"},
+                                                                     limits={"memory": "1Gi"}))
 
 
 class StackConfig(BaseModel):
@@ -39,6 +123,11 @@ class StackConfig(BaseModel):
         "http://127.0.0.1:8000", pattern=r"^https?://", description="base URL of the published docs site"
     )
     grafanaFolder: str = Field("MemoryOS rollout", description="Grafana folder of the dashboards")
+    image: str = Field("ghcr.io/example/cutover:0.1.0", description="container image built from the Dockerfile")
+    gateway: GatewayWorkload = Field(default_factory=GatewayWorkload, description="the gateway on Kubernetes")
+    loadtest: LoadtestWorkload = Field(default_factory=LoadtestWorkload, description="distributed Locust")
+    nightly: NightlyWorkload = Field(default_factory=NightlyWorkload, description="nightly canary comparison")
+    migration: MigrationWorkload = Field(default_factory=MigrationWorkload, description="sharded migration")
 
     def project_path(self, root: Path, value: str) -> Path:
         p = Path(value)
@@ -66,7 +155,9 @@ def load_stack(root: Path, stack: str) -> StackConfig:
     config = (src.data or {}).get("config") if isinstance(src.data, dict) else None
     if not isinstance(config, dict):
         raise src.error("no `config:` mapping", fix=f"add config keys such as {PROJECT}:phase")
-    ours = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(PROJECT + ":")}
+    # secret values (`pulumi config set --secret`) are the Pulumi program's alone: never read here
+    ours = {k.split(":", 1)[1]: v for k, v in config.items()
+            if k.startswith(PROJECT + ":") and k.split(":", 1)[1] not in SECRET_KEYS}
     keyed = {("config", f"{PROJECT}:{k}"): k for k in ours}
     try:
         return StackConfig.model_validate(ours)

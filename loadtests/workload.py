@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import random
 import time
 
@@ -42,9 +43,9 @@ def _options(parser):
 @events.init.add_listener
 def _open(environment, **kw):
     path = environment.parsed_options.samples
-    if isinstance(environment.runner, WorkerRunner):  # one file per worker process
+    if isinstance(environment.runner, WorkerRunner):  # one file per worker process (and per pod: pids repeat)
         root, ext = os.path.splitext(path)
-        path = f"{root}.{os.getpid()}{ext or '.jsonl'}"
+        path = f"{root}.{socket.gethostname()}-{os.getpid()}{ext or '.jsonl'}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _writer["f"] = open(path, "a", buffering=1)
 

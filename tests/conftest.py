@@ -89,3 +89,30 @@ def evaluate(tmp_path):
     yield make
     for ev in made:
         ev.close()
+
+
+_image: dict = {}
+
+
+def image_build():
+    """The background image build (tests/imagebuild.py), started once per session."""
+    if "proc" not in _image:
+        import tempfile
+
+        from . import imagebuild
+
+        missing = imagebuild.missing_tools()
+        if missing:
+            pytest.fail(f"the image test needs {', '.join(missing)}: run .ci/install (as root)")
+        log = Path(tempfile.mkdtemp(prefix="cutover-image-")) / "build.log"
+        _image.update(proc=imagebuild.start(log), log=log)
+    return _image["proc"], _image["log"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the image build at once when its test is selected, and run that test last: it takes
+    minutes of mostly downloads, which overlap the rest of the suite."""
+    image = [i for i in items if i.module.__name__.endswith("test_image") and "builds" in i.name]
+    if image:
+        items[:] = [i for i in items if i not in image] + image
+        image_build()

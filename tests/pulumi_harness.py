@@ -31,12 +31,15 @@ class Recorder(pulumi.runtime.Mocks):
         return {}
 
 
-def run_program(stack: str, config: dict, deployed_phase: str | None) -> list[dict]:
-    """Declared Kubernetes objects as manifests: apiVersion, kind, metadata and spec/data."""
+def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: dict | None = None) -> list[dict]:
+    """Declared Kubernetes objects as manifests: apiVersion, kind, metadata and spec/data/stringData.
+    `secrets` are secret config values (`pulumi config set --secret`)."""
     mocks = Recorder(deployed_phase)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(
-        {f"{PROJECT}:{k}": json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v) for k, v in config.items()}
+        {f"{PROJECT}:{k}": json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v)
+         for k, v in {**config, **(secrets or {})}.items()},
+        [f"{PROJECT}:{k}" for k in (secrets or {})],
     )
 
     @pulumi.runtime.test
@@ -49,5 +52,9 @@ def run_program(stack: str, config: dict, deployed_phase: str | None) -> list[di
     for r in mocks.resources:
         inputs = dict(r.inputs)
         assert r.typ.startswith("kubernetes:"), r.typ
-        objects.append({k: inputs[k] for k in ("apiVersion", "kind", "metadata", "spec", "data") if k in inputs})
+        obj = {k: inputs[k] for k in ("apiVersion", "kind", "metadata", "spec", "data", "stringData", "type") if k in inputs}
+        if r.typ.startswith("kubernetes:core/v1:Secret"):
+            obj.setdefault("apiVersion", "v1")
+            obj.setdefault("kind", "Secret")
+        objects.append(obj)
     return objects
