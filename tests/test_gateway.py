@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -171,6 +172,45 @@ def test_outbox_survives_kill_9_and_drains_on_restart_with_zero_lost_writes(tmp_
         assert acked <= in_legacy and acked <= in_memoryos, f"lost: {len(acked - in_memoryos)}"
     finally:
         g2.stop()
+
+
+def test_sigterm_lets_the_outbox_drain_then_exits_cleanly(tmp_path):
+    project = project_copy(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    g = GatewayProcess(project, data, "canary").start()
+    try:
+        g.faults("memoryos", outage=True)
+        c = g.client()
+        acked = {(f"agents/{i % 5}", f"r{i}") for i in range(100)
+                 if c.post("/v1/memories", json=rec(i, ns=f"agents/{i % 5}")).status_code == 200}
+        assert len(acked) == 100 and sum(g.status()["outbox"]["depth"].values()) >= 90
+        g.faults("memoryos")  # MemoryOS is back; stop the gateway at once
+        g.proc.send_signal(signal.SIGTERM)
+        assert g.proc.wait(40) == 0  # a clean exit, after the drain
+    finally:
+        g.stop()
+    legacy, memoryos = stores(g)
+    assert acked <= {(r.namespace, r.id) for r in memoryos.scan()}
+    assert "still waiting" not in (data.parent / f"gateway-{g.port}.log").read_text()
+
+    # MemoryOS stays down: the drain gives up after --drain-timeout; the entries stay for the next start
+    g2 = GatewayProcess(project, data, "canary")
+    g2.start(None, "--drain-timeout", "1")
+    try:
+        g2.faults("memoryos", outage=True)
+        c = g2.client()
+        assert all(c.post("/v1/memories", json=rec(i, ns="agents/late")).status_code == 200 for i in range(20))
+        started = time.monotonic()
+        g2.proc.send_signal(signal.SIGTERM)
+        assert g2.proc.wait(30) == 0 and time.monotonic() - started < 20
+    finally:
+        g2.stop()
+    log = (data.parent / f"gateway-{g2.port}.log").read_text()
+    assert "mirror writes still waiting" in log and "drain on the next start" in log
+    legacy, _ = stores(g2)
+    pending = legacy._conn().execute("SELECT count(*) FROM outbox WHERE target='memoryos'").fetchone()[0]
+    assert pending >= 20
 
 
 def test_retries_are_idempotent_and_versions_never_regress(tmp_path):

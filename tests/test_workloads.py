@@ -249,3 +249,52 @@ def test_the_validators_catch_a_broken_object():
     broken_mon["spec"]["endpoints"] = "http"
     with pytest.raises(AssertionError, match="ServiceMonitor"):
         validate(broken_mon)
+
+
+def test_distributed_locust_as_rendered_gives_a_verdict_from_the_workers_samples(tmp_path):
+    """The master and worker containers' own commands, run here on loopback: /results, /locust and the
+    plan mount mapped to local directories, the gateway Service to a local gateway. The one change: the
+    master's final idle (`exec sleep`, which keeps a finished run from repeating) becomes `exit 0`."""
+    from cutover.analysis import load_samples
+    from cutover.evidence import load_evidence_file
+
+    from .gatewayproc import gateway, project_copy
+
+    project = project_copy(tmp_path, analysis={"min_samples": 100})
+    s = settings("staging", ("loadtest",), phase="ramp-50",
+                 loadtest={"workers": 2, "users": 8, "spawnRate": 8, "runTime": "10s", "runId": "t1"})
+    plan, r = rendered("staging", s)
+    n = workloads.names(plan)
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in r.manifests}
+    (master,) = workloads.pod_spec(objs[("Deployment", n["master"])])["containers"]
+    (worker,) = workloads.pod_spec(objs[("Deployment", n["worker"])])["containers"]
+    assert objs[("Deployment", n["worker"])]["spec"]["replicas"] == 2
+    results = tmp_path / "results"
+    with gateway(tmp_path, "ramp-50", project) as g:
+        def local(text: str) -> str:
+            return (text.replace(workloads.gateway_url(plan, StackConfig.model_validate(s)), g.url)
+                    .replace("/results/", f"{results}/").replace("/locust/", f"{ROOT / 'loadtests'}/")
+                    .replace(f"{workloads.PLAN_DIR}/", f"{project}/").replace(n["master"], "127.0.0.1"))
+
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        script = local(master["command"][2]).replace("exec sleep 2147483647", "exit 0")
+        m = subprocess.Popen(master["command"][:2] + [script], env=env, cwd=ROOT / "loadtests",
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers = [subprocess.Popen([local(a) for a in worker["command"]], env=env, cwd=ROOT / "loadtests",
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        try:
+            out, _ = m.communicate(timeout=120)
+        finally:
+            for w in workers:
+                w.terminate()
+                w.wait(30)
+    assert m.returncode == 0, out[-3000:]
+    run = results / "runs" / "canary-t1"
+    assert (run / "done").is_file() and (run / "stats_stats.csv").is_file()
+    worker_files = [p for p in run.glob("samples.*.jsonl")]
+    assert len(worker_files) == 2 and all(p.stat().st_size > 0 for p in worker_files)  # one file per worker
+    data = load_samples(sorted(run.glob("samples*.jsonl")))
+    assert {x.cohort for x in data} == {"control", "treatment"} and len(data) > 200
+    ev = load_evidence_file(run / "analysis" / "verdict.json")
+    assert ev.phase == "ramp-50" and ev.samples["control"] + ev.samples["treatment"] == len(data)
+    assert (run / "analysis" / "report.md").is_file()
