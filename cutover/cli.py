@@ -324,6 +324,8 @@ def migrate_cmd(
     defer_index: bool = typer.Option(False, "--defer-index", help="bulk mode: build the text index once at the end "
                                      "(about 5x faster; text search misses new records until the run ends)"),
     report: Optional[Path] = typer.Option(None, "--report", help="write the JSON report here"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="processes preparing records from a jsonl: "
+                                          "source (default: one per core, at most 4); 1: all in this process"),
 ) -> None:
     """Classify legacy records into tiers, backfill lifecycle and provenance metadata, and write them to MemoryOS.
 
@@ -339,7 +341,8 @@ def migrate_cmd(
     try:
         result = migrate(Options(source=source, target=target, policy=load_policy(policy_file), namespaces=namespace or None,
                                  shard=parse_shard(shard), batch=batch, dry_run=dry_run, on_error=on_error,
-                                 quarantine=quarantine, restart=restart, defer_index=defer_index, progress=update))
+                                 quarantine=quarantine, restart=restart, defer_index=defer_index, progress=update,
+                                 workers=workers))
     finally:
         stop()
     table = Table(title=f"migration {'(dry run) ' if dry_run else ''}{source} -> {target}")

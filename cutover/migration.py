@@ -27,6 +27,7 @@ from .policy import Policy
 from .records import MAX_TEXT, now_ms
 from .stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
 
+CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CLASSES = frozenset({"episodic", "semantic", "procedural", "working"})
 PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
 CHECKPOINTS = """
@@ -155,25 +156,44 @@ class Item:
     error: str | None = None
 
 
-def jsonl_source(path: Path, start: str | None) -> Iterator[Item]:
-    """Byte-offset positions: resume seeks straight to the next line."""
+def jsonl_lines(data: bytes, offset: int, line_no: int | None) -> Iterator[Item]:
+    """The records of a run of whole lines that starts at byte `offset` (line `line_no` + 1, if known)."""
+    for raw in data.splitlines(keepends=True):
+        offset += len(raw)
+        if line_no is not None:
+            line_no += 1
+        where = f"line {line_no}" if line_no is not None else f"byte {offset - len(raw)}"
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            yield Item(str(offset), where, orjson.loads(text))
+        except orjson.JSONDecodeError as exc:
+            yield Item(str(offset), where, None, f"malformed JSON: {str(exc).split(':')[0]}")
+
+
+def jsonl_chunks(path: Path, start: str | None, chunk_bytes: int) -> Iterator[tuple[int, int | None, bytes]]:
+    """(offset, lines before it or None, whole lines) of about chunk_bytes each, from byte `start`.
+    Byte-offset positions: a resume seeks straight to the next line (line numbers are then unknown)."""
     offset = int(start or 0)
-    line_no = None
+    line_no = 0 if offset == 0 else None
     with open(path, "rb") as f:
         f.seek(offset)
-        if offset == 0:
-            line_no = 0
-        for raw in f:
-            offset += len(raw)
-            line_no = (line_no + 1) if line_no is not None else None
-            where = f"line {line_no}" if line_no is not None else f"byte {offset - len(raw)}"
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                yield Item(str(offset), where, orjson.loads(text))
-            except orjson.JSONDecodeError as exc:
-                yield Item(str(offset), where, None, f"malformed JSON: {str(exc).split(':')[0]}")
+        while True:
+            data = f.read(chunk_bytes)
+            if not data:
+                return
+            if not data.endswith(b"\n"):
+                data += f.readline()
+            yield offset, line_no, data
+            offset += len(data)
+            if line_no is not None:
+                line_no += data.count(b"\n")
+
+
+def jsonl_source(path: Path, start: str | None) -> Iterator[Item]:
+    for offset, line_no, data in jsonl_chunks(path, start, 1 << 20):
+        yield from jsonl_lines(data, offset, line_no)
 
 
 def sqlite_source(path: Path, start: str | None, namespaces: set[str] | None) -> Iterator[Item]:
@@ -211,14 +231,19 @@ class SqliteTarget:
     MemoryOS serves reads. A crashed bulk run leaves the trigger off: run the command again, it
     resumes and finishes the rebuild."""
 
+    rows = True  # write() takes row tuples
+
     def __init__(self, path: Path, defer_index: bool = False):
         self.store = MemoryOSStore(path)
         self.conn = self.store._conn()
         self.conn.executescript(CHECKPOINTS)
+        self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # fewer B-tree page reads per insert
+        self.sql = upsert_sql(strictly_newer=True)
         self.defer_index = defer_index or not self._has_insert_trigger()
         if self.defer_index:
             with self.store._write:
                 self.conn.execute("DROP TRIGGER IF EXISTS records_ai")
+                self.conn.execute("DROP INDEX IF EXISTS records_recent")
 
     def _has_insert_trigger(self) -> bool:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='records_ai'").fetchone() is not None
@@ -231,22 +256,22 @@ class SqliteTarget:
 
         with self.store._write:
             self.conn.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")
-            self.conn.executescript(SCHEMA)  # IF NOT EXISTS: recreates only the dropped trigger
+            self.conn.executescript(SCHEMA)  # IF NOT EXISTS: recreates only the dropped trigger and index
 
     def checkpoint(self, run_key: str) -> dict | None:
         row = self.conn.execute("SELECT position, quarantine_offset, counts FROM migration_checkpoints WHERE run_key=?",
                                 (run_key,)).fetchone()
         return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
 
-    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: Counts) -> None:
-        """Upsert the batch (a record already there at the same or a newer version is left as is, and
-        counted unchanged) and the checkpoint, in one transaction."""
+    def write(self, rows: list[tuple], run_key: str, position: str, q_offset: int, counts: Counts) -> None:
+        """Upsert the batch (rows from `row_of`; a record already there at the same or a newer version
+        is left as is, and counted unchanged) and the checkpoint, in one transaction."""
         c = self.conn
         with self.store._write:
             c.execute("BEGIN IMMEDIATE")
             try:
-                cur = c.executemany(upsert_sql(strictly_newer=True), [row_of(d) for d in records])
-                unchanged = len(records) - max(cur.rowcount, 0)
+                cur = c.executemany(self.sql, rows)
+                unchanged = len(rows) - max(cur.rowcount, 0)
                 counts.unchanged += unchanged
                 counts.migrated -= unchanged
                 c.execute("INSERT OR REPLACE INTO migration_checkpoints VALUES (?,?,?,?,?)",
@@ -262,6 +287,8 @@ class SqliteTarget:
 
 class JsonlTarget:
     """A JSONL file of migrated records; the checkpoint file beside it records the byte offset."""
+
+    rows = False  # write() takes record dicts
 
     def __init__(self, path: Path):
         self.path, self.ckpt = path, path.with_name(path.name + ".checkpoint.json")
@@ -310,6 +337,15 @@ class Counts:
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
+    def merge(self, other: "Counts") -> None:
+        for k, v in other.__dict__.items():
+            if isinstance(v, dict):
+                mine = getattr(self, k)
+                for kk, vv in v.items():
+                    mine[kk] = mine.get(kk, 0) + vv
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
 
 @dataclass
 class Options:
@@ -325,6 +361,128 @@ class Options:
     restart: bool = False
     defer_index: bool = False
     progress: Callable[[Counts, int], None] | None = None  # (counts, source bytes done or records)
+    workers: int | None = None  # processes preparing records (JSONL sources); None: one per core
+
+
+# -- preparing records (pure; runs in worker processes for JSONL sources) -----------------------------
+@dataclass(frozen=True)
+class ChunkSpec:
+    """What a worker needs to prepare records exactly as the main process would."""
+
+    source: str
+    run_id: str
+    policy: Policy
+    now: int
+    namespaces: list[str] | None
+    shard: tuple[int, int] | None
+    on_error: str
+    rows: bool  # row tuples for a SQLite target, record dicts otherwise
+
+
+@dataclass
+class Chunk:
+    out: list  # rows or record dicts, in source order
+    quarantined: list[bytes]
+    counts: Counts
+    position: str | None  # where to resume after this chunk
+    halted: tuple[str, str] | None = None  # (where, reason) of the record that stopped the run
+
+
+_worker: dict = {}
+
+
+def _init_worker(spec: ChunkSpec) -> None:
+    _worker["spec"] = spec
+    _worker["ctx"] = Context(spec.source, spec.run_id, spec.policy, spec.now, spec.policy.compile(spec.now))
+    _worker["wanted"] = set(spec.namespaces) if spec.namespaces else None
+
+
+def prepare_items(items) -> Chunk:
+    """Check, filter, classify and backfill a run of source items."""
+    spec, ctx, wanted = _worker["spec"], _worker["ctx"], _worker["wanted"]
+    counts, out, quarantined, position = Counts(), [], [], None
+    shard = spec.shard
+    for item in items:
+        position = item.position
+        counts.read += 1
+        obj = item.obj
+        reason = item.error or problem(obj)
+        if reason is None:
+            if wanted is not None and obj["namespace"] not in wanted:
+                continue
+            if shard and shard_of(obj["namespace"], shard[1]) != shard[0]:
+                counts.skipped_other_shards += 1
+                continue
+            rec, tier, rule, kept = backfill(obj, ctx)
+            counts.migrated += 1
+            counts.kept_existing_fields += kept
+            counts.by_tier[tier] = counts.by_tier.get(tier, 0) + 1
+            counts.by_rule[rule] = counts.by_rule.get(rule, 0) + 1
+            out.append(row_of(rec) if spec.rows else rec)
+            continue
+        counts.quarantined += 1
+        kind = reason.split(":")[0]
+        counts.quarantine_reasons[kind] = counts.quarantine_reasons.get(kind, 0) + 1
+        rid = obj.get("id") if isinstance(obj, dict) else None
+        quarantined.append(json.dumps({"where": item.where, "id": rid, "reason": reason}).encode() + b"\n")
+        if spec.on_error == "halt":
+            return Chunk(out, quarantined, counts, position, (item.where, reason))
+    return Chunk(out, quarantined, counts, position)
+
+
+def prepare_jsonl_chunk(offset: int, line_no: int | None, data: bytes) -> Chunk:
+    chunk = prepare_items(jsonl_lines(data, offset, line_no))
+    chunk.position = chunk.position if chunk.halted else str(offset + len(data))
+    return chunk
+
+
+def _batched(items, n: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def effective_workers(o: "Options", src_kind: str) -> int:
+    if src_kind != "jsonl":
+        return 1  # a store source is read in key order by one reader
+    return max(1, o.workers if o.workers is not None else min(4, os.cpu_count() or 1))
+
+
+def average_line_bytes(path: Path, start: str | None) -> int:
+    with open(path, "rb") as f:
+        f.seek(int(start or 0))
+        sample = f.read(256 * 1024)
+    return max(1, len(sample) // max(1, sample.count(b"\n")))
+
+
+def _pool(workers: int, spec: ChunkSpec):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork, before the target is opened: the workers share the parent's imported code (copy on
+    # write) and hold no database handle; they only compute, print nothing and leave by os._exit
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_init_worker, initargs=(spec,))
+    pool.submit(int).result()  # with fork, the first task starts every worker: now, not later
+    return pool
+
+
+def _ordered(pool, chunks, workers: int):
+    """Prepare chunks in the pool, a few ahead, and yield them in source order."""
+    from collections import deque
+
+    pending: deque = deque()
+    for c in chunks:
+        pending.append(pool.submit(prepare_jsonl_chunk, *c))
+        if len(pending) > workers + 1:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def run_key(o: Options) -> str:
@@ -340,10 +498,14 @@ def migrate(o: Options) -> dict:
     if o.on_error not in ("quarantine", "halt"):
         raise MigrationError(f"unknown --on-error {o.on_error!r}", fix="use quarantine or halt")
     key = run_key(o)
-    target = None if o.dry_run else (SqliteTarget(dst_path, o.defer_index) if dst_kind == "sqlite" else JsonlTarget(dst_path))
-    qpath = o.quarantine or dst_path.with_name(dst_path.name + ".quarantine.jsonl")
     started = time.monotonic()
     ctx = Context(o.source, uuid.uuid4().hex[:12], o.policy, now_ms(), o.policy.compile(now_ms()))
+    spec = ChunkSpec(o.source, ctx.run_id, o.policy, ctx.now, o.namespaces, o.shard, o.on_error,
+                     rows=dst_kind == "sqlite" and not o.dry_run)
+    workers = effective_workers(o, src_kind)
+    pool = _pool(workers, spec) if workers > 1 else None  # started before any file is opened
+    target = None if o.dry_run else (SqliteTarget(dst_path, o.defer_index) if dst_kind == "sqlite" else JsonlTarget(dst_path))
+    qpath = o.quarantine or dst_path.with_name(dst_path.name + ".quarantine.jsonl")
     counts, position, q_offset, resumed = Counts(), None, 0, False
     ckpt = target.checkpoint(key) if target and not o.restart else None
     if ckpt:
@@ -355,61 +517,39 @@ def migrate(o: Options) -> dict:
         qfile = open(qpath, "ab")
         qfile.truncate(q_offset)
         qfile.seek(0, os.SEEK_END)
-    wanted = set(o.namespaces) if o.namespaces else None
-    items = jsonl_source(src_path, position) if src_kind == "jsonl" else sqlite_source(src_path, position, wanted)
-
-    batch: list[dict] = []
-    quarantined: list[bytes] = []
-    last_position = position
-
-    def flush() -> None:
-        nonlocal batch, quarantined, q_offset
-        if target is None:
-            batch, quarantined = [], []
-            return
-        if quarantined:
-            qfile.write(b"".join(quarantined))
-            qfile.flush()
-            os.fsync(qfile.fileno())
-            q_offset = qfile.tell()
-        target.write(batch, key, last_position or "", q_offset, counts)
-        batch, quarantined = [], []
+    if src_kind == "jsonl":
+        chunk_bytes = max(4096, o.batch * average_line_bytes(src_path, position))
+        chunks = jsonl_chunks(src_path, position, chunk_bytes)
+        if pool is not None:
+            results = _ordered(pool, chunks, workers)
+        else:
+            _init_worker(spec)
+            results = (prepare_jsonl_chunk(*c) for c in chunks)
+    else:
+        wanted = set(o.namespaces) if o.namespaces else None
+        _init_worker(spec)
+        results = (prepare_items(batch) for batch in _batched(sqlite_source(src_path, position, wanted), o.batch))
 
     try:
-        for item in items:
-            last_position = item.position
-            counts.read += 1
-            obj = item.obj
-            reason = item.error or problem(obj)
-            if reason is None and wanted is not None and obj["namespace"] not in wanted:
-                continue
-            if reason is None and o.shard and shard_of(obj["namespace"], o.shard[1]) != o.shard[0]:
-                counts.skipped_other_shards += 1
-                continue
-            if reason is not None:
-                counts.quarantined += 1
-                counts.quarantine_reasons[reason.split(":")[0]] = counts.quarantine_reasons.get(reason.split(":")[0], 0) + 1
-                rid = obj.get("id") if isinstance(obj, dict) else None
-                quarantined.append(json.dumps({"where": item.where, "id": rid, "reason": reason}).encode() + b"\n")
-                if o.on_error == "halt":
-                    flush()
-                    raise MigrationError(f"bad record at {item.where}: {reason}", file=o.source,
-                                         fix="fix the record, or run with --on-error quarantine")
-                continue
-            rec, tier, rule, kept = backfill(obj, ctx)
-            counts.migrated += 1
-            counts.kept_existing_fields += kept
-            counts.by_tier[tier] = counts.by_tier.get(tier, 0) + 1
-            counts.by_rule[rule] = counts.by_rule.get(rule, 0) + 1
-            batch.append(rec)
-            if len(batch) >= o.batch:
-                flush()
-                if o.progress:
-                    o.progress(counts, int(item.position) if src_kind == "jsonl" else counts.read)
-        flush()
+        for chunk in results:
+            counts.merge(chunk.counts)
+            if target is not None and (chunk.out or chunk.quarantined or chunk.position):
+                if chunk.quarantined:
+                    qfile.write(b"".join(chunk.quarantined))
+                    qfile.flush()
+                    os.fsync(qfile.fileno())
+                    q_offset = qfile.tell()
+                target.write(chunk.out, key, chunk.position or position or "", q_offset, counts)
+            if chunk.halted:
+                raise MigrationError(f"bad record at {chunk.halted[0]}: {chunk.halted[1]}", file=o.source,
+                                     fix="fix the record, or run with --on-error quarantine")
+            if o.progress:
+                o.progress(counts, int(chunk.position or 0) if src_kind == "jsonl" else counts.read)
         if target:
             target.finish()
     finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if qfile:
             qfile.close()
         if target:

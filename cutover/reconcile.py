@@ -1,19 +1,26 @@
 """Reconciliation: does the target hold what the source (the source of truth) holds?
 
 Per namespace and tier: counts and an order-independent checksum over (id, version, text, tier)
-(a sum of 64-bit BLAKE2 hashes), the ids missing on either side, and the mismatched records. Both
-sides are read in (namespace, id) order and merge-joined, so memory stays flat. The tier of a record
-without `metadata.mem_os.tier` (a legacy record) is the one the classification policy gives it.
-`repair()` copies what is missing or stale from the source to the target, then checks again.
+(a sum of 64-bit BLAKE2 hashes), the ids missing on either side, and the mismatched records. The
+tier of a record without `metadata.mem_os.tier` (a legacy record) is the one the classification
+policy gives it. `repair()` copies what is missing or stale from the source to the target, then
+checks again.
+
+Two passes. The summary pass reads each side once, in no particular order, in its own process (the
+two run in parallel), into per-namespace counts and checksums. Only namespaces whose summaries
+differ get the detail pass: both sides read in (namespace, id) order and merge-joined to name the
+missing and mismatched ids. At parity (the usual case) the detail pass reads nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from hashlib import blake2b
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+import orjson
 
 from .migration import MigrationError, parse_uri
 from .policy import Policy
@@ -34,9 +41,12 @@ class Row:
     observed_at: int
 
 
+def _digest_of(id_: str, version: int, text: str, tier: str) -> int:
+    return int.from_bytes(blake2b(f"{id_}\x1f{version}\x1f{text}\x1f{tier}".encode(), digest_size=8).digest(), "big")
+
+
 def _digest(r: Row) -> int:
-    h = hashlib.blake2b(f"{r.id}\x1f{r.version}\x1f{r.text}\x1f{r.tier}".encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "big")
+    return _digest_of(r.id, r.version, r.text, r.tier)
 
 
 def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
@@ -59,18 +69,16 @@ def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tupl
         yield Row(ns, id_, ver, text, tier, obs)
 
 
-def _rows_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
+def _valid_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
+    """The export's valid records, in file order (migrate quarantines the others)."""
     if not path.is_file():
         raise MigrationError("no such file", file=str(path), fix="check the jsonl: path")
-    rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for line in f:
-            if not line.strip():
-                continue
             try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # migrate quarantines these; reconcile compares valid records
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
             if not isinstance(d, dict) or not isinstance(d.get("namespace"), str) or not isinstance(d.get("id"), str):
                 continue
             if namespaces and d["namespace"] not in namespaces:
@@ -78,11 +86,15 @@ def _rows_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
             obs = d.get("observed_at", 0)
             if window and not (window[0] <= obs <= window[1]):
                 continue
-            mo = (d.get("metadata") or {}).get("mem_os") or {}
+            meta = d.get("metadata")
+            mo = meta.get("mem_os") if isinstance(meta, dict) else None
             tier = mo.get("tier") if isinstance(mo, dict) and mo.get("tier") else classify(d)[0]
-            rows.append(Row(d["namespace"], d["id"], d.get("version") or 1, d.get("text", ""), tier, obs))
-    rows.sort(key=lambda r: (r.namespace, r.id))
-    return iter(rows)
+            yield Row(d["namespace"], d["id"], d.get("version") or 1, d.get("text", ""), tier, obs)
+
+
+def _rows_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
+    """Sorted by (namespace, id) in memory: the detail pass asks only for the namespaces that differ."""
+    return iter(sorted(_valid_jsonl(path, classify, namespaces, window), key=lambda r: (r.namespace, r.id)))
 
 
 def rows(uri: str, classify, namespaces=None, window=None) -> Iterator[Row]:
@@ -116,8 +128,111 @@ def _note(res: NamespaceResult, kind: str, item) -> None:
         getattr(res, kind).append(item)
 
 
+# -- summary pass ------------------------------------------------------------------------------------
+def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
+    """(namespace, id, version, text, tier) in storage order; tiers classified where missing."""
+    if not path.is_file():
+        raise MigrationError("no such store", file=str(path), fix="check the sqlite: path")
+    conn = LegacyStore(path)._conn()
+    conn.row_factory = None
+    where, args = [], []
+    if namespaces:
+        where.append(f"namespace IN ({','.join('?' * len(namespaces))})")
+        args += sorted(namespaces)
+    if window:
+        where.append("observed_at BETWEEN ? AND ?")
+        args += list(window)
+    cond = f"WHERE {' AND '.join(where)}" if where else ""
+    yield from conn.execute(f"SELECT namespace, id, version, text, tier FROM records {cond} "
+                            f"{'AND' if cond else 'WHERE'} tier IS NOT NULL", args)
+    for ns, id_, ver, text, cls, tags, obs, exp, meta in conn.execute(
+            f"SELECT namespace, id, version, text, class, tags, observed_at, expires_at, metadata FROM records {cond} "
+            f"{'AND' if cond else 'WHERE'} tier IS NULL", args):
+        tier = classify({"class": cls, "tags": json.loads(tags), "observed_at": obs, "expires_at": exp,
+                         "metadata": json.loads(meta), "text": text})[0]
+        yield ns, id_, ver, text, tier
+
+
+def _raw_jsonl(path: Path, classify, namespaces, window) -> Iterator[tuple]:
+    for r in _valid_jsonl(path, classify, namespaces, window):
+        yield r.namespace, r.id, r.version, r.text, r.tier
+
+
+def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, with_tier: bool, now: int) -> dict:
+    """Per namespace: {tier: [count, checksum]} and, under "*", [count, checksum] over all its records
+    (without the tier when with_tier is False)."""
+    kind, path = parse_uri(uri)
+    classify = policy.compile(now)
+    wanted = set(namespaces) if namespaces else None
+    out: dict[str, dict] = {}
+    get = out.get
+    for ns, id_, ver, text, tier in (_raw_sqlite if kind == "sqlite" else _raw_jsonl)(path, classify, wanted, window):
+        d = int.from_bytes(blake2b(f"{id_}\x1f{ver}\x1f{text}\x1f{tier}".encode(), digest_size=8).digest(), "big")
+        per = get(ns)
+        if per is None:
+            per = out[ns] = {"*": [0, 0]}
+        t = per.get(tier)
+        if t is None:
+            t = per[tier] = [0, 0]
+        t[0] += 1
+        t[1] = (t[1] + d) & MASK
+        if not with_tier:
+            d = int.from_bytes(blake2b(f"{id_}\x1f{ver}\x1f{text}".encode(), digest_size=8).digest(), "big")
+        a = per["*"]
+        a[0] += 1
+        a[1] = (a[1] + d) & MASK
+    return out
+
+
+def _summaries(source: str, target: str, policy: Policy, namespaces, window, with_tier: bool) -> tuple[dict, dict]:
+    """Both sides at once, each in its own process (one side in this one)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    now = now_ms()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        other = pool.submit(summarize, target, policy, namespaces, window, with_tier, now)
+        mine = summarize(source, policy, namespaces, window, with_tier, now)
+        return mine, other.result()
+
+
 def compare(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
             window: tuple[int, int] | None = None, compare_tier: bool = True) -> dict:
+    sa, sb = _summaries(source, target, policy, namespaces, window, compare_tier)
+    same = {ns for ns in set(sa) & set(sb) if sa[ns]["*"] == sb[ns]["*"]}
+    differ = sorted((set(sa) | set(sb)) - same)
+    # many differing namespaces: one full detail pass rather than a huge IN (...) list
+    detail_ns = differ if len(differ) <= 500 else None
+    report = (_detail(source, target, policy, detail_ns, window, compare_tier) if differ
+              else _empty(source, target, window, compare_tier))
+    for ns in same:  # summaries agree: parity, and the tier table straight from them
+        tiers = {t: v for t, v in sa[ns].items() if t != "*"}
+        target_tiers = {t: v for t, v in sb[ns].items() if t != "*"} if compare_tier else tiers
+        report["per_namespace"][ns] = {
+            "parity": True, "missing_in_target": 0, "missing_in_source": 0, "mismatched": 0,
+            "tiers": {t: {"source_count": tiers.get(t, [0, 0])[0], "target_count": target_tiers.get(t, [0, 0])[0],
+                          "source_checksum": f"{tiers.get(t, [0, 0])[1]:016x}",
+                          "target_checksum": f"{target_tiers.get(t, [0, 0])[1]:016x}"}
+                      for t in sorted(set(tiers) | set(target_tiers))},
+            "sample": {"missing_in_target": [], "missing_in_source": [], "mismatched": []}}
+    report["per_namespace"] = dict(sorted(report["per_namespace"].items()))
+    report["namespaces"] = len(report["per_namespace"])
+    report["parity"] = all(v["parity"] for v in report["per_namespace"].values())
+    report["detail_namespaces"] = len(differ)
+    report["records_scanned"] = sum(v["*"][0] for side in (sa, sb) for v in side.values())
+    return report
+
+
+def _empty(source, target, window, compare_tier) -> dict:
+    return {"source": source, "target": target, "window": window, "compare_tier": compare_tier, "records_scanned": 0,
+            "namespaces": 0, "parity": True, "totals": {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0},
+            "per_namespace": {}}
+
+
+# -- detail pass -------------------------------------------------------------------------------------
+def _detail(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
+            window: tuple[int, int] | None = None, compare_tier: bool = True) -> dict:
+    """Merge-join both sides in (namespace, id) order: every missing and mismatched id."""
     classify = policy.compile(now_ms())
     wanted = set(namespaces) if namespaces else None
     a, b = rows(source, classify, wanted, window), rows(target, classify, wanted, window)
