@@ -136,6 +136,37 @@ def backfill(rec: dict, ctx: Context) -> tuple[dict, str, str, int]:
     return out, meta["mem_os"]["tier"], rule, kept
 
 
+def backfill_row(rec: dict, ctx: Context) -> tuple[tuple, str, str, int]:
+    """`row_of(backfill(rec))` in one step (the migration's hot path): (row, tier, rule, kept)."""
+    tier, rule = ctx.classify(rec)
+    meta = rec.get("metadata")
+    meta = dict(meta) if meta else {}
+    existing = meta.get("mem_os")
+    tags = rec.get("tags") or []
+    ns, kind, observed = rec["namespace"], rec.get("kind", "note"), rec.get("observed_at")
+    mo = {
+        "tier": tier, "chain_id": f"{ns}:{kind}", "heat": 0.0, "promotion_score": PROMOTION_SCORE[tier],
+        "last_accessed_at": observed, "consolidation_version": 1,
+        "persona_keys": sorted(t[8:] for t in tags if t.startswith("persona:") and len(t) > 8),
+    }
+    kept = 0
+    if isinstance(existing, dict) and existing:
+        kept = sum(1 for k, v in existing.items() if k in mo and mo[k] != v)
+        mo = {**mo, **existing}
+    meta["mem_os"] = mo
+    if "migration" not in meta:
+        meta["migration"] = {
+            "source": ctx.source, "run_id": ctx.run_id, "migrated_at": ctx.now, "legacy_namespace": ns,
+            "policy": ctx.policy.name, "policy_hash": ctx.policy.digest,
+        }
+    dumps = orjson.dumps
+    row = (ns, rec["id"], rec.get("version") or 1, rec.get("class", "episodic"), kind, rec.get("text", ""),
+           dumps(rec.get("content")).decode(), dumps(sorted(set(tags))).decode(), rec.get("source"),
+           ctx.now if observed is None else observed, rec.get("expires_at"), dumps(meta).decode(),
+           mo["tier"], float(mo.get("heat") or 0.0), mo.get("last_accessed_at"))
+    return row, mo["tier"], rule, kept
+
+
 def _dumps(v) -> str:
     return orjson.dumps(v).decode()
 
@@ -239,6 +270,10 @@ class SqliteTarget:
         self.conn.executescript(CHECKPOINTS)
         self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # fewer B-tree page reads per insert
         self.sql = upsert_sql(strictly_newer=True)
+        # the same upsert from a packed chunk (WHERE true: SQLite's rule for INSERT ... SELECT ... ON CONFLICT)
+        values = f"VALUES ({','.join('?' * 15)})"
+        self.sql_select = self.sql.replace(values, f"SELECT {COLUMNS} FROM chunk.{PACKED_TABLE} WHERE true")
+        self._attached = False
         self.defer_index = defer_index or not self._has_insert_trigger()
         if self.defer_index:
             with self.store._write:
@@ -263,14 +298,23 @@ class SqliteTarget:
                                 (run_key,)).fetchone()
         return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
 
-    def write(self, rows: list[tuple], run_key: str, position: str, q_offset: int, counts: Counts) -> None:
-        """Upsert the batch (rows from `row_of`; a record already there at the same or a newer version
-        is left as is, and counted unchanged) and the checkpoint, in one transaction."""
+    def write(self, rows, run_key: str, position: str, q_offset: int, counts: Counts) -> None:
+        """Upsert the batch (rows from `row_of`, or PackedRows from a worker; a record already there at
+        the same or a newer version is left as is, and counted unchanged) and the checkpoint, in one
+        transaction."""
         c = self.conn
         with self.store._write:
+            if isinstance(rows, PackedRows):
+                if not self._attached:
+                    c.execute("ATTACH DATABASE ':memory:' AS chunk")
+                    self._attached = True
+                c.deserialize(rows.blob, name="chunk")
             c.execute("BEGIN IMMEDIATE")
             try:
-                cur = c.executemany(self.sql, rows)
+                if isinstance(rows, PackedRows):
+                    cur = c.execute(self.sql_select)
+                else:
+                    cur = c.executemany(self.sql, rows)
                 unchanged = len(rows) - max(cur.rowcount, 0)
                 counts.unchanged += unchanged
                 counts.migrated -= unchanged
@@ -397,43 +441,108 @@ def _init_worker(spec: ChunkSpec) -> None:
     _worker["wanted"] = set(spec.namespaces) if spec.namespaces else None
 
 
-def prepare_items(items) -> Chunk:
-    """Check, filter, classify and backfill a run of source items."""
-    spec, ctx, wanted = _worker["spec"], _worker["ctx"], _worker["wanted"]
-    counts, out, quarantined, position = Counts(), [], [], None
-    shard = spec.shard
-    for item in items:
-        position = item.position
+class _Preparer:
+    """Check, filter, classify and backfill records one by one into a Chunk."""
+
+    def __init__(self):
+        self.spec, self.ctx, self.wanted = _worker["spec"], _worker["ctx"], _worker["wanted"]
+        self.counts, self.out, self.quarantined = Counts(), [], []
+
+    def take(self, obj, error: str | None) -> str | None:
+        """None when the record was prepared or skipped; otherwise the reason it was quarantined
+        (the caller then calls quarantine() with where it was)."""
+        counts = self.counts
         counts.read += 1
-        obj = item.obj
-        reason = item.error or problem(obj)
-        if reason is None:
-            if wanted is not None and obj["namespace"] not in wanted:
-                continue
-            if shard and shard_of(obj["namespace"], shard[1]) != shard[0]:
-                counts.skipped_other_shards += 1
-                continue
-            rec, tier, rule, kept = backfill(obj, ctx)
-            counts.migrated += 1
-            counts.kept_existing_fields += kept
-            counts.by_tier[tier] = counts.by_tier.get(tier, 0) + 1
-            counts.by_rule[rule] = counts.by_rule.get(rule, 0) + 1
-            out.append(row_of(rec) if spec.rows else rec)
-            continue
+        reason = error or problem(obj)
+        if reason is not None:
+            return reason
+        ns = obj["namespace"]
+        if self.wanted is not None and ns not in self.wanted:
+            return None
+        shard = self.spec.shard
+        if shard and shard_of(ns, shard[1]) != shard[0]:
+            counts.skipped_other_shards += 1
+            return None
+        rec, tier, rule, kept = (backfill_row if self.spec.rows else backfill)(obj, self.ctx)
+        counts.migrated += 1
+        counts.kept_existing_fields += kept
+        counts.by_tier[tier] = counts.by_tier.get(tier, 0) + 1
+        counts.by_rule[rule] = counts.by_rule.get(rule, 0) + 1
+        self.out.append(rec)
+        return None
+
+    def quarantine(self, obj, where: str, reason: str) -> bool:
+        """Record a bad record; True when the run must halt on it."""
+        counts = self.counts
         counts.quarantined += 1
         kind = reason.split(":")[0]
         counts.quarantine_reasons[kind] = counts.quarantine_reasons.get(kind, 0) + 1
         rid = obj.get("id") if isinstance(obj, dict) else None
-        quarantined.append(json.dumps({"where": item.where, "id": rid, "reason": reason}).encode() + b"\n")
-        if spec.on_error == "halt":
-            return Chunk(out, quarantined, counts, position, (item.where, reason))
-    return Chunk(out, quarantined, counts, position)
+        self.quarantined.append(json.dumps({"where": where, "id": rid, "reason": reason}).encode() + b"\n")
+        return self.spec.on_error == "halt"
+
+    def chunk(self, position: str | None, halted: tuple[str, str] | None = None) -> Chunk:
+        return Chunk(self.out, self.quarantined, self.counts, position, halted)
 
 
-def prepare_jsonl_chunk(offset: int, line_no: int | None, data: bytes) -> Chunk:
-    chunk = prepare_items(jsonl_lines(data, offset, line_no))
-    chunk.position = chunk.position if chunk.halted else str(offset + len(data))
+def prepare_items(items) -> Chunk:
+    """A run of source items (from a store source)."""
+    prep, position = _Preparer(), None
+    for item in items:
+        position = item.position
+        reason = prep.take(item.obj, item.error)
+        if reason is not None and prep.quarantine(item.obj, item.where, reason):
+            return prep.chunk(position, (item.where, reason))
+    return prep.chunk(position)
+
+
+def prepare_jsonl_chunk(offset: int, line_no: int | None, data: bytes, pack: bool = False) -> Chunk:
+    """A run of whole JSONL lines starting at byte `offset`. With `pack` (in a worker process), rows
+    travel back as one serialized in-memory SQLite database rather than as pickled tuples: the
+    writer then copies them with one INSERT ... SELECT, in C."""
+    prep, loads, bad_json = _Preparer(), orjson.loads, orjson.JSONDecodeError
+    for raw in data.splitlines(keepends=True):
+        offset += len(raw)
+        if line_no is not None:
+            line_no += 1
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            obj, error = loads(text), None
+        except bad_json as exc:
+            obj, error = None, f"malformed JSON: {str(exc).split(':')[0]}"
+        reason = prep.take(obj, error)
+        if reason is not None:
+            where = f"line {line_no}" if line_no is not None else f"byte {offset - len(raw)}"
+            if prep.quarantine(obj, where, reason):
+                return _packed(prep.chunk(str(offset), (where, reason)), pack)
+    return _packed(prep.chunk(str(offset)), pack)
+
+
+PACKED_TABLE = "rows"
+
+
+def _packed(chunk: Chunk, pack: bool) -> Chunk:
+    if pack and chunk.out and _worker["spec"].rows:
+        mem = sqlite3.connect(":memory:")
+        mem.execute(f"CREATE TABLE {PACKED_TABLE}({COLUMNS})")
+        mem.executemany(f"INSERT INTO {PACKED_TABLE} VALUES ({','.join('?' * 15)})", chunk.out)
+        mem.commit()
+        chunk.out = PackedRows(mem.serialize(), len(chunk.out))
+        mem.close()
     return chunk
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """Rows as a serialized SQLite database with one table (see _packed)."""
+
+    blob: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def _batched(items, n: int):
@@ -478,7 +587,7 @@ def _ordered(pool, chunks, workers: int):
 
     pending: deque = deque()
     for c in chunks:
-        pending.append(pool.submit(prepare_jsonl_chunk, *c))
+        pending.append(pool.submit(prepare_jsonl_chunk, *c, pack=True))
         if len(pending) > workers + 1:
             yield pending.popleft().result()
     while pending:
