@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from .drift import jaccard_distance, rbo, readiness
 from .flags import kill_write_mode
 from .metrics import DRIFT_BUCKETS, latency_buckets, name
+from .background import Background, ChildSpec, OutboxSpec, StoreSpec
 from .outbox import MirrorWorker, Outbox
 from .plan import Plan
 from .records import RecallQuery, Record, signature
@@ -134,23 +135,31 @@ class GatewayMetrics:
 class DriftMonitor:
     """Shadow reads off the request path: a bounded queue, a sampling rate, drift samples."""
 
-    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None):
-        self.plan, self.memoryos, self.metrics = plan, memoryos, metrics
+    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None, sink=None):
+        """sink(message) -> bool: hand the shadow read to the background process (False: its queue
+        is full). Without a sink, a thread of this process does the reads."""
+        self.plan, self.memoryos, self.metrics, self.sink = plan, memoryos, metrics, sink
         self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
         self.samples: list[float] = []
         self.rbo_samples: list[float] = []
         self.dropped = self.errors = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
         self._stop = threading.Event()
-        self._thread.start()
+        if sink is None:
+            self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
+            self._thread.start()
 
     def offer(self, q: RecallQuery, legacy: list[Record]) -> None:
         if self._rng.random() >= self.plan.analysis.shadow_sample_rate:
             return
+        message = (q, [signature(r) for r in legacy])
+        if self.sink is not None:
+            if not self.sink(("shadow", *message)):
+                self.dropped += 1
+            return
         try:
-            self.queue.put_nowait((q, [signature(r) for r in legacy]))
+            self.queue.put_nowait(message)
         except queue.Full:
             self.dropped += 1
 
@@ -192,7 +201,9 @@ class Gateway:
     """The request logic, independent of HTTP: tests and the ASGI shell call the same methods."""
 
     def __init__(self, plan: Plan, phase: str, stack: str, legacy, memoryos, flags_path: Path, data_dir: Path,
-                 registry: CollectorRegistry | None = None, flag_poll_ms: int = 500):
+                 registry: CollectorRegistry | None = None, flag_poll_ms: int = 500, background: bool = True):
+        """background: the mirror worker and the shadow reads run in a child process (cutover.background)
+        when the stores can be reopened there; False, or stores that cannot, keep them in threads."""
         self.plan, self.phase, self.stack = plan, phase, stack
         self.eff = plan.effective(phase)
         self.legacy, self.memoryos = FaultyStore(legacy), FaultyStore(memoryos)
@@ -211,12 +222,54 @@ class Gateway:
             else Outbox(Path(data_dir) / f"outbox-{n}.db", *retry, autocheckpoint=False)
             for n, st in self.stores.items()
         }
-        self.worker = MirrorWorker(list(self.outboxes.values()), self.stores,
-                                   on_failure=lambda t, r: self.metrics.mirror_failures.labels(target=t, reason=r).inc())
-        self.worker.start()
-        self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
+        self._copied = 0
+        self.worker: MirrorWorker | None = None
+        self.background: Background | None = None
+        spec = self._child_spec(retry) if background else None
+        if spec is not None:  # the mirror worker and the shadow reads in a process of their own
+            self.background = Background(spec, g.shadow_queue, self._on_event)
+            self.drift = DriftMonitor(plan, self.memoryos, self.metrics, sink=self.background.offer)
+        else:
+            self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure)
+            self.worker.start()
+            self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
         self.candidate_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="candidate")
         self.timeout_s = g.candidate_timeout_ms / 1000
+
+    # -- background work ----------------------------------------------------------------------------
+    def _child_spec(self, retry: tuple) -> ChildSpec | None:
+        try:
+            stores = {n: StoreSpec.of(st) for n, st in self.stores.items()}
+        except TypeError:
+            return None
+        boxes = [OutboxSpec(None, n, retry) if st.local else OutboxSpec(str(self.outboxes[n].path), None, retry)
+                 for n, st in self.stores.items()]
+        a = self.plan.analysis
+        return ChildSpec(stores, boxes, {n: st.state() for n, st in self.stores.items()}, a.top_k, a.rbo_p, 10.0)
+
+    def _mirror_failure(self, target: str, reason: str) -> None:
+        self.metrics.mirror_failures.labels(target=target, reason=reason).inc()
+
+    def _on_event(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "drift":
+            self.drift.record(event[1], event[2])
+        elif kind == "shadow_error":
+            self.drift.errors += 1
+        elif kind == "mirror_failure":
+            self._mirror_failure(event[1], event[2])
+        elif kind == "copied":
+            self._copied += event[1]
+
+    @property
+    def mirrored(self) -> int:
+        return self.worker.copied if self.worker is not None else self._copied
+
+    def set_fault(self, store: str, latency_ms: float = 0.0, error_rate: float = 0.0, outage: bool = False) -> None:
+        """Inject (or clear) a fault on a store, here and in the background process."""
+        self.stores[store].set(latency_ms, error_rate, outage)
+        if self.background is not None:
+            self.background.send(("faults", store, self.stores[store].state()))
 
     # -- helpers ----------------------------------------------------------------------------------
     def decide(self, targeting_key: str, group: str | None) -> Decision:
@@ -366,7 +419,7 @@ class Gateway:
             "stack": self.stack,
             "flags": {"file": str(self.flags.path), "kill_switch": probe.kill, "write_mode": probe.write_mode},
             "outbox": {"depth": self.outbox_depth(), "oldest_age_s": self.outbox_oldest_age(),
-                       "dead_letters": len(self.dead_letters()), "mirrored": self.worker.copied},
+                       "dead_letters": len(self.dead_letters()), "mirrored": self.mirrored},
             "drift": {"samples": r.samples, "mean": r.mean, "upper_bound": r.upper_bound, "threshold": r.threshold,
                       "dropped": self.drift.dropped, "errors": self.drift.errors},
             "cutover_ready": {"ready": r.ready, "reason": r.reason},
@@ -384,7 +437,10 @@ class Gateway:
             time.sleep(0.1)
 
     def close(self) -> None:
-        self.worker.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.background is not None:
+            self.background.close()
         self.drift.close()
         self.flags.close()
         self.candidate_pool.shutdown(wait=False, cancel_futures=True)

@@ -188,7 +188,7 @@ def admin_app(gw: Gateway, token: str) -> Starlette:
         check(request)
         if request.method == "POST":
             f = _validate(Faults, await _json_body(request, 4096))
-            gw.stores[f.store].set(f.latency_ms, f.error_rate, f.outage)
+            gw.set_fault(f.store, f.latency_ms, f.error_rate, f.outage)
         return JSONResponse({n: s.state() for n, s in gw.stores.items()})
 
     async def requeue(request: Request):

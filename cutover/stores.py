@@ -379,7 +379,7 @@ class HttpStore:
     def __init__(self, name: str, base_url: str, timeout: float = 2.0, agent_id: str = "cutover-gateway"):
         import httpx
 
-        self.name = name
+        self.name, self.base_url = name, base_url
         self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers={"X-Agent-Id": agent_id})
 
     def _call(self, method: str, path: str, **kw):

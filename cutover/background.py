@@ -1,0 +1,175 @@
+"""The gateway's background work in a process of its own: the mirror worker (draining the outboxes)
+and the shadow reads (MemoryOS answers compared with legacy's, for drift).
+
+Why a process: in the gateway's own process this work competes with the requests for the GIL, and a
+thread that holds it makes a request wait (up to the 5 ms switch interval) however idle the cores
+are. In a child process it competes only for CPU, and at a lower priority (nice 10): under load the
+kernel serves the requests first and the outbox lags a little (measured: outbox depth and age), which
+is what the outbox is for.
+
+The child opens the same stores (the SQLite files, or the remote services) itself. The outboxes live
+in SQLite, so nothing is lost if either process dies: the child exits when its parent does, and the
+next gateway's child drains what is left. Faults injected through the admin API are sent to the
+child, so a MemoryOS outage stops its copies and its shadow reads too.
+
+Messages, parent -> child: ("shadow", query, legacy signatures), ("faults", store, state), ("stop",).
+Child -> parent: ("drift", jaccard, rbo distance), ("shadow_error",), ("mirror_failure", target,
+reason), ("copied", n).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .drift import jaccard_distance, rbo
+from .outbox import MirrorWorker, Outbox
+from .records import signature
+from .stores import FaultyStore, HttpStore, LegacyStore, MemoryOSStore, SqliteStore
+
+NICE = 10
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How to open a store again in another process."""
+
+    kind: str  # legacy | memoryos
+    uri: str  # sqlite:PATH or http(s)://...
+
+    @classmethod
+    def of(cls, store) -> "StoreSpec":
+        inner = store.inner if isinstance(store, FaultyStore) else store
+        if isinstance(inner, SqliteStore):
+            return cls("memoryos" if isinstance(inner, MemoryOSStore) else "legacy", f"sqlite:{inner.path}")
+        if isinstance(inner, HttpStore):
+            return cls(inner.name, inner.base_url)
+        raise TypeError(f"cannot reopen a {type(inner).__name__} in another process")
+
+    def open(self):
+        if self.uri.startswith(("http://", "https://")):
+            return HttpStore(self.kind, self.uri)
+        path = self.uri.removeprefix("sqlite:")
+        return (MemoryOSStore if self.kind == "memoryos" else LegacyStore)(path, autocheckpoint=False)
+
+
+@dataclass(frozen=True)
+class OutboxSpec:
+    path: str | None  # a file outbox, or None: the outbox inside the named store's file
+    store: str | None
+    retry: tuple[int, float, float]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    stores: dict[str, StoreSpec]
+    outboxes: list[OutboxSpec]
+    faults: dict[str, dict]
+    top_k: int
+    rbo_p: float
+    settle_s: float
+
+
+def _child(spec: ChildSpec, tasks, events, parent_pid: int) -> None:
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+    stores = {name: FaultyStore(s.open()) for name, s in spec.stores.items()}
+    for name, state in spec.faults.items():
+        stores[name].set(**state)
+    boxes = [Outbox(None, *o.retry, store=stores[o.store].inner) if o.path is None
+             else Outbox(Path(o.path), *o.retry, autocheckpoint=False) for o in spec.outboxes]
+    worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
+                          settle_s=spec.settle_s)
+    copied = [0]
+
+    def report_copies() -> None:  # the worker counts; the parent shows the count in /admin/status
+        while not worker.stop_event.wait(0.5):
+            if worker.copied != copied[0]:
+                events.put(("copied", worker.copied - copied[0]))
+                copied[0] = worker.copied
+
+    worker.start()
+    threading.Thread(target=report_copies, daemon=True).start()
+    try:
+        while True:
+            if os.getppid() != parent_pid:  # the gateway is gone (kill -9 included): so are we
+                return
+            try:
+                msg = tasks.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg[0] == "stop":
+                return
+            if msg[0] == "faults":
+                stores[msg[1]].set(**msg[2])
+            elif msg[0] == "shadow":
+                _, q, legacy = msg
+                try:
+                    candidate = [signature(r) for r in stores["memoryos"].observe(q)]
+                except Exception:  # noqa: BLE001 - a failing shadow read is counted, never raised
+                    events.put(("shadow_error",))
+                    continue
+                events.put(("drift", jaccard_distance(legacy, candidate, spec.top_k),
+                            1 - rbo(legacy, candidate, spec.rbo_p, spec.top_k)))
+    finally:
+        worker.stop()
+        worker.join(5)
+        if worker.copied != copied[0]:
+            events.put(("copied", worker.copied - copied[0]))
+
+
+class Background:
+    """The parent's handle: start the child, send it work, apply what it reports."""
+
+    def __init__(self, spec: ChildSpec, queue_size: int, on_event: Callable[[tuple], None]):
+        ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no copy of the server's threads
+        self.tasks = ctx.Queue(maxsize=queue_size)
+        self.events = ctx.Queue()
+        self.on_event = on_event
+        self.process = ctx.Process(target=_child, args=(spec, self.tasks, self.events, os.getpid()),
+                                   name="cutover-background", daemon=True)
+        self.process.start()
+        self._reader = threading.Thread(target=self._read, name="background-events", daemon=True)
+        self._stop = threading.Event()
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.events.get(timeout=0.2)
+            except (queue.Empty, OSError, EOFError):
+                continue
+            self.on_event(event)
+
+    def offer(self, message: tuple) -> bool:
+        """Send without waiting; False when the queue is full (the caller counts a drop)."""
+        try:
+            self.tasks.put_nowait(message)
+            return True
+        except queue.Full:
+            return False
+
+    def send(self, message: tuple) -> None:
+        self.tasks.put(message, timeout=5)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        try:
+            self.tasks.put(("stop",), timeout=1)
+        except (queue.Full, ValueError, OSError):
+            pass
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2)
+        time.sleep(0.3)  # the reader takes the child's last reports
+        self._stop.set()
+        self._reader.join(1)
+
