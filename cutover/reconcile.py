@@ -49,10 +49,10 @@ def _digest(r: Row) -> int:
     return _digest_of(r.id, r.version, r.text, r.tier)
 
 
-def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
+def _open_sqlite(path: Path, namespaces, window) -> tuple[object, list[str], list]:
+    """The store's connection and the WHERE terms (with their arguments) of a namespace and time filter."""
     if not path.is_file():
         raise MigrationError("no such store", file=str(path), fix="check the sqlite: path")
-    conn = LegacyStore(path)._conn()
     where, args = [], []
     if namespaces:
         where.append(f"namespace IN ({','.join('?' * len(namespaces))})")
@@ -60,6 +60,11 @@ def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tupl
     if window:
         where.append("observed_at BETWEEN ? AND ?")
         args += list(window)
+    return LegacyStore(path)._conn(), where, args
+
+
+def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
+    conn, where, args = _open_sqlite(path, namespaces, window)
     sql = (f"SELECT namespace, id, version, text, tier, class, tags, observed_at, expires_at, metadata FROM records "
            f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY namespace, id")
     for ns, id_, ver, text, tier, cls, tags, obs, exp, meta in conn.execute(sql, args):
@@ -131,17 +136,8 @@ def _note(res: NamespaceResult, kind: str, item) -> None:
 # -- summary pass ------------------------------------------------------------------------------------
 def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
     """(namespace, id, version, text, tier) in storage order; tiers classified where missing."""
-    if not path.is_file():
-        raise MigrationError("no such store", file=str(path), fix="check the sqlite: path")
-    conn = LegacyStore(path)._conn()
+    conn, where, args = _open_sqlite(path, namespaces, window)
     conn.row_factory = None
-    where, args = [], []
-    if namespaces:
-        where.append(f"namespace IN ({','.join('?' * len(namespaces))})")
-        args += sorted(namespaces)
-    if window:
-        where.append("observed_at BETWEEN ? AND ?")
-        args += list(window)
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     yield from conn.execute(f"SELECT namespace, id, version, text, tier FROM records {cond} "
                             f"{'AND' if cond else 'WHERE'} tier IS NOT NULL", args)
