@@ -88,6 +88,11 @@ def render_cmd(
             str(len(written)),
         )
     out.print(table)
+    for secret in r.secrets:  # never written: the value is a Pulumi secret
+        name = secret["metadata"]["name"]
+        err.print(f"not written: Secret {name} (the gateway's admin token). `pulumi up` creates it from "
+                  f"`pulumi config set --secret memoryos-rollout:adminToken ...`; with kubectl: kubectl -n "
+                  f"{secret['metadata']['namespace']} create secret generic {name} --from-literal=token=...", highlight=False)
 
 
 @plan_app.command("validate")

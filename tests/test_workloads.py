@@ -298,3 +298,17 @@ def test_distributed_locust_as_rendered_gives_a_verdict_from_the_workers_samples
     ev = load_evidence_file(run / "analysis" / "verdict.json")
     assert ev.phase == "ramp-50" and ev.samples["control"] + ev.samples["treatment"] == len(data)
     assert (run / "analysis" / "report.md").is_file()
+
+
+def test_render_cli_writes_the_parts_and_says_where_the_admin_secret_comes_from(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "rollout.yaml").write_text((ROOT / "rollout.yaml").read_text())
+    cfg = {f"memoryos-rollout:{k}": v for k, v in settings("staging", ("gateway", "migration")).items()}
+    (tmp_path / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": cfg}))
+    r = subprocess.run([sys.executable, "-m", "cutover.cli", "render", "--stack", "lab", "--project-dir", str(tmp_path),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (tmp_path / "out" / "manifests").iterdir())
+    assert "deployment-memoryos-rollout-gateway.yaml" in files and "job-memoryos-rollout-migrate.yaml" in files
+    assert not any(f.startswith("secret-") for f in files)
+    assert "not written: Secret memoryos-rollout-gateway-admin" in r.stderr and "--secret" in r.stderr
