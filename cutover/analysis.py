@@ -83,10 +83,15 @@ def hodges_lehmann(x: np.ndarray, y: np.ndarray, alpha: float, rng: np.random.Ge
     if len(y) > cap:
         y = rng.choice(y, cap, replace=False)
     m, n = len(x), len(y)
-    d = np.sort((y[:, None] - x[None, :]).ravel())
+    d = (y[:, None] - x[None, :]).ravel()
     z = stats.norm.ppf(1 - alpha / 2)
     k = int(max(0, math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12))))
-    return float(np.median(d)), float(d[k]), float(d[min(len(d) - 1, m * n - k - 1)])
+    hi, mid = min(len(d) - 1, m * n - k - 1), len(d) // 2
+    # only these order statistics are needed: a partition finds them in linear time (no full sort)
+    wanted = sorted({k, hi, mid} | ({mid - 1} if len(d) % 2 == 0 and mid > 0 else set()))
+    d.partition(wanted)
+    median = d[mid] if len(d) % 2 else (d[mid - 1] + d[mid]) / 2
+    return float(median), float(d[k]), float(d[hi])
 
 
 def bootstrap_ratio(x: np.ndarray, y: np.ndarray, q: float, alpha: float, rng: np.random.Generator, b: int = 400):
