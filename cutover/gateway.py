@@ -73,17 +73,26 @@ class FlagReader:
         from openfeature.contrib.provider.flagd.config import ResolverType
         from openfeature.evaluation_context import EvaluationContext
         from openfeature.event import ProviderEvent
+        from openfeature.exception import ProviderNotReadyError
 
         self.plan, self.path, self._ctx = plan, path, EvaluationContext
         self.domain = f"cutover-gateway-{next(_domains)}"
         rpc = flagd_address(path)
         if rpc is not None:
-            self.provider = FlagdProvider(resolver_type=ResolverType.RPC, host=rpc[0], port=rpc[1], deadline_ms=poll_ms)
+            # 2 s per evaluation call, per startup attempt and as the least reconnect backoff
+            self.provider = FlagdProvider(resolver_type=ResolverType.RPC, host=rpc[0], port=rpc[1], deadline_ms=2000)
         else:
             self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path),
                                           deadline_ms=poll_ms)
         self._cache: dict[tuple[str, str | None], tuple[Decision, dict[str, str]]] = {}
-        api.set_provider_and_wait(self.provider, domain=self.domain)
+        started = time.monotonic()
+        while True:  # a flagd sidecar may come up after the gateway: keep trying for 30 s
+            try:
+                api.set_provider_and_wait(self.provider, domain=self.domain)
+                break
+            except ProviderNotReadyError:
+                if rpc is None or time.monotonic() - started > 30:
+                    raise
         self.client = api.get_client(domain=self.domain)
         self.client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, lambda _details: self._cache.clear())
         self.client.add_handler(ProviderEvent.PROVIDER_READY, lambda _details: self._cache.clear())
