@@ -8,8 +8,9 @@ two cores the gateway shares with it.
 
 Targets (issue 4): shadow adds <= 10 % to legacy-only p99 recall; mirror adds <= 10 % to legacy-only
 p99 remember; flag evaluation <= 50 us per request; >= 500 recall requests/s in legacy-only mode.
-Modes are measured in interleaved rounds (legacy, shadow, mirror, legacy, ...) so that machine noise
-hits them alike; the p99 of each mode is the median over rounds.
+Modes are measured in one gateway process, switched by its flag file, in interleaved rounds (legacy,
+dual-run, legacy, ...) so that machine noise hits them alike; the p99 of each mode is the median over
+rounds. Before each run the outbox is empty: no copying from one run spills into the next.
 """
 
 from __future__ import annotations
@@ -107,43 +108,62 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="cutover-bench-"))
     project = project_copy(tmp)
-    modes = {"legacy-only": "pre-deployment", "shadow": "shadow", "mirror": "canary"}
-    gws = {}
-    for mode, phase in modes.items():
-        (tmp / mode).mkdir()
-        gws[mode] = GatewayProcess(project, tmp / mode, phase).start()
+    # One gateway process for every mode: the mode is the flag file (the gateway evaluates flags per
+    # request and re-reads the file on change), so modes differ in nothing but the flags. Legacy-only
+    # is phase 0's flag set; dual-run is the shadow phase's (shadow reads and mirror writes for all):
+    # recall runs measure the shadow reads, remember runs the mirror writes.
+    from cutover.flags import dumps, render_flags
+    from cutover.plan import load_plan
+
+    plan = load_plan(project / "rollout.yaml")
+    flag_sets = {"legacy-only": dumps(render_flags(plan, "pre-deployment", "bench")),
+                 "dual-run": dumps(render_flags(plan, "shadow", "bench"))}
+    label = {("legacy-only", "recall"): "legacy-only", ("legacy-only", "remember"): "legacy-only",
+             ("dual-run", "recall"): "shadow", ("dual-run", "remember"): "mirror"}
+    flags_file = tmp / "flags.json"
+    flags_file.write_text(flag_sets["legacy-only"])
+    (tmp / "data").mkdir()
+    g = GatewayProcess(project, tmp / "data", "shadow").start(flags_file)
+    results: dict = {(m, op): [] for m in ("legacy-only", "shadow", "mirror") for op in ("recall", "remember")}
+    fixed: dict = {k: [] for k in results}
+    lag: dict = {"saturated": [], "operating point": []}
+
+    def use(mode: str) -> None:
+        """Switch the flags, then wait for the reload and for an empty outbox (an idle start)."""
+        flags_file.write_text(flag_sets[mode])
+        time.sleep(1.0)  # the gateway polls the file every 200 ms
+        g.wait_drained(300)
+
+    def settle(kind: str) -> None:
+        """The mirror's lag at the end of a run."""
+        s = g.status()["outbox"]
+        lag[kind].append((sum(s["depth"].values()), max(s["oldest_age_s"].values(), default=0.0)))
+
     try:
-        for g in gws.values():
-            seed_store(g, args.seed_records)
-            g.wait_drained(120)
-        results: dict = {(m, op): [] for m in modes for op in ("recall", "remember")}
-        lag: dict = {"saturated": [], "operating point": []}
-
-        def settle(g: GatewayProcess, label: str) -> None:
-            """The mirror's lag at the end of a run, then wait until its outbox is empty, so that no
-            copying from one run runs into the next (each mode is measured from the same idle start)."""
-            s = g.status()["outbox"]
-            lag[label].append((sum(s["depth"].values()), max(s["oldest_age_s"].values(), default=0.0)))
-            g.wait_drained(300)
-
+        seed_store(g, args.seed_records)
+        g.wait_drained(120)
         for rnd in range(args.rounds):
             for op in ("recall", "remember"):
-                for mode, g in gws.items():
-                    results[(mode, op)].append(run_load(g.url, op, args.seconds, args.concurrency, seed=rnd * 10 + len(mode)))
-                    if mode == "mirror" and op == "remember":
-                        settle(g, "saturated")
+                for mode in ("legacy-only", "dual-run"):
+                    use(mode)
+                    results[(label[(mode, op)], op)].append(
+                        run_load(g.url, op, args.seconds, args.concurrency, seed=rnd * 10 + len(mode)))
+                    if mode == "dual-run" and op == "remember":
+                        settle("saturated")
         rates = {op: args.load * statistics.median(r["rps"] for r in results[("legacy-only", op)]) for op in ("recall", "remember")}
-        fixed: dict = {(m, op): [] for m in modes for op in ("recall", "remember")}
         for rnd in range(args.rounds):
             for op in ("recall", "remember"):
-                for mode, g in gws.items():
-                    fixed[(mode, op)].append(run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + rnd * 10 + len(mode)))
-                    if mode == "mirror" and op == "remember":
-                        settle(g, "operating point")
+                for mode in ("legacy-only", "dual-run"):
+                    use(mode)
+                    fixed[(label[(mode, op)], op)].append(
+                        run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + rnd * 10 + len(mode)))
+                    if mode == "dual-run" and op == "remember":
+                        settle("operating point")
         flag_us = flag_eval_us(project)
     finally:
-        for g in gws.values():
-            g.stop()
+        g.stop()
+    results = {k: v for k, v in results.items() if v}
+    fixed = {k: v for k, v in fixed.items() if v}
 
     print(f"gateway benchmark, {os.cpu_count()} cores, {args.seed_records} seeded records, load from a separate "
           f"process on 127.0.0.1, {args.rounds} interleaved rounds per mode and op (median shown)")

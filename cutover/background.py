@@ -3,9 +3,11 @@ and the shadow reads (MemoryOS answers compared with legacy's, for drift).
 
 Why a process: in the gateway's own process this work competes with the requests for the GIL, and a
 thread that holds it makes a request wait (up to the 5 ms switch interval) however idle the cores
-are. In a child process it competes only for CPU, and at a lower priority (nice 10): under load the
-kernel serves the requests first and the outbox lags a little (measured: outbox depth and age), which
-is what the outbox is for.
+are. In a child process it competes only for CPU, and at a lower priority: the mirror worker at
+nice 10 (under load the kernel serves the requests first and the outbox lags a little, measured by
+outbox depth and age, which is what the outbox is for), the shadow reads at SCHED_IDLE (they run on
+idle CPU only; when there is none for long, the bounded queue fills and samples are dropped and
+counted). The shadow thread takes no lock a request needs: it only reads MemoryOS.
 
 The child opens the same stores (the SQLite files, or the remote services) itself. The outboxes live
 in SQLite, so nothing is lost if either process dies: the child exits when its parent does, and the
@@ -98,6 +100,10 @@ def _child(spec: ChildSpec, tasks, events, parent_pid: int) -> None:
 
     worker.start()
     threading.Thread(target=report_copies, daemon=True).start()
+    try:  # this thread does the shadow reads: let it run only on idle CPU (SCHED_IDLE, Linux; per thread)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
     try:
         while True:
             if os.getppid() != parent_pid:  # the gateway is gone (kill -9 included): so are we

@@ -237,6 +237,8 @@ def serve_cmd(
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="plan file; with it the stack file is not read "
                                              "(in a pod: the plan ConfigMap)"),
     drain_s: float = typer.Option(30.0, "--drain-timeout", help="on SIGTERM, seconds to let the outbox drain"),
+    background: str = typer.Option("process", "--background", help="where the mirror worker and shadow reads run: "
+                                   "process (a niced child process) or thread (threads of the server)"),
     project_dir: Path = ProjectDir,
 ) -> None:
     """Run the memory gateway on embedded defaults: two SQLite stores and the flag file of the stack's phase.
@@ -257,6 +259,8 @@ def serve_cmd(
         plan, cfg = load_project(project_dir, stack)
         phase, kill = phase or cfg.phase, cfg.killSwitch
     plan.index(phase)
+    if background not in ("process", "thread"):
+        raise CutoverError(f"--background {background!r}", fix="use process or thread")
     data_dir.mkdir(parents=True, exist_ok=True)
     if flagd is not None:
         if flags_file is not None:
@@ -274,7 +278,7 @@ def serve_cmd(
         plan, phase, stack,
         open_store(legacy or f"sqlite:{data_dir / 'legacy.db'}", "legacy", autocheckpoint=False),
         open_store(memoryos or f"sqlite:{data_dir / 'memoryos.db'}", "memoryos", autocheckpoint=False),
-        flag_source, data_dir, flag_poll_ms=flag_poll_ms,
+        flag_source, data_dir, flag_poll_ms=flag_poll_ms, background=background == "process",
     )
     token, where = admin_token(data_dir)
     admin_port = admin_port or port + 1
