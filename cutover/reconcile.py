@@ -15,6 +15,7 @@ missing and mismatched ids. At parity (the usual case) the detail pass reads not
 from __future__ import annotations
 
 import json
+import os
 from hashlib import blake2b
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +75,16 @@ def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tupl
         yield Row(ns, id_, ver, text, tier, obs)
 
 
-def _valid_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
-    """The export's valid records, in file order (migrate quarantines the others)."""
+def _valid_jsonl(path: Path, classify, namespaces, window, span: tuple[int, int] | None = None) -> Iterator[Row]:
+    """The export's valid records, in file order (migrate quarantines the others); with `span`, only
+    the lines that start in that byte range."""
     if not path.is_file():
         raise MigrationError("no such file", file=str(path), fix="check the jsonl: path")
     with open(path, "rb") as f:
-        for line in f:
+        lines = f
+        if span is not None:
+            lines = _lines_in(f, *span)
+        for line in lines:
             try:
                 d = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -149,20 +154,47 @@ def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
         yield ns, id_, ver, text, tier
 
 
-def _raw_jsonl(path: Path, classify, namespaces, window) -> Iterator[tuple]:
-    for r in _valid_jsonl(path, classify, namespaces, window):
+def _lines_in(f, start: int, end: int) -> Iterator[bytes]:
+    """The lines that start at a byte offset in [start, end)."""
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # finish the line that started before `start` (or the newline just before it)
+    pos = f.tell()
+    while pos < end:
+        line = f.readline()
+        if not line:
+            return
+        pos += len(line)
+        yield line
+
+
+def _raw_jsonl(path: Path, classify, namespaces, window, span=None) -> Iterator[tuple]:
+    for r in _valid_jsonl(path, classify, namespaces, window, span):
         yield r.namespace, r.id, r.version, r.text, r.tier
 
 
-def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, with_tier: bool, now: int) -> dict:
+def _merge(into: dict, part: dict) -> dict:
+    """Add one summary into another: counts add, checksums add modulo 2^64 (order-independent)."""
+    for ns, per in part.items():
+        mine = into.setdefault(ns, {})
+        for key, (n, c) in per.items():
+            m = mine.setdefault(key, [0, 0])
+            m[0] += n
+            m[1] = (m[1] + c) & MASK
+    return into
+
+
+def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, with_tier: bool, now: int,
+              span: tuple[int, int] | None = None) -> dict:
     """Per namespace: {tier: [count, checksum]} and, under "*", [count, checksum] over all its records
-    (without the tier when with_tier is False)."""
+    (without the tier when with_tier is False). `span`: a byte range of a jsonl: file."""
     kind, path = parse_uri(uri)
     classify = policy.compile(now)
     wanted = set(namespaces) if namespaces else None
     out: dict[str, dict] = {}
     get = out.get
-    for ns, id_, ver, text, tier in (_raw_sqlite if kind == "sqlite" else _raw_jsonl)(path, classify, wanted, window):
+    rows_ = _raw_sqlite(path, classify, wanted, window) if kind == "sqlite" else _raw_jsonl(path, classify, wanted, window, span)
+    for ns, id_, ver, text, tier in rows_:
         d = int.from_bytes(blake2b(f"{id_}\x1f{ver}\x1f{text}\x1f{tier}".encode(), digest_size=8).digest(), "big")
         per = get(ns)
         if per is None:
@@ -181,15 +213,33 @@ def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, wi
 
 
 def _summaries(source: str, target: str, policy: Policy, namespaces, window, with_tier: bool) -> tuple[dict, dict]:
-    """Both sides at once, each in its own process (one side in this one)."""
+    """Both sides at once in worker processes. A jsonl: side (parsing and classifying in Python is the
+    slow part) is split into byte ranges summarized in parallel and added up."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     now = now_ms()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        other = pool.submit(summarize, target, policy, namespaces, window, with_tier, now)
-        mine = summarize(source, policy, namespaces, window, with_tier, now)
-        return mine, other.result()
+    jobs = [(side, span) for side, uri in (("source", source), ("target", target)) for span in _spans(uri)]
+    with ProcessPoolExecutor(min(len(jobs), max(2, os.cpu_count() or 1) + 1),
+                             mp_context=multiprocessing.get_context("forkserver")) as pool:
+        futures = [(side, pool.submit(summarize, source if side == "source" else target, policy, namespaces, window,
+                                      with_tier, now, span)) for side, span in jobs]
+        out: dict[str, dict] = {"source": {}, "target": {}}
+        for side, fut in futures:
+            _merge(out[side], fut.result())
+    return out["source"], out["target"]
+
+
+def _spans(uri: str, parts: int = 2) -> list:
+    """Byte ranges of a jsonl: file to summarize in parallel ([None]: the whole side at once)."""
+    kind, path = parse_uri(uri)
+    if kind != "jsonl" or not path.is_file():
+        return [None]
+    size = path.stat().st_size
+    if size < (8 << 20):
+        return [None]
+    cuts = [size * i // parts for i in range(parts + 1)]
+    return [(cuts[i], cuts[i + 1]) for i in range(parts)]
 
 
 def compare(source: str, target: str, policy: Policy, namespaces: list[str] | None = None,
