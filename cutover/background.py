@@ -14,9 +14,10 @@ in SQLite, so nothing is lost if either process dies: the child exits when its p
 next gateway's child drains what is left. Faults injected through the admin API are sent to the
 child, so a MemoryOS outage stops its copies and its shadow reads too.
 
-Messages, parent -> child: ("shadow", query, legacy signatures), ("faults", store, state), ("stop",).
+Messages, parent -> child: ("shadow", query, legacy signatures) on the shadow queue; ("faults",
+store, state, n) and ("stop",) on the control queue, which a thread at normal priority serves.
 Child -> parent: ("drift", jaccard, rbo distance), ("shadow_error",), ("mirror_failure", target,
-reason), ("copied", n).
+reason), ("copied", n), ("ack", n) once fault n applies.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .records import signature
 from .stores import FaultyStore, HttpStore, LegacyStore, MemoryOSStore, SqliteStore
 
 NICE = 10
+DONE_FLUSH_S = 0.5  # copied outbox rows are deleted from the primary's file at most this often
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class ChildSpec:
     settle_s: float
 
 
-def _child(spec: ChildSpec, tasks, events, parent_pid: int) -> None:
+def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     try:
         os.nice(NICE)
     except OSError:
@@ -89,8 +91,9 @@ def _child(spec: ChildSpec, tasks, events, parent_pid: int) -> None:
     boxes = [Outbox(None, *o.retry, store=stores[o.store].inner) if o.path is None
              else Outbox(Path(o.path), *o.retry, autocheckpoint=False) for o in spec.outboxes]
     worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
-                          settle_s=spec.settle_s)
+                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S)
     copied = [0]
+    stop = threading.Event()
 
     def report_copies() -> None:  # the worker counts; the parent shows the count in /admin/status
         while not worker.stop_event.wait(0.5):
@@ -98,33 +101,45 @@ def _child(spec: ChildSpec, tasks, events, parent_pid: int) -> None:
                 events.put(("copied", worker.copied - copied[0]))
                 copied[0] = worker.copied
 
+    def control_loop() -> None:
+        """Faults and stop, at the child's normal priority: a fault applies at once (and is
+        acknowledged), whatever the shadow reads are waiting for."""
+        while not stop.is_set():
+            if os.getppid() != parent_pid:  # the gateway is gone (kill -9 included): so are we
+                stop.set()
+                return
+            try:
+                msg = control.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg[0] == "stop":
+                stop.set()
+            elif msg[0] == "faults":
+                stores[msg[1]].set(**msg[2])
+                events.put(("ack", msg[3]))
+
     worker.start()
     threading.Thread(target=report_copies, daemon=True).start()
+    controller = threading.Thread(target=control_loop, daemon=True)
+    controller.start()
     try:  # this thread does the shadow reads: let it run only on idle CPU (SCHED_IDLE, Linux; per thread)
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         pass
     try:
-        while True:
-            if os.getppid() != parent_pid:  # the gateway is gone (kill -9 included): so are we
-                return
+        while not stop.is_set():
             try:
                 msg = tasks.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if msg[0] == "stop":
-                return
-            if msg[0] == "faults":
-                stores[msg[1]].set(**msg[2])
-            elif msg[0] == "shadow":
-                _, q, legacy = msg
-                try:
-                    candidate = [signature(r) for r in stores["memoryos"].observe(q)]
-                except Exception:  # noqa: BLE001 - a failing shadow read is counted, never raised
-                    events.put(("shadow_error",))
-                    continue
-                events.put(("drift", jaccard_distance(legacy, candidate, spec.top_k),
-                            1 - rbo(legacy, candidate, spec.rbo_p, spec.top_k)))
+            _, q, legacy = msg
+            try:
+                candidate = [signature(r) for r in stores["memoryos"].observe(q)]
+            except Exception:  # noqa: BLE001 - a failing shadow read is counted, never raised
+                events.put(("shadow_error",))
+                continue
+            events.put(("drift", jaccard_distance(legacy, candidate, spec.top_k),
+                        1 - rbo(legacy, candidate, spec.rbo_p, spec.top_k)))
     finally:
         worker.stop()
         worker.join(5)
@@ -137,10 +152,13 @@ class Background:
 
     def __init__(self, spec: ChildSpec, queue_size: int, on_event: Callable[[tuple], None]):
         ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no copy of the server's threads
-        self.tasks = ctx.Queue(maxsize=queue_size)
+        self.tasks = ctx.Queue(maxsize=queue_size)  # shadow reads
+        self.control = ctx.Queue()  # faults, stop
         self.events = ctx.Queue()
         self.on_event = on_event
-        self.process = ctx.Process(target=_child, args=(spec, self.tasks, self.events, os.getpid()),
+        self._acks: dict[int, threading.Event] = {}
+        self._seq = 0
+        self.process = ctx.Process(target=_child, args=(spec, self.tasks, self.control, self.events, os.getpid()),
                                    name="cutover-background", daemon=True)
         self.process.start()
         self._reader = threading.Thread(target=self._read, name="background-events", daemon=True)
@@ -153,6 +171,11 @@ class Background:
                 event = self.events.get(timeout=0.2)
             except (queue.Empty, OSError, EOFError):
                 continue
+            if event[0] == "ack":
+                done = self._acks.pop(event[1], None)
+                if done is not None:
+                    done.set()
+                continue
             self.on_event(event)
 
     def offer(self, message: tuple) -> bool:
@@ -163,12 +186,16 @@ class Background:
         except queue.Full:
             return False
 
-    def send(self, message: tuple) -> None:
-        self.tasks.put(message, timeout=5)
+    def set_fault(self, store: str, state: dict, timeout_s: float = 5.0) -> bool:
+        """Apply a fault in the child; returns once the child has it (False: no answer in time)."""
+        self._seq += 1
+        done = self._acks[self._seq] = threading.Event()
+        self.control.put(("faults", store, state, self._seq))
+        return done.wait(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         try:
-            self.tasks.put(("stop",), timeout=1)
+            self.control.put(("stop",), timeout=1)
         except (queue.Full, ValueError, OSError):
             pass
         self.process.join(timeout_s)

@@ -277,8 +277,8 @@ class Gateway:
     def set_fault(self, store: str, latency_ms: float = 0.0, error_rate: float = 0.0, outage: bool = False) -> None:
         """Inject (or clear) a fault on a store, here and in the background process."""
         self.stores[store].set(latency_ms, error_rate, outage)
-        if self.background is not None:
-            self.background.send(("faults", store, self.stores[store].state()))
+        if self.background is not None and not self.background.set_fault(store, self.stores[store].state()):
+            raise RuntimeError("the background process did not apply the fault within 5 s")
 
     # -- helpers ----------------------------------------------------------------------------------
     def decide(self, targeting_key: str, group: str | None) -> Decision:

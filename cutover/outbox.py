@@ -149,20 +149,40 @@ class MirrorWorker(threading.Thread):
     """Drains the outboxes: copies the source's current state of each key to the target."""
 
     def __init__(self, outboxes: list[Outbox] | Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
-                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0):
+                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0):
+        """done_flush_s > 0: copied entries are deleted from their outbox in batches at most that often
+        (fewer write transactions on the primary's file, whose lock the requests' writes need; in
+        another process a waiting writer sleeps in SQLite's busy handler). Until then they are kept
+        out of the next batches here; after a crash they are copied again, which is idempotent."""
         super().__init__(name="mirror-worker", daemon=True)
         self.outboxes = outboxes if isinstance(outboxes, list) else [outboxes]
         self.stores, self.on_failure, self.idle_s = stores, on_failure, idle_s
-        self.checkpoint_s, self.settle_s = checkpoint_s, settle_s
+        self.checkpoint_s, self.settle_s, self.done_flush_s = checkpoint_s, settle_s, done_flush_s
         self.stop_event = threading.Event()
         self.copied = 0
+        self._pending: dict[int, set[int]] = {i: set() for i in range(len(self.outboxes))}
+        self._pending_since: float | None = None
+
+    def flush_done(self, force: bool = True) -> None:
+        """Delete the copied entries still waiting in `_pending` (all, or when they are due)."""
+        if self._pending_since is None:
+            return
+        total = sum(len(p) for p in self._pending.values())
+        if not force and total < 2000 and time.monotonic() - self._pending_since < self.done_flush_s:
+            return
+        for i, seqs in self._pending.items():
+            if seqs:
+                self.outboxes[i].done(sorted(seqs))
+                seqs.clear()
+        self._pending_since = None
 
     def drain_once(self) -> int:
-        return sum(self._drain(box) for box in self.outboxes)
+        return sum(self._drain(box, i) for i, box in enumerate(self.outboxes))
 
-    def _drain(self, outbox: Outbox) -> int:
+    def _drain(self, outbox: Outbox, index: int = 0) -> int:
         """One batch: puts are copied per target in one transaction (put_many when the store has it)."""
-        entries = outbox.due()
+        pending = self._pending[index]
+        entries = [e for e in outbox.due(200 + len(pending)) if e.seq not in pending]
         done: list[int] = []
         wait: list[int] = []
         puts: dict[str, list[tuple]] = {}
@@ -198,7 +218,12 @@ class MirrorWorker(threading.Thread):
                 for e, _ in items:
                     self._failed(outbox, e, exc)
         if done:
-            outbox.done(done)
+            if self.done_flush_s > 0:
+                pending.update(done)
+                if self._pending_since is None:
+                    self._pending_since = time.monotonic()
+            else:
+                outbox.done(done)
             self.copied += len(done)
         return len(entries)
 
@@ -218,6 +243,7 @@ class MirrorWorker(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 n = self.drain_once()
+                self.flush_done(force=False)
             except sqlite3.Error:
                 n = 0
             if time.monotonic() - last_checkpoint > self.checkpoint_s:
@@ -225,6 +251,10 @@ class MirrorWorker(threading.Thread):
                 last_checkpoint = time.monotonic()
             if n == 0:
                 self.stop_event.wait(self.idle_s)
+        try:
+            self.flush_done()
+        except sqlite3.Error:
+            pass  # copied again at the next start: idempotent
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -93,3 +93,19 @@ def test_in_store_outbox_commits_the_write_and_its_mirror_row_together(tmp_path)
     legacy.delete("n", "r1", mirror_to="memoryos")
     worker.drain_once()
     assert memoryos.get("n", "r1") is None and box.depth() == {}
+
+
+def test_batched_done_keeps_copied_entries_out_and_deletes_them_later(tmp_path):
+    """done_flush_s: copied entries leave the outbox in one later transaction, are never copied twice
+    meanwhile, and a worker that stops deletes what it has copied."""
+    legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")
+    box = Outbox(None, store=legacy)
+    for i in range(30):
+        legacy.put(Record(id=f"r{i}", namespace="n", text=f"t{i}"), mirror_to="memoryos")
+    worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos}, done_flush_s=60)
+    assert worker.drain_once() == 30 and worker.copied == 30
+    assert box.depth() == {"memoryos": 30}  # copied, not yet deleted
+    assert worker.drain_once() == 0 and worker.copied == 30  # and not fetched again
+    assert memoryos.count() == 30
+    worker.flush_done()
+    assert box.depth() == {}
