@@ -421,11 +421,11 @@ class Rehearsal:
         # lengths, and the allowed regression widened: Locust, Prometheus, the gateway and both
         # stores share the same two cores, and the reference MemoryOS store (Python ranking over
         # SQLite FTS) answers recalls slower in the tail than the legacy store (a rehearsal canary
-        # measured p99 30.6 vs 22.4 ms, x1.36), which the judge's tail test sees. The rehearsal
-        # checks the campaign's mechanics; the overrides are printed in the report.
+        # measured p99 x1.36 and x1.45, slowest-5 % ratios up to x1.58), which the judge's tail test
+        # sees. The rehearsal checks the campaign's mechanics; the overrides are printed in the report.
         a = self.plan.analysis
-        self.overrides = {"analysis.min_samples": 100, "analysis.p99_regression_max": max(a.p99_regression_max, 0.5),
-                          "analysis.p99_regression_critical": max(a.p99_regression_critical, 1.0)}
+        self.overrides = {"analysis.min_samples": 100, "analysis.p99_regression_max": max(a.p99_regression_max, 1.0),
+                          "analysis.p99_regression_critical": max(a.p99_regression_critical, 2.0)}
         self.judge_plan = self.plan.model_copy(update={"analysis": a.model_copy(update={
             "min_samples": 100, "p99_regression_max": self.overrides["analysis.p99_regression_max"],
             "p99_regression_critical": self.overrides["analysis.p99_regression_critical"]})})
