@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .drift import jaccard_distance, rbo
+from .drift import pair_drift
 from .outbox import MirrorWorker, Outbox
 from .records import signature
-from .stores import FaultyStore, HttpStore, LegacyStore, MemoryOSStore, SqliteStore
+from .stores import FaultyStore, HttpStore, MemoryOSStore, SqliteStore, open_store
 
 NICE = 10
 DONE_FLUSH_S = 0.5  # copied outbox rows are deleted from the primary's file at most this often
@@ -57,10 +57,7 @@ class StoreSpec:
         raise TypeError(f"cannot reopen a {type(inner).__name__} in another process")
 
     def open(self):
-        if self.uri.startswith(("http://", "https://")):
-            return HttpStore(self.kind, self.uri)
-        path = self.uri.removeprefix("sqlite:")
-        return (MemoryOSStore if self.kind == "memoryos" else LegacyStore)(path, autocheckpoint=False)
+        return open_store(self.uri, self.kind, autocheckpoint=False)
 
 
 @dataclass(frozen=True)
@@ -138,8 +135,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
             except Exception:  # noqa: BLE001 - a failing shadow read is counted, never raised
                 events.put(("shadow_error",))
                 continue
-            events.put(("drift", jaccard_distance(legacy, candidate, spec.top_k),
-                        1 - rbo(legacy, candidate, spec.rbo_p, spec.top_k)))
+            events.put(("drift", *pair_drift(legacy, candidate, spec.top_k, spec.rbo_p)))
     finally:
         worker.stop()
         worker.join(5)

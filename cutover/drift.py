@@ -63,3 +63,8 @@ def readiness(samples: Sequence[float], min_samples: int, threshold: float, conf
     ok = bool(upper < threshold)
     return Readiness(ok, n, mean, upper, threshold, min_samples,
                      f"upper {confidence:.0%} bound of mean drift {upper:.3f} {'<' if ok else '>='} {threshold:g} over {n} samples")
+
+
+def pair_drift(legacy: Sequence[str], candidate: Sequence[str], k: int, p: float) -> tuple[float, float]:
+    """One shadow read's drift sample: (Jaccard distance over the top k, 1 - rank-biased overlap)."""
+    return jaccard_distance(legacy, candidate, k), 1 - rbo(legacy, candidate, p, k)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from .drift import jaccard_distance, rbo, readiness
+from .drift import pair_drift, readiness
 from .flags import kill_write_mode
 from .metrics import DRIFT_BUCKETS, latency_buckets, name
 from .background import Background, ChildSpec, OutboxSpec, StoreSpec
@@ -184,7 +184,7 @@ class DriftMonitor:
             except (StoreError, Exception):  # a failing shadow read is counted, never raised
                 self.errors += 1
                 continue
-            self.record(jaccard_distance(legacy, candidate, k), 1 - rbo(legacy, candidate, p, k))
+            self.record(*pair_drift(legacy, candidate, k, p))
 
     def record(self, jaccard: float, rbo_distance: float) -> None:
         with self._lock:

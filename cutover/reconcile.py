@@ -42,8 +42,10 @@ class Row:
     observed_at: int
 
 
-def _digest_of(id_: str, version: int, text: str, tier: str) -> int:
-    return int.from_bytes(blake2b(f"{id_}\x1f{version}\x1f{text}\x1f{tier}".encode(), digest_size=8).digest(), "big")
+def _digest_of(id_: str, version: int, text: str, tier: str | None = None) -> int:
+    """64-bit BLAKE2 of (id, version, text[, tier]): the unit of every checksum here."""
+    key = f"{id_}\x1f{version}\x1f{text}" if tier is None else f"{id_}\x1f{version}\x1f{text}\x1f{tier}"
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
 def _digest(r: Row) -> int:
@@ -195,7 +197,7 @@ def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, wi
     get = out.get
     rows_ = _raw_sqlite(path, classify, wanted, window) if kind == "sqlite" else _raw_jsonl(path, classify, wanted, window, span)
     for ns, id_, ver, text, tier in rows_:
-        d = int.from_bytes(blake2b(f"{id_}\x1f{ver}\x1f{text}\x1f{tier}".encode(), digest_size=8).digest(), "big")
+        d = _digest_of(id_, ver, text, tier)
         per = get(ns)
         if per is None:
             per = out[ns] = {"*": [0, 0]}
@@ -205,7 +207,7 @@ def summarize(uri: str, policy: Policy, namespaces: list[str] | None, window, wi
         t[0] += 1
         t[1] = (t[1] + d) & MASK
         if not with_tier:
-            d = int.from_bytes(blake2b(f"{id_}\x1f{ver}\x1f{text}".encode(), digest_size=8).digest(), "big")
+            d = _digest_of(id_, ver, text)
         a = per["*"]
         a[0] += 1
         a[1] = (a[1] + d) & MASK
