@@ -3,11 +3,15 @@ and the shadow reads (MemoryOS answers compared with legacy's, for drift).
 
 Why a process: in the gateway's own process this work competes with the requests for the GIL, and a
 thread that holds it makes a request wait (up to the 5 ms switch interval) however idle the cores
-are. In a child process it competes only for CPU, and at a lower priority: the mirror worker at
-nice 10 (under load the kernel serves the requests first and the outbox lags a little, measured by
-outbox depth and age, which is what the outbox is for), the shadow reads at SCHED_IDLE (they run on
-idle CPU only; when there is none for long, the bounded queue fills and samples are dropped and
-counted). The shadow thread takes no lock a request needs: it only reads MemoryOS.
+are. In a child process it competes only for CPU, and at a lower priority: the process at nice 10,
+the shadow reads at SCHED_IDLE (they run on idle CPU only; when there is none for long, the bounded
+queue fills and samples are dropped and counted; the shadow thread takes no lock a request needs: it
+only reads MemoryOS), and the mirror worker reads and prepares at SCHED_IDLE too but writes (each
+transaction, and the WAL checkpoints) at nice 10, so it never sits on a lock a request waits for
+while the machine is busy. Under load the kernel serves the requests first and the outbox lags a
+little, measured by outbox depth and age, which is what the outbox is for. A process that may not
+leave SCHED_IDLE once in it (unprivileged, RLIMIT_NICE 0: the usual container) keeps its mirror
+worker at nice 10 throughout.
 
 The child opens the same stores (the SQLite files, or the remote services) itself. The outboxes live
 in SQLite, so nothing is lost if either process dies: the child exits when its parent does, and the
@@ -17,11 +21,16 @@ child, so a MemoryOS outage stops its copies and its shadow reads too.
 Messages, parent -> child: ("shadow", query, legacy signatures) on the shadow queue; ("faults",
 store, state, n) and ("stop",) on the control queue, which a thread at normal priority serves.
 Child -> parent: ("drift", jaccard, rbo distance), ("shadow_error",), ("mirror_failure", target,
-reason), ("copied", n), ("ack", n) once fault n applies.
+reason), ("copied", n), ("ack", n) once fault n applies, ("done", outbox index, seqs): copied outbox
+rows for the parent to delete. The parent deletes them on the connection and under the writer lock
+its requests use, so on the normal path the child never writes the primary's file: a request's
+write never meets a lock held by another process (which SQLite waits out in a busy handler that
+sleeps 1, 2, 5 ms ...), it at most waits on the parent's own lock for a short delete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -37,7 +46,7 @@ from .records import signature
 from .stores import FaultyStore, HttpStore, MemoryOSStore, SqliteStore, open_store
 
 NICE = 10
-DONE_FLUSH_S = 0.5  # copied outbox rows are deleted from the primary's file at most this often
+DONE_FLUSH_S = 0.5  # copied outbox rows are handed to the parent for deletion at most this often
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,50 @@ class ChildSpec:
     settle_s: float
 
 
+def _idle_priority() -> bool:
+    """Run the calling thread only on idle CPU (SCHED_IDLE; Linux, per thread)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def _normal_priority():
+    """The mirror worker's writes and checkpoints at the process's normal priority (nice 10): a
+    thread that runs only on idle CPU must not hold a lock a request may wait for (on a busy machine
+    it could keep it for seconds). The reads and the preparing around them stay at idle priority."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        _idle_priority()
+
+
+def _can_leave_idle() -> bool:
+    """Whether a thread of this process may go back from SCHED_IDLE to normal (an unprivileged one may
+    not, unless RLIMIT_NICE allows it): tried in a thread of its own, which then ends."""
+    result = []
+
+    def probe() -> None:
+        if _idle_priority():
+            try:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                result.append(True)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return bool(result)
+
+
 def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     try:
         os.nice(NICE)
@@ -88,7 +141,9 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     boxes = [Outbox(None, *o.retry, store=stores[o.store].inner) if o.path is None
              else Outbox(Path(o.path), *o.retry, autocheckpoint=False) for o in spec.outboxes]
     worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
-                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S)
+                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S,
+                          on_done=lambda i, seqs: events.put(("done", i, seqs)),
+                          **(dict(on_start=_idle_priority, write_scope=_normal_priority) if _can_leave_idle() else {}))
     copied = [0]
     stop = threading.Event()
 
@@ -119,10 +174,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     threading.Thread(target=report_copies, daemon=True).start()
     controller = threading.Thread(target=control_loop, daemon=True)
     controller.start()
-    try:  # this thread does the shadow reads: let it run only on idle CPU (SCHED_IDLE, Linux; per thread)
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
+    _idle_priority()  # this thread does the shadow reads: they run only on idle CPU
     try:
         while not stop.is_set():
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import queue
 import random
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -269,6 +270,11 @@ class Gateway:
             self._mirror_failure(event[1], event[2])
         elif kind == "copied":
             self._copied += event[1]
+        elif kind == "done":  # rows the child copied: deleted here, under the requests' writer lock
+            try:
+                list(self.outboxes.values())[event[1]].done(event[2])
+            except sqlite3.Error:
+                pass  # left in the outbox: copied again later, idempotent
 
     @property
     def mirrored(self) -> int:

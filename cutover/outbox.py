@@ -13,6 +13,7 @@ backoff; a row that keeps failing moves to the dead-letter table with its last e
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -66,19 +67,27 @@ class Outbox:
             cur = self._conn().execute(ENQUEUE, (source, target, namespace, id, op, now, now))
         return cur.lastrowid
 
-    def due(self, limit: int = 200) -> list[Entry]:
+    def due(self, limit: int = 200, after: int = 0, upto: int | None = None) -> list[Entry]:
+        """Entries due now, in seq order, with seq > after (and <= upto)."""
         rows = self._conn().execute(
             "SELECT seq, source, target, namespace, id, op, enqueued_at, attempts FROM outbox "
-            "WHERE next_attempt_at <= ? ORDER BY seq LIMIT ?",
-            (time.time(), limit),
+            "WHERE seq > ? AND seq <= ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            (after, upto if upto is not None else 2 ** 62, time.time(), limit),
         ).fetchall()
         return [Entry(*r) for r in rows]
 
     def done(self, seqs: list[int]) -> None:
+        """Delete these entries: one range delete per run of consecutive seqs (usually one or two)."""
+        ranges: list[list[int]] = []
+        for s in sorted(seqs):
+            if ranges and s == ranges[-1][1] + 1:
+                ranges[-1][1] = s
+            else:
+                ranges.append([s, s])
         with self._write:
             c = self._conn()
             c.execute("BEGIN IMMEDIATE")
-            c.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
             c.execute("COMMIT")
 
     def checkpoint(self) -> None:
@@ -145,19 +154,38 @@ class Outbox:
         return n
 
 
+HANDOVER_S = 10.0  # entries handed to on_done stay out of the worker's batches this long
+
+
 class MirrorWorker(threading.Thread):
     """Drains the outboxes: copies the source's current state of each key to the target."""
 
     def __init__(self, outboxes: list[Outbox] | Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
-                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0):
+                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0,
+                 on_done: Callable[[int, list[int]], None] | None = None,
+                 write_scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 on_start: Callable[[], None] = lambda: None):
         """done_flush_s > 0: copied entries are deleted from their outbox in batches at most that often
         (fewer write transactions on the primary's file, whose lock the requests' writes need; in
         another process a waiting writer sleeps in SQLite's busy handler). Until then they are kept
-        out of the next batches here; after a crash they are copied again, which is idempotent."""
+        out of the next batches here; after a crash they are copied again, which is idempotent.
+
+        on_done(outbox index, seqs): hand the copied entries to someone else to delete (the gateway
+        process, whose requests write the same file under one lock) instead of deleting them here;
+        this worker then never writes the primary's file on the normal path. Handed-over entries stay
+        out of its batches for HANDOVER_S; one not deleted by then is copied again (idempotent).
+
+        write_scope(): entered around every write and checkpoint (a transaction holds a lock others
+        may wait for); on_start(): called first in the worker's thread. The gateway's child process
+        uses them to read and prepare at idle priority and write at normal priority."""
         super().__init__(name="mirror-worker", daemon=True)
         self.outboxes = outboxes if isinstance(outboxes, list) else [outboxes]
         self.stores, self.on_failure, self.idle_s = stores, on_failure, idle_s
         self.checkpoint_s, self.settle_s, self.done_flush_s = checkpoint_s, settle_s, done_flush_s
+        self.on_done, self.write_scope, self.on_start = on_done, write_scope, on_start
+        self._handed: dict[int, dict[int, float]] = {i: {} for i in range(len(self.outboxes))}
+        self._seen = {i: 0 for i in range(len(self.outboxes))}  # highest seq handled per outbox
+        self._deferred: dict[int, set[int]] = {i: set() for i in range(len(self.outboxes))}  # put off by us
         self.stop_event = threading.Event()
         self.copied = 0
         self._pending: dict[int, set[int]] = {i: set() for i in range(len(self.outboxes))}
@@ -170,9 +198,18 @@ class MirrorWorker(threading.Thread):
         total = sum(len(p) for p in self._pending.values())
         if not force and total < 2000 and time.monotonic() - self._pending_since < self.done_flush_s:
             return
+        now = time.monotonic()
         for i, seqs in self._pending.items():
             if seqs:
-                self.outboxes[i].done(sorted(seqs))
+                if self.on_done is None:
+                    with self.write_scope():
+                        self.outboxes[i].done(sorted(seqs))
+                else:
+                    self.on_done(i, sorted(seqs))
+                    handed = self._handed[i]
+                    for s in [s for s, t in handed.items() if now - t > HANDOVER_S]:
+                        del handed[s]
+                    handed.update(dict.fromkeys(seqs, now))
                 seqs.clear()
         self._pending_since = None
 
@@ -180,20 +217,32 @@ class MirrorWorker(threading.Thread):
         return sum(self._drain(box, i) for i, box in enumerate(self.outboxes))
 
     def _drain(self, outbox: Outbox, index: int = 0) -> int:
-        """One batch: puts are copied per target in one transaction (put_many when the store has it)."""
-        pending = self._pending[index]
-        entries = [e for e in outbox.due(200 + len(pending)) if e.seq not in pending]
+        """One batch: puts are copied per target in one transaction (put_many when the store has it).
+
+        Seqs only grow and commit in order (one SQLite writer at a time), so the scan starts after
+        the highest seq already handled, or just before the lowest entry this worker put off (to
+        wait or to retry); only then are entries in flight (copied, not yet deleted) fetched again
+        and skipped here."""
+        pending, handed, deferred = self._pending[index], self._handed[index], self._deferred[index]
+        after = min(deferred) - 1 if deferred else self._seen[index]
+        skip = len(pending) + len(handed) if deferred else 0
+        entries = [e for e in outbox.due(200 + skip, after=after) if e.seq not in pending and e.seq not in handed]
+        if not entries:
+            return 0
+        self._seen[index] = max(self._seen[index], entries[-1].seq)
         done: list[int] = []
         wait: list[int] = []
         puts: dict[str, list[tuple]] = {}
         now = time.time()
+        records = self._fetch(entries)
         for e in entries:
             try:
-                rec = self.stores[e.source].get(e.namespace, e.id)
+                rec = records[e.source][(e.namespace, e.id)] if e.source in records else self.stores[e.source].get(e.namespace, e.id)
                 settled = now - e.enqueued_at >= self.settle_s
                 if e.op == "delete":
                     if rec is None:
-                        self.stores[e.target].delete(e.namespace, e.id)
+                        with self.write_scope():
+                            self.stores[e.target].delete(e.namespace, e.id)
                         done.append(e.seq)
                     else:
                         (done if settled else wait).append(e.seq)  # settled: the delete never happened
@@ -204,41 +253,71 @@ class MirrorWorker(threading.Thread):
             except (StoreError, sqlite3.Error, OSError) as exc:
                 self._failed(outbox, e, exc)
         if wait:
-            outbox.later(wait, self.idle_s)
+            with self.write_scope():
+                outbox.later(wait, self.idle_s)
+            deferred.update(wait)
         for target, items in puts.items():
             store = self.stores[target]
             try:
-                if hasattr(store, "put_many") and len(items) > 1:
-                    store.put_many([rec for _, rec in items])
-                else:
-                    for _, rec in items:
-                        store.put(rec)
+                with self.write_scope():
+                    if hasattr(store, "put_many") and len(items) > 1:
+                        store.put_many([rec for _, rec in items])
+                    else:
+                        for _, rec in items:
+                            store.put(rec)
                 done += [e.seq for e, _ in items]
             except (StoreError, sqlite3.Error, OSError) as exc:
                 for e, _ in items:
                     self._failed(outbox, e, exc)
+        deferred.difference_update(done)
         if done:
-            if self.done_flush_s > 0:
+            if self.done_flush_s > 0 or self.on_done is not None:
                 pending.update(done)
                 if self._pending_since is None:
                     self._pending_since = time.monotonic()
             else:
-                outbox.done(done)
+                with self.write_scope():
+                    outbox.done(done)
             self.copied += len(done)
         return len(entries)
 
+    def _fetch(self, entries: list[Entry]) -> dict[str, dict]:
+        """The sources' current records for the batch's keys, one query per source that can (a
+        source that fails here is asked per entry instead, so the failure lands on each entry)."""
+        keys: dict[str, list[tuple[str, str]]] = {}
+        for e in entries:
+            keys.setdefault(e.source, []).append((e.namespace, e.id))
+        found: dict[str, dict] = {}
+        for source, ks in keys.items():
+            store = self.stores[source]
+            if hasattr(store, "get_many") and len(ks) > 1:
+                try:
+                    got = store.get_many(ks)
+                except (StoreError, sqlite3.Error, OSError):
+                    continue
+                found[source] = {k: got.get(k) for k in ks}
+        return found
+
     def _failed(self, outbox: Outbox, e: Entry, exc: Exception) -> None:
-        dead = outbox.failed(e, str(exc))
+        with self.write_scope():
+            dead = outbox.failed(e, str(exc))
+        deferred = self._deferred[self.outboxes.index(outbox)]
+        if dead:
+            deferred.discard(e.seq)
+        else:
+            deferred.add(e.seq)
         self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
 
     def checkpoint(self) -> None:
         for s in [*self.stores.values(), *self.outboxes]:
             try:
-                getattr(s, "checkpoint", lambda: None)()
+                with self.write_scope():
+                    getattr(s, "checkpoint", lambda: None)()
             except sqlite3.Error:
                 pass
 
     def run(self) -> None:
+        self.on_start()
         last_checkpoint = time.monotonic()
         while not self.stop_event.is_set():
             try:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Protocol
 
+import orjson
+
 from .records import MAX_LIMIT, RecallQuery, Record, now_ms
 
 SCHEMA = """
@@ -58,6 +60,11 @@ CREATE TABLE IF NOT EXISTS dead_letter(
 """
 ENQUEUE = ("INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) "
            "VALUES (?,?,?,?,?,?,?)")
+
+def _dumps(value) -> str:
+    """JSON text for a column (orjson: about 5x faster than json on the request path)."""
+    return orjson.dumps(value).decode()
+
 
 COLUMNS = "namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, heat, last_accessed_at"
 _TERM = re.compile(r"\w+", re.UNICODE)
@@ -130,17 +137,17 @@ class SqliteStore:
         mo = rec.metadata.get("mem_os") if isinstance(rec.metadata.get("mem_os"), dict) else {}
         return (
             rec.namespace, rec.id, rec.version, rec.class_, rec.kind, rec.text,
-            json.dumps(rec.content), json.dumps(rec.tags), rec.source, rec.observed_at, rec.expires_at,
-            json.dumps(rec.metadata), mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at"),
+            _dumps(rec.content), _dumps(rec.tags), rec.source, rec.observed_at, rec.expires_at,
+            _dumps(rec.metadata), mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at"),
         )
 
     @staticmethod
     def _record(row: sqlite3.Row) -> Record:
         return Record.model_construct(
             id=row["id"], namespace=row["namespace"], class_=row["class"], kind=row["kind"], text=row["text"],
-            content=json.loads(row["content"]) if row["content"] is not None else None, tags=json.loads(row["tags"]),
+            content=orjson.loads(row["content"]) if row["content"] is not None else None, tags=orjson.loads(row["tags"]),
             source=row["source"], observed_at=row["observed_at"], expires_at=row["expires_at"],
-            metadata=json.loads(row["metadata"]), version=row["version"],
+            metadata=orjson.loads(row["metadata"]), version=row["version"],
         )
 
     # -- interface --------------------------------------------------------------------------------
@@ -188,6 +195,16 @@ class SqliteStore:
     def get(self, namespace: str, id: str) -> Record | None:
         row = self._conn().execute(f"SELECT {COLUMNS} FROM records WHERE namespace=? AND id=?", (namespace, id)).fetchone()
         return self._record(row) if row else None
+
+    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        """The stored records of these (namespace, id) keys, in one query (the mirror worker's batch)."""
+        cols = ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(","))
+        rows = self._conn().execute(
+            f"SELECT {cols} FROM json_each(?) AS k JOIN records AS r "
+            "ON r.namespace = json_extract(k.value, '$[0]') AND r.id = json_extract(k.value, '$[1]')",
+            (json.dumps(keys),),
+        ).fetchall()
+        return {(row["namespace"], row["id"]): self._record(row) for row in rows}
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         c = self._conn()
@@ -465,6 +482,13 @@ class FaultyStore:
     def get(self, namespace: str, id: str) -> Record | None:
         self._fault()
         return self.inner.get(namespace, id)
+
+    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        self._fault()
+        inner = self.inner
+        if hasattr(inner, "get_many"):
+            return inner.get_many(keys)
+        return {k: r for k in keys if (r := inner.get(*k)) is not None}
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         self._fault()

@@ -109,3 +109,69 @@ def test_batched_done_keeps_copied_entries_out_and_deletes_them_later(tmp_path):
     assert memoryos.count() == 30
     worker.flush_done()
     assert box.depth() == {}
+
+
+def test_handed_over_entries_are_deleted_by_the_receiver_never_by_the_worker(tmp_path):
+    """on_done (the gateway's child process): the worker hands copied entries over instead of
+    deleting them, keeps them out of its batches meanwhile, and never writes the outbox itself."""
+    legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")
+    box = Outbox(None, store=legacy)
+    for i in range(25):
+        legacy.put(Record(id=f"r{i}", namespace="n", text=f"t{i}"), mirror_to="memoryos")
+    handed: list[tuple[int, list[int]]] = []
+
+    def refuse(seqs):
+        raise AssertionError("the worker wrote the outbox")
+
+    box.done = refuse
+    worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos}, done_flush_s=60,
+                          on_done=lambda i, seqs: handed.append((i, seqs)))
+    assert worker.drain_once() == 25 and memoryos.count() == 25
+    worker.flush_done()
+    assert [i for i, _ in handed] == [0] and len(handed[0][1]) == 25
+    # not yet deleted by the receiver: still in the outbox, and still not fetched again
+    assert box.depth() == {"memoryos": 25} and worker.drain_once() == 0 and worker.copied == 25
+    Outbox.done(box, handed[0][1])  # the receiver deletes them (the gateway, on its own connection)
+    assert box.depth() == {}
+    legacy.put(Record(id="late", namespace="n", text="late"), mirror_to="memoryos")
+    assert worker.drain_once() == 1 and worker.copied == 26 and memoryos.get("n", "late").text == "late"
+
+
+def test_entries_put_off_below_later_copies_are_still_copied_once_due(tmp_path):
+    """The scan resumes after the highest seq handled, but never skips an entry put off earlier:
+    one waiting for its write and one retrying after a failure, both below entries already copied."""
+    import time
+
+    legacy, memoryos, box, worker, failures = setup(tmp_path, backoff_s=0.05)
+    box.enqueue("legacy", "memoryos", "n", "r1")  # its write is not visible yet: put off
+    legacy.put(r(2))
+    box.enqueue("legacy", "memoryos", "n", "r2")
+    worker.drain_once()
+    assert memoryos.get("n", "r2") is not None and memoryos.get("n", "r1") is None and box.depth() == {"memoryos": 1}
+    legacy.put(r(1))
+    memoryos.set(outage=True)  # r1's copy fails once: retried with backoff
+    legacy.put(r(3))
+    box.enqueue("legacy", "memoryos", "n", "r3")
+    time.sleep(worker.idle_s + 0.01)
+    worker.drain_once()
+    assert failures and box.depth() == {"memoryos": 2}
+    memoryos.set()
+    legacy.put(r(4))
+    box.enqueue("legacy", "memoryos", "n", "r4")
+    worker.drain_once()  # r4 is copied at once; r1 and r3 wait for their backoff
+    assert memoryos.get("n", "r4") is not None and memoryos.get("n", "r1") is None
+    time.sleep(0.12)
+    worker.drain_once()
+    assert [memoryos.get("n", f"r{i}") is not None for i in (1, 2, 3, 4)] == [True] * 4 and box.depth() == {}
+    assert worker.copied == 4  # each once
+
+
+def test_one_read_for_the_batch_and_a_failing_source_fails_each_entry(tmp_path):
+    legacy, memoryos, box, worker, failures = setup(tmp_path)
+    for i in range(5):
+        legacy.put(r(i))
+        box.enqueue("legacy", "memoryos", "n", f"r{i}")
+    assert set(legacy.get_many([("n", "r1"), ("n", "r3"), ("n", "absent"), ("other", "r1")])) == {("n", "r1"), ("n", "r3")}
+    legacy.set(outage=True)
+    worker.drain_once()
+    assert len(failures) == 5 and box.depth() == {"memoryos": 5} and memoryos.count() == 0
