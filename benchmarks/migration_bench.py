@@ -95,14 +95,14 @@ def main() -> None:
     generate(src, args.records)
     gen_s = time.monotonic() - t0
     cli = [sys.executable, "-m", "cutover.cli"]
-    mig_s, mig_mb = timed(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "5000", "--defer-index"])
+    mig_s, mig_mb = timed(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "20000", "--defer-index"])
     dst2 = tmp / "memoryos-live.db"
     live_n = min(args.records, 200_000)
     live_src = tmp / "live.jsonl"
     with open(src) as f, open(live_src, "w") as g:
         for _, line in zip(range(live_n), f):
             g.write(line)
-    live_s, live_mb = timed(cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "5000"])
+    live_s, live_mb = timed(cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "20000"])
     rec_s, rec_mb = timed(cli + ["reconcile", "--source", f"jsonl:{src}", "--target", f"sqlite:{dst}", "--ignore-tier"])
     # store-to-store reconcile (both sides streamed from SQLite): copy the export into a legacy store first
     legacy = tmp / "legacy.db"

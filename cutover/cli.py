@@ -325,7 +325,7 @@ def migrate_cmd(
     namespace: list[str] = typer.Option([], "--namespace", "-n", help="only these namespaces (repeatable; default all)"),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="classification policy YAML (default: the built-in one)"),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: this worker takes the namespaces whose hash mod n is i"),
-    batch: int = typer.Option(5000, "--batch", min=1, help="records per batch and checkpoint"),
+    batch: int = typer.Option(20000, "--batch", min=1, help="records per batch and checkpoint"),
     dry_run: bool = typer.Option(False, "--dry-run", help="write nothing; report what would happen"),
     on_error: str = typer.Option("quarantine", "--on-error", help="quarantine (default) or halt on the first bad record"),
     quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="quarantine file (default: TARGET.quarantine.jsonl)"),

@@ -28,6 +28,9 @@ from .records import MAX_TEXT, now_ms
 from .stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
+CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
+WAL_PAGES_BULK = 65536  # checkpoint after this many WAL pages (256 MiB) in bulk mode (--defer-index)
+WAL_PAGES = 8192  # and with the live index (32 MiB: readers, such as a gateway, search the WAL too)
 CLASSES = frozenset({"episodic", "semantic", "procedural", "working"})
 PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
 CHECKPOINTS = """
@@ -269,6 +272,10 @@ class SqliteTarget:
         self.conn = self.store._conn()
         self.conn.executescript(CHECKPOINTS)
         self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # fewer B-tree page reads per insert
+        # WAL checkpoints (each with two fsyncs) every WAL_PAGES rather than SQLite's 1 000 pages: a
+        # batch dirties pages all over the (namespace, id) index, which were copied back again and
+        # again. The WAL file grows up to about WAL_PAGES x 4 KiB meanwhile; close() checkpoints it.
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_BULK if defer_index else WAL_PAGES}")
         self.sql = upsert_sql(strictly_newer=True)
         # the same upsert from a packed chunk (WHERE true: SQLite's rule for INSERT ... SELECT ... ON CONFLICT)
         values = f"VALUES ({','.join('?' * 15)})"
@@ -298,18 +305,20 @@ class SqliteTarget:
                                 (run_key,)).fetchone()
         return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
 
-    def write(self, rows, run_key: str, position: str, q_offset: int, counts: Counts) -> None:
-        """Upsert the batch (rows from `row_of`, or PackedRows from a worker; a record already there at
-        the same or a newer version is left as is, and counted unchanged) and the checkpoint, in one
-        transaction."""
+    def write(self, rows, run_key: str, position: str, q_offset: int, counts: Counts, commit: bool = True) -> None:
+        """Upsert a chunk (rows from `row_of`, or PackedRows from a worker; a record already there at
+        the same or a newer version is left as is, and counted unchanged) and the checkpoint, in the
+        open transaction (begun here if none is); `commit` ends it. Several chunks may so share one
+        transaction: the checkpoint row always names the position after the last of them."""
         c = self.conn
         with self.store._write:
             if isinstance(rows, PackedRows):
                 if not self._attached:
                     c.execute("ATTACH DATABASE ':memory:' AS chunk")
                     self._attached = True
-                c.deserialize(rows.blob, name="chunk")
-            c.execute("BEGIN IMMEDIATE")
+                c.deserialize(rows.blob, name="chunk")  # (also inside the open transaction: an in-memory schema)
+            if not c.in_transaction:
+                c.execute("BEGIN IMMEDIATE")
             try:
                 if isinstance(rows, PackedRows):
                     cur = c.execute(self.sql_select)
@@ -320,10 +329,16 @@ class SqliteTarget:
                 counts.migrated -= unchanged
                 c.execute("INSERT OR REPLACE INTO migration_checkpoints VALUES (?,?,?,?,?)",
                           (run_key, position, q_offset, json.dumps(counts.as_dict()), time.time()))
-                c.execute("COMMIT")
+                if commit:
+                    c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            with self.store._write:
+                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.store.checkpoint()
@@ -349,7 +364,9 @@ class JsonlTarget:
         self.f.seek(0, os.SEEK_END)
         return data
 
-    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: "Counts") -> None:
+    def write(self, records: list[dict], run_key: str, position: str, q_offset: int, counts: "Counts",
+              commit: bool = True) -> None:
+        """Append and checkpoint (each chunk: a file has no transaction to share)."""
         self.f.write(b"".join(json.dumps(d).encode() + b"\n" for d in records))
         self.f.flush()
         os.fsync(self.f.fileno())
@@ -357,6 +374,9 @@ class JsonlTarget:
         tmp.write_text(json.dumps({"run_key": run_key, "position": position, "quarantine_offset": q_offset,
                                    "target_offset": self.f.tell(), "counts": counts.as_dict()}))
         os.replace(tmp, self.ckpt)
+
+    def commit(self) -> None:
+        pass
 
     def finish(self) -> None:
         pass
@@ -398,7 +418,7 @@ class Options:
     policy: Policy
     namespaces: list[str] | None = None
     shard: tuple[int, int] | None = None
-    batch: int = 5000
+    batch: int = 20000
     dry_run: bool = False
     on_error: str = "quarantine"
     quarantine: Path | None = None
@@ -615,7 +635,7 @@ def migrate(o: Options) -> dict:
     pool = _pool(workers, spec) if workers > 1 else None  # started before any file is opened
     target = None if o.dry_run else (SqliteTarget(dst_path, o.defer_index) if dst_kind == "sqlite" else JsonlTarget(dst_path))
     qpath = o.quarantine or dst_path.with_name(dst_path.name + ".quarantine.jsonl")
-    counts, position, q_offset, resumed = Counts(), None, 0, False
+    counts, position, q_offset, resumed, uncommitted = Counts(), None, 0, False, 0
     ckpt = target.checkpoint(key) if target and not o.restart else None
     if ckpt:
         position, q_offset, resumed = ckpt["position"], ckpt["quarantine_offset"], True
@@ -627,7 +647,7 @@ def migrate(o: Options) -> dict:
         qfile.truncate(q_offset)
         qfile.seek(0, os.SEEK_END)
     if src_kind == "jsonl":
-        chunk_bytes = max(4096, o.batch * average_line_bytes(src_path, position))
+        chunk_bytes = max(4096, min(o.batch, CHUNK_RECORDS) * average_line_bytes(src_path, position))
         chunks = jsonl_chunks(src_path, position, chunk_bytes)
         if pool is not None:
             results = _ordered(pool, chunks, workers)
@@ -637,7 +657,8 @@ def migrate(o: Options) -> dict:
     else:
         wanted = set(o.namespaces) if o.namespaces else None
         _init_worker(spec)
-        results = (prepare_items(batch) for batch in _batched(sqlite_source(src_path, position, wanted), o.batch))
+        results = (prepare_items(batch) for batch in _batched(sqlite_source(src_path, position, wanted),
+                                                                min(o.batch, CHUNK_RECORDS)))
 
     try:
         for chunk in results:
@@ -648,13 +669,18 @@ def migrate(o: Options) -> dict:
                     qfile.flush()
                     os.fsync(qfile.fileno())
                     q_offset = qfile.tell()
-                target.write(chunk.out, key, chunk.position or position or "", q_offset, counts)
+                uncommitted += len(chunk.out)
+                commit = uncommitted >= o.batch or chunk.halted is not None
+                target.write(chunk.out, key, chunk.position or position or "", q_offset, counts, commit=commit)
+                if commit:
+                    uncommitted = 0
             if chunk.halted:
                 raise MigrationError(f"bad record at {chunk.halted[0]}: {chunk.halted[1]}", file=o.source,
                                      fix="fix the record, or run with --on-error quarantine")
             if o.progress:
                 o.progress(counts, int(chunk.position or 0) if src_kind == "jsonl" else counts.read)
         if target:
+            target.commit()
             target.finish()
     finally:
         if pool is not None:
