@@ -341,6 +341,10 @@ class SqliteTarget:
                 self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """After an error (the run stops between chunks): the open batch is rolled back, as a crash
+        would, and the next run resumes from the last committed checkpoint."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
         self.store.checkpoint()
 
 
@@ -426,6 +430,7 @@ class Options:
     defer_index: bool = False
     progress: Callable[[Counts, int], None] | None = None  # (counts, source bytes done or records)
     workers: int | None = None  # processes preparing records (JSONL sources); None: one per core
+    chunk: int = CHUNK_RECORDS  # records prepared at a time (a batch spans batch / chunk of them)
 
 
 # -- preparing records (pure; runs in worker processes for JSONL sources) -----------------------------
@@ -647,7 +652,7 @@ def migrate(o: Options) -> dict:
         qfile.truncate(q_offset)
         qfile.seek(0, os.SEEK_END)
     if src_kind == "jsonl":
-        chunk_bytes = max(4096, min(o.batch, CHUNK_RECORDS) * average_line_bytes(src_path, position))
+        chunk_bytes = max(4096, min(o.batch, o.chunk) * average_line_bytes(src_path, position))
         chunks = jsonl_chunks(src_path, position, chunk_bytes)
         if pool is not None:
             results = _ordered(pool, chunks, workers)
@@ -658,7 +663,7 @@ def migrate(o: Options) -> dict:
         wanted = set(o.namespaces) if o.namespaces else None
         _init_worker(spec)
         results = (prepare_items(batch) for batch in _batched(sqlite_source(src_path, position, wanted),
-                                                                min(o.batch, CHUNK_RECORDS)))
+                                                                min(o.batch, o.chunk)))
 
     try:
         for chunk in results:
