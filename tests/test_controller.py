@@ -100,6 +100,9 @@ def test_slo_breach_rolls_back_end_to_end(tmp_path):
     # whichever abort trigger fires first rolls back: fallbacks, or the mirror writes piling up in the outbox
     assert res["rollback"]["trigger"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh")
     assert res["rollback"]["labels"]["action"] == "rollback"
+    # the drill saw a rollback alert fire before the flip, and names it
+    assert res["alert"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh") and res["expected_alert"] == "CutoverFallbackRateHigh"
+    assert 0 < res["time_to_alert_s"] <= res["time_to_flag_flip_s"] + 1
 
 
 def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(tmp_path, plan):
