@@ -9,7 +9,8 @@ two cores the gateway shares with it.
 Targets (issue 4): shadow adds <= 10 % to legacy-only p99 recall; mirror adds <= 10 % to legacy-only
 p99 remember; flag evaluation <= 50 us per request; >= 500 recall requests/s in legacy-only mode.
 Modes are measured in one gateway process, switched by its flag file, in interleaved rounds (legacy,
-dual-run, legacy, ...) so that machine noise hits them alike; the p99 of each mode is the median over
+dual-run, legacy, ...) so that machine noise hits them alike; all recall runs come before the remember
+runs, so that every recall run sees the same seeded corpus; the p99 of each mode is the median over
 rounds; each round's dual-run is compared with the legacy-only run just before it, and the headline
 is the median of those paired ratios. Before each run the outbox is empty: no copying from one run
 spills into the next.
@@ -74,6 +75,13 @@ def seed_store(g: GatewayProcess, n: int) -> None:
             c.post("/v1/memories", json={"id": f"s{i}", "namespace": f"agents/{i % 50}", "text": " ".join(rng.sample(WORDS, 8))})
 
 
+def legacy_records(data: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data / 'legacy.db'}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM records").fetchone()[0]
+
+
 def flag_eval_us(project: Path, n: int = 20000) -> tuple[float, float]:
     """Per request (kill switch + read path + write mode): uncached, and through the decision cache."""
     from cutover.flags import dumps, render_flags
@@ -129,6 +137,7 @@ def main() -> None:
     results: dict = {(m, op): [] for m in ("legacy-only", "shadow", "mirror") for op in ("recall", "remember")}
     fixed: dict = {k: [] for k in results}
     lag: dict = {"saturated": [], "operating point": []}
+    sizes: dict = {}
 
     def use(mode: str) -> None:
         """Switch the flags, then wait for the reload and for an empty outbox (an idle start)."""
@@ -144,33 +153,39 @@ def main() -> None:
     try:
         seed_store(g, args.seed_records)
         g.wait_drained(120)
-        for rnd in range(args.rounds):
-            for op in ("recall", "remember"):
+        # Recall first, remember after: remember runs add tens of thousands of records, and a recall
+        # costs more in a bigger store, so recall rounds all see the same seeded corpus. Within each
+        # op, the saturated rounds set the operating point's rate, then the open-loop rounds run.
+        rates: dict[str, float] = {}
+        for op in ("recall", "remember"):
+            for rnd in range(args.rounds):
                 for mode in ("legacy-only", "dual-run"):
                     use(mode)
                     results[(label[(mode, op)], op)].append(
                         run_load(g.url, op, args.seconds, args.concurrency, seed=rnd * 10 + len(mode)))
                     if mode == "dual-run" and op == "remember":
                         settle("saturated")
-        # the slowest legacy-only round sets the rate: on a shared machine capacity drifts, and an
-        # offered rate above the capacity of the moment measures a queue, not the modes
-        rates = {op: args.load * min(r["rps"] for r in results[("legacy-only", op)]) for op in ("recall", "remember")}
-        for rnd in range(args.rounds):
-            for op in ("recall", "remember"):
+            # the slowest legacy-only round sets the rate: on a shared machine capacity drifts, and an
+            # offered rate above the capacity of the moment measures a queue, not the modes
+            rates[op] = args.load * min(r["rps"] for r in results[("legacy-only", op)])
+            for rnd in range(args.rounds):
                 for mode in ("legacy-only", "dual-run"):
                     use(mode)
                     fixed[(label[(mode, op)], op)].append(
                         run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + rnd * 10 + len(mode)))
                     if mode == "dual-run" and op == "remember":
                         settle("operating point")
+            sizes[op] = legacy_records(tmp / "data")
         flag_us = flag_eval_us(project)
     finally:
         g.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     results = {k: v for k, v in results.items() if v}
     fixed = {k: v for k, v in fixed.items() if v}
 
     print(f"gateway benchmark, {os.cpu_count()} cores, {args.seed_records} seeded records, load from a separate "
-          f"process on 127.0.0.1, {args.rounds} interleaved rounds per mode and op (median shown)")
+          f"process on 127.0.0.1, {args.rounds} interleaved rounds per mode and op (median shown); legacy store "
+          f"after the recall runs {sizes['recall']:,} records, after the remember runs {sizes['remember']:,}")
 
     def table(title: str, res: dict) -> dict:
         print(f"\n{title}")

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,29 +95,32 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cutover-migbench-"))
-    src, dst = tmp / "export.jsonl", tmp / "memoryos.db"
-    t0 = time.monotonic()
-    generate(src, args.records)
-    gen_s = time.monotonic() - t0
-    cli = [sys.executable, "-m", "cutover.cli"]
-    mig_s, mig_mb = timed(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "20000", "--defer-index"])
-    dst2 = tmp / "memoryos-live.db"
-    live_n = min(args.records, 200_000)
-    live_src = tmp / "live.jsonl"
-    with open(src) as f, open(live_src, "w") as g:
-        for _, line in zip(range(live_n), f):
-            g.write(line)
-    live_s, live_mb = timed(cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "20000"])
-    rec_s, rec_mb = timed(cli + ["reconcile", "--source", f"jsonl:{src}", "--target", f"sqlite:{dst}", "--ignore-tier"])
-    # store-to-store reconcile (both sides streamed from SQLite): copy the export into a legacy store first
-    legacy = tmp / "legacy.db"
-    subprocess.run(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{legacy}", "--defer-index"], check=True,
-                   stdout=subprocess.DEVNULL)
-    # --ignore-tier: the two stores were classified by two runs minutes apart, so records at the
-    # 30-day age boundary may carry different tiers; this step measures the streamed comparison.
-    rec2_s, rec2_mb = timed(cli + ["reconcile", "--source", f"sqlite:{legacy}", "--target", f"sqlite:{dst}", "--ignore-tier"])
+    try:
+        src, dst = tmp / "export.jsonl", tmp / "memoryos.db"
+        t0 = time.monotonic()
+        generate(src, args.records)
+        gen_s, src_mb = time.monotonic() - t0, src.stat().st_size / 1e6
+        cli = [sys.executable, "-m", "cutover.cli"]
+        mig_s, mig_mb = timed(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "20000", "--defer-index"])
+        dst2 = tmp / "memoryos-live.db"
+        live_n = min(args.records, 200_000)
+        live_src = tmp / "live.jsonl"
+        with open(src) as f, open(live_src, "w") as g:
+            for _, line in zip(range(live_n), f):
+                g.write(line)
+        live_s, live_mb = timed(cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "20000"])
+        rec_s, rec_mb = timed(cli + ["reconcile", "--source", f"jsonl:{src}", "--target", f"sqlite:{dst}", "--ignore-tier"])
+        # store-to-store reconcile (both sides streamed from SQLite): copy the export into a legacy store first
+        legacy = tmp / "legacy.db"
+        subprocess.run(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{legacy}", "--defer-index"], check=True,
+                       stdout=subprocess.DEVNULL)
+        # --ignore-tier: the two stores were classified by two runs minutes apart, so records at the
+        # 30-day age boundary may carry different tiers; this step measures the streamed comparison.
+        rec2_s, rec2_mb = timed(cli + ["reconcile", "--source", f"sqlite:{legacy}", "--target", f"sqlite:{dst}", "--ignore-tier"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     n = args.records
-    print(f"migration benchmark: {n:,} synthetic legacy records ({src.stat().st_size / 1e6:.0f} MB JSONL, generated in "
+    print(f"migration benchmark: {n:,} synthetic legacy records ({src_mb:.0f} MB JSONL, generated in "
           f"{gen_s:.1f} s), {os.cpu_count()} cores")
     print(f"{'step':<38} {'seconds':>8} {'records/s':>11} {'peak MB':>8}  target")
     rows = [
