@@ -67,12 +67,12 @@ class Outbox:
             cur = self._conn().execute(ENQUEUE, (source, target, namespace, id, op, now, now))
         return cur.lastrowid
 
-    def due(self, limit: int = 200, after: int = 0, upto: int | None = None) -> list[Entry]:
-        """Entries due now, in seq order, with seq > after (and <= upto)."""
+    def due(self, limit: int = 200, after: int = 0) -> list[Entry]:
+        """Entries due now, in seq order, with seq > after."""
         rows = self._conn().execute(
             "SELECT seq, source, target, namespace, id, op, enqueued_at, attempts FROM outbox "
-            "WHERE seq > ? AND seq <= ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
-            (after, upto if upto is not None else 2 ** 62, time.time(), limit),
+            "WHERE seq > ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            (after, time.time(), limit),
         ).fetchall()
         return [Entry(*r) for r in rows]
 
