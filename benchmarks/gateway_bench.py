@@ -11,9 +11,10 @@ p99 remember; flag evaluation <= 50 us per request; >= 500 recall requests/s in 
 Modes are measured in one gateway process, switched by its flag file, in interleaved rounds (legacy,
 dual-run, legacy, ...) so that machine noise hits them alike; all recall runs come before the remember
 runs, so that every recall run sees the same seeded corpus; the p99 of each mode is the median over
-rounds; each round's dual-run is compared with the legacy-only run just before it, and the headline
-is the median of those paired ratios. Before each run the outbox is empty: no copying from one run
-spills into the next.
+rounds; each dual-run run is compared with the geometric mean of the legacy-only runs just before
+and after it, and the headline is the median of those ratios. The legacy-only runs compared with
+each other (A/A) print the noise floor of the run: a p99 difference smaller than that is not seen.
+Before each run the outbox is empty: no copying from one run spills into the next.
 """
 
 from __future__ import annotations
@@ -158,23 +159,23 @@ def main() -> None:
         # op, the saturated rounds set the operating point's rate, then the open-loop rounds run.
         rates: dict[str, float] = {}
         for op in ("recall", "remember"):
-            for rnd in range(args.rounds):
-                for mode in ("legacy-only", "dual-run"):
-                    use(mode)
-                    results[(label[(mode, op)], op)].append(
-                        run_load(g.url, op, args.seconds, args.concurrency, seed=rnd * 10 + len(mode)))
-                    if mode == "dual-run" and op == "remember":
-                        settle("saturated")
-            # the slowest legacy-only round sets the rate: on a shared machine capacity drifts, and an
-            # offered rate above the capacity of the moment measures a queue, not the modes
-            rates[op] = args.load * min(r["rps"] for r in results[("legacy-only", op)])
-            for rnd in range(args.rounds):
-                for mode in ("legacy-only", "dual-run"):
-                    use(mode)
-                    fixed[(label[(mode, op)], op)].append(
-                        run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + rnd * 10 + len(mode)))
-                    if mode == "dual-run" and op == "remember":
-                        settle("operating point")
+            # legacy, dual, legacy, dual, ..., legacy: each dual-run run is bracketed by two legacy-only
+            # runs; the legacy-only pairs (A/A) show how far the machine alone moves a p99
+            for kind, store, run in (("saturated", results, lambda mode, seed: run_load(
+                                         g.url, op, args.seconds, args.concurrency, seed=seed)),
+                                     ("operating point", fixed, lambda mode, seed: run_open_loop(
+                                         g.url, op, rates[op], args.seconds, seed=100 + seed))):
+                for rnd in range(args.rounds + 1):
+                    modes = ("legacy-only",) if rnd == args.rounds else ("legacy-only", "dual-run")
+                    for mode in modes:
+                        use(mode)
+                        store[(label[(mode, op)], op)].append(run(mode, rnd * 10 + len(mode)))
+                        if mode == "dual-run" and op == "remember":
+                            settle(kind)
+                if kind == "saturated":
+                    # the slowest legacy-only run sets the operating point: on a shared machine capacity
+                    # drifts, and an offered rate above the capacity of the moment measures a queue
+                    rates[op] = args.load * min(r["rps"] for r in results[("legacy-only", op)])
             sizes[op] = legacy_records(tmp / "data")
         flag_us = flag_eval_us(project)
     finally:
@@ -202,19 +203,26 @@ def main() -> None:
     op_pt = table(f"operating point: open loop at {args.load:.0%} of the slowest legacy-only round's capacity "
                   f"({rates['recall']:.0f} recall/s, {rates['remember']:.0f} remember/s), {args.seconds} s", fixed)
     print()
-    # Paired comparison: each round runs legacy-only and dual-run back to back, so the ratio within a
-    # round sees the same machine; the headline is the median of the per-round ratios.
+    # Bracketed comparison: each dual-run run against the geometric mean of the legacy-only runs just
+    # before and after it (same machine, linear drift cancels); the headline is the median over
+    # rounds. A/A: each legacy-only run against the one before it, the noise floor of this run.
+    def bracketed(legacy: list, dual: list) -> tuple[list, list]:
+        over = [d["p99"] / (a["p99"] * b["p99"]) ** 0.5 - 1 for a, d, b in zip(legacy, dual, legacy[1:])]
+        aa = [b["p99"] / a["p99"] - 1 for a, b in zip(legacy, legacy[1:])]
+        return over, aa
+
     for label, res in (("operating point", fixed), ("saturated", results)):
-        pairs = list(zip(res[("legacy-only", "recall")], res[("shadow", "recall")],
-                         res[("legacy-only", "remember")], res[("mirror", "remember")]))
-        shadow = [t["p99"] / c["p99"] - 1 for c, t, _, _ in pairs]
-        mirror = [m["p99"] / r["p99"] - 1 for _, _, r, m in pairs]
+        shadow, shadow_aa = bracketed(res[("legacy-only", "recall")], res[("shadow", "recall")])
+        mirror, mirror_aa = bracketed(res[("legacy-only", "remember")], res[("mirror", "remember")])
         shadow_over, mirror_over = statistics.median(shadow), statistics.median(mirror)
-        print(f"{label:>15}: p99 overhead, median of {len(pairs)} paired rounds: shadow recall {shadow_over:+.1%}, "
+        print(f"{label:>15}: p99 overhead, median of {len(shadow)} bracketed rounds: shadow recall {shadow_over:+.1%}, "
               f"mirror remember {mirror_over:+.1%}  (targets <= +10 %: "
               f"{'OK' if max(shadow_over, mirror_over) <= 0.10 else 'MISSED'})")
         print(f"{'':>15}  per round: shadow {', '.join(f'{x:+.0%}' for x in shadow)}; "
               f"mirror {', '.join(f'{x:+.0%}' for x in mirror)}")
+        print(f"{'':>15}  A/A (legacy-only vs the legacy-only run before it): recall {', '.join(f'{x:+.0%}' for x in shadow_aa)}"
+              f" (median |A/A| {statistics.median(abs(x) for x in shadow_aa):.0%}); remember "
+              f"{', '.join(f'{x:+.0%}' for x in mirror_aa)} (median |A/A| {statistics.median(abs(x) for x in mirror_aa):.0%})")
     for label, runs in lag.items():
         if runs:
             print(f"mirror lag at the end of each {label} remember run (outbox depth, oldest age): "
