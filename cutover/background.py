@@ -102,13 +102,14 @@ def _normal_priority():
     it could keep it for seconds). The reads and the preparing around them stay at idle priority."""
     try:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        switched = True
     except (AttributeError, OSError):
-        yield
-        return
+        switched = False
     try:
         yield
     finally:
-        _idle_priority()
+        if switched:
+            _idle_priority()
 
 
 def _can_leave_idle() -> bool:
