@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from .errors import CutoverError
 from .policy import Policy
 from .records import MAX_TEXT, now_ms
-from .stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
+from .stores import COLUMNS, LegacyStore, MemoryOSStore, json_text, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
@@ -170,14 +170,10 @@ def backfill_row(rec: dict, ctx: Context) -> tuple[tuple, str, str, int]:
     return row, mo["tier"], rule, kept
 
 
-def _dumps(v) -> str:
-    return orjson.dumps(v).decode()
-
-
 def row_of(d: dict) -> tuple:
     mo = d["metadata"]["mem_os"]
-    return (d["namespace"], d["id"], d["version"], d["class"], d["kind"], d["text"], _dumps(d["content"]),
-            _dumps(d["tags"]), d["source"], d["observed_at"], d["expires_at"], _dumps(d["metadata"]),
+    return (d["namespace"], d["id"], d["version"], d["class"], d["kind"], d["text"], json_text(d["content"]),
+            json_text(d["tags"]), d["source"], d["observed_at"], d["expires_at"], json_text(d["metadata"]),
             mo["tier"], float(mo.get("heat") or 0.0), mo.get("last_accessed_at"))
 
 

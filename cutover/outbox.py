@@ -251,7 +251,7 @@ class MirrorWorker(threading.Thread):
                 else:
                     puts.setdefault(e.target, []).append((e, rec))
             except (StoreError, sqlite3.Error, OSError) as exc:
-                self._failed(outbox, e, exc)
+                self._failed(outbox, index, e, exc)
         if wait:
             with self.write_scope():
                 outbox.later(wait, self.idle_s)
@@ -268,7 +268,7 @@ class MirrorWorker(threading.Thread):
                 done += [e.seq for e, _ in items]
             except (StoreError, sqlite3.Error, OSError) as exc:
                 for e, _ in items:
-                    self._failed(outbox, e, exc)
+                    self._failed(outbox, index, e, exc)
         deferred.difference_update(done)
         if done:
             if self.done_flush_s > 0 or self.on_done is not None:
@@ -298,10 +298,10 @@ class MirrorWorker(threading.Thread):
                 found[source] = {k: got.get(k) for k in ks}
         return found
 
-    def _failed(self, outbox: Outbox, e: Entry, exc: Exception) -> None:
+    def _failed(self, outbox: Outbox, index: int, e: Entry, exc: Exception) -> None:
         with self.write_scope():
             dead = outbox.failed(e, str(exc))
-        deferred = self._deferred[self.outboxes.index(outbox)]
+        deferred = self._deferred[index]
         if dead:
             deferred.discard(e.seq)
         else:

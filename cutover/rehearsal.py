@@ -296,10 +296,6 @@ class Rehearsal:
         return self.check(phase, f"judge verdict {verdict.verdict} ({n.get('control', 0)} control, {n.get('treatment', 0)} treatment samples)",
                           verdict.verdict == "PROMOTE", "; ".join(verdict.reasons)[:400], score=verdict.score)
 
-    def firing(self, alert: str) -> bool:
-        alerts = httpx.get(f"{self.prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        return any(a["labels"].get("alertname") == alert and a["state"] == "firing" for a in alerts)
-
     def firing_rollback_alerts(self) -> list[str]:
         """Names of the firing alerts that ask for a rollback (label action=rollback)."""
         alerts = httpx.get(f"{self.prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
