@@ -8,6 +8,7 @@ bound of the mean drift, not the maximum: one outlier cannot block cutover forev
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -52,17 +53,47 @@ class Readiness:
     reason: str
 
 
-def readiness(samples: Sequence[float], min_samples: int, threshold: float, confidence: float = 0.95) -> Readiness:
-    n = len(samples)
-    if n < min_samples:
-        return Readiness(False, n, (sum(samples) / n) if n else None, None, threshold, min_samples,
-                         f"{n} drift samples, {min_samples} needed")
-    mean = sum(samples) / n
-    var = sum((x - mean) ** 2 for x in samples) / (n - 1) if n > 1 else 0.0
+def _readiness(n: int, mean: float | None, var: float, min_samples: int, threshold: float, confidence: float) -> Readiness:
+    if n == 0 or n < min_samples:
+        return Readiness(False, n, mean, None, threshold, min_samples, f"{n} drift samples, {min_samples} needed")
     upper = float(mean + stats.t.ppf(confidence, max(n - 1, 1)) * math.sqrt(var / n))
     ok = bool(upper < threshold)
     return Readiness(ok, n, mean, upper, threshold, min_samples,
                      f"upper {confidence:.0%} bound of mean drift {upper:.3f} {'<' if ok else '>='} {threshold:g} over {n} samples")
+
+
+class DriftWindow:
+    """The newest `size` drift samples with running sums: adding a sample costs O(1) and the gate's
+    mean and variance need no pass over the samples (the gateway adds one per shadow read, in the
+    process that serves the requests). The sums are recomputed from the window every `size` samples,
+    so rounding cannot accumulate."""
+
+    def __init__(self, size: int = 100_000):
+        self._values: deque[float] = deque(maxlen=size)
+        self._sum = self._sumsq = 0.0
+        self._since_exact = 0
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, x: float) -> None:
+        if len(self._values) == self._values.maxlen:
+            old = self._values[0]
+            self._sum -= old
+            self._sumsq -= old * old
+        self._values.append(x)
+        self._sum += x
+        self._sumsq += x * x
+        self._since_exact += 1
+        if self._since_exact >= self._values.maxlen:
+            self._sum, self._sumsq = math.fsum(self._values), math.fsum(v * v for v in self._values)
+            self._since_exact = 0
+
+    def readiness(self, min_samples: int, threshold: float, confidence: float = 0.95) -> Readiness:
+        n = len(self._values)
+        mean = self._sum / n if n else None
+        var = max(0.0, (self._sumsq - self._sum * mean) / (n - 1)) if n > 1 else 0.0
+        return _readiness(n, mean, var, min_samples, threshold, confidence)
 
 
 def pair_drift(legacy: Sequence[str], candidate: Sequence[str], k: int, p: float) -> tuple[float, float]:

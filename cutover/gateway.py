@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from .drift import pair_drift, readiness
+from .drift import DriftWindow, pair_drift
 from .flags import kill_write_mode
 from .metrics import DRIFT_BUCKETS, latency_buckets, name
 from .background import Background, ChildSpec, OutboxSpec, StoreSpec
@@ -150,12 +150,12 @@ class DriftMonitor:
         is full). Without a sink, a thread of this process does the reads."""
         self.plan, self.memoryos, self.metrics, self.sink = plan, memoryos, metrics, sink
         self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
-        self.samples: list[float] = []
-        self.rbo_samples: list[float] = []
+        self.window = DriftWindow()  # Jaccard distances, the gate's measure
         self.dropped = self.errors = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        metrics.drift_ready.set_function(lambda: 1.0 if self.readiness().ready else 0.0)
         if sink is None:
             self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
             self._thread.start()
@@ -188,20 +188,18 @@ class DriftMonitor:
             self.record(*pair_drift(legacy, candidate, k, p))
 
     def record(self, jaccard: float, rbo_distance: float) -> None:
+        """One drift sample: O(1) here (this runs in the serving process, once per shadow read); the
+        drift_ready gauge is worked out when Prometheus scrapes it."""
         with self._lock:
-            self.samples.append(jaccard)
-            self.rbo_samples.append(rbo_distance)
-            if len(self.samples) > 100_000:
-                del self.samples[:50_000], self.rbo_samples[:50_000]
+            self.window.add(jaccard)
         self.metrics.drift.labels(measure="jaccard").observe(jaccard)
         self.metrics.drift.labels(measure="rbo").observe(rbo_distance)
-        self.metrics.drift_ready.set(1 if self.readiness().ready else 0)
 
     def readiness(self, drift_max: float | None = None):
-        with self._lock:
-            samples = list(self.samples)
         eff_max = self.plan.monitoring.drift_max if drift_max is None else drift_max
-        return readiness(samples, self.plan.analysis.drift_gate_min_samples, eff_max, self.plan.gateway.drift_confidence)
+        with self._lock:
+            return self.window.readiness(self.plan.analysis.drift_gate_min_samples, eff_max,
+                                         self.plan.gateway.drift_confidence)
 
     def close(self) -> None:
         self._stop.set()

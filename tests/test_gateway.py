@@ -55,6 +55,7 @@ def test_shadow_answers_from_legacy_mirrors_writes_and_samples_drift(tmp_path):
         assert s["cutover_ready"]["ready"] == (s["drift"]["upper_bound"] < 0.15)
         metrics = c.get("/metrics").text
         assert 'cutover_drift_distance_count{measure="jaccard"} 30.0' in metrics
+        assert f"cutover_drift_gate_ready {float(s['cutover_ready']['ready'])}" in metrics  # worked out at scrape
         legacy, memoryos = stores(g)
         assert legacy.count() == memoryos.count() == 30
 
@@ -76,6 +77,7 @@ def test_high_drift_keeps_the_gate_closed(tmp_path):
             time.sleep(0.1)
         s = g.status()
         assert s["drift"]["samples"] == 25 and s["drift"]["mean"] > 0.9 and not s["cutover_ready"]["ready"]
+        assert "cutover_drift_gate_ready 0.0" in c.get("/metrics").text
 
 
 def test_canary_routes_internal_to_memoryos_and_falls_back_under_faults(tmp_path):
