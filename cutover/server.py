@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .background import freeze_heap
 from .gateway import Gateway
 from .records import RecallQuery, Record
 from .stores import StoreError
@@ -216,6 +217,7 @@ def run(gw: Gateway, host: str, port: int, admin_port: int, token: str, drain_s:
     (what is left stays on disk for the next start), and close."""
     import uvicorn
 
+    freeze_heap()
     servers = [
         uvicorn.Server(uvicorn.Config(public_app(gw), host=host, port=port, log_level="warning", access_log=False)),
         uvicorn.Server(uvicorn.Config(admin_app(gw, token), host="127.0.0.1", port=admin_port, log_level="warning",

@@ -175,3 +175,31 @@ def test_one_read_for_the_batch_and_a_failing_source_fails_each_entry(tmp_path):
     legacy.set(outage=True)
     worker.drain_once()
     assert len(failures) == 5 and box.depth() == {"memoryos": 5} and memoryos.count() == 0
+
+
+def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_path):
+    """batch_wait_s: the running worker waits after each part batch, so 300 writes over 1.5 s go in a
+    handful of transactions (without it, one every idle_s = 50 ms or faster), and every write lands."""
+    import time
+
+    legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")
+    box = Outbox(None, store=legacy)
+    batches: list[int] = []
+    put_many = memoryos.put_many
+    memoryos.put_many = lambda records: batches.append(len(records)) or put_many(records)
+    worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos}, batch_wait_s=0.3)
+    worker.start()
+    try:
+        start = time.monotonic()
+        for i in range(300):  # 200 writes/s
+            time.sleep(max(0.0, start + i / 200 - time.monotonic()))
+            legacy.put(Record(id=f"r{i}", namespace="n", text=f"t{i}"), mirror_to="memoryos")
+        elapsed = time.monotonic() - start
+        end = time.monotonic() + 10
+        while worker.copied < 300 and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        worker.join(5)
+    assert worker.copied == 300 and memoryos.count() == 300 and box.depth() == {}
+    assert sum(batches) <= 300 and len(batches) <= elapsed / 0.3 + 3, batches  # ~60 a transaction
