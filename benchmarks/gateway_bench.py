@@ -15,6 +15,13 @@ rounds; each dual-run run is compared with the geometric mean of the legacy-only
 and after it, and the headline is the median of those ratios. The legacy-only runs compared with
 each other (A/A) print the noise floor of the run: a p99 difference smaller than that is not seen.
 Before each run the outbox is empty: no copying from one run spills into the next.
+
+Each run also records the CPU time the gateway process and its child (mirror worker, shadow reads)
+spent per request, and the CPU time the hypervisor stole from this machine meanwhile (cores): CPU
+per request moves far less with machine noise than a p99 does, and says where a p99 difference
+comes from. The headline's 90 % confidence interval of the median is distribution-free (order
+statistics); rounds whose three runs all saw less than QUIET_STEAL cores of steal are summarized
+apart.
 """
 
 from __future__ import annotations
@@ -56,7 +63,66 @@ def run_load(url: str, op: str, seconds: int, concurrency: int, seed: int) -> di
     pct = {int(m.group(1)): ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)", out, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"p50": pct[50], "p99": pct[99], "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "errors": int(errors.group(1)) if errors else 0}
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+QUIET_STEAL = 0.05  # cores: a run during which the hypervisor took more than this is not "quiet"
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process, of its descendants), from /proc (user + system)."""
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, IndexError):
+            return 0.0
+
+    def children(p: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                out += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+        return out
+
+    kids, todo = [], children(pid)
+    while todo:
+        c = todo.pop()
+        kids.append(c)
+        todo += children(c)
+    return own(pid), sum(own(c) for c in kids)
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this machine's vCPUs wanted it (all cores)."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / TICK
+
+
+def measured(pid: int, run) -> dict:
+    """Run one load run; add the gateway's and its child's CPU per request and the steal (cores)."""
+    gw0, bg0 = cpu_seconds(pid)
+    st0, t0 = steal_seconds(), time.monotonic()
+    r = run()
+    gw1, bg1 = cpu_seconds(pid)
+    n = max(1, r["requests"])
+    return {**r, "gw_us": (gw1 - gw0) / n * 1e6, "bg_us": (bg1 - bg0) / n * 1e6,
+            "steal": (steal_seconds() - st0) / (time.monotonic() - t0)}
+
+
+def median_ci(xs: list[float], confidence: float = 0.90) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median (order statistics, binomial): None when
+    there are too few values for the confidence."""
+    from scipy.stats import binom
+
+    xs, n = sorted(xs), len(xs)
+    k = int(binom.ppf((1 - confidence) / 2, n, 0.5))  # P(Bin(n, 1/2) < k) <= (1 - confidence) / 2
+    while k > 0 and binom.cdf(k - 1, n, 0.5) > (1 - confidence) / 2:
+        k -= 1
+    return (xs[k - 1], xs[n - k]) if k >= 1 else None
 
 
 def run_open_loop(url: str, op: str, rate: float, seconds: int, seed: int) -> dict:
@@ -169,7 +235,8 @@ def main() -> None:
                     modes = ("legacy-only",) if rnd == args.rounds else ("legacy-only", "dual-run")
                     for mode in modes:
                         use(mode)
-                        store[(label[(mode, op)], op)].append(run(mode, rnd * 10 + len(mode)))
+                        seed = rnd * 10 + len(mode)
+                        store[(label[(mode, op)], op)].append(measured(g.proc.pid, lambda: run(mode, seed)))
                         if mode == "dual-run" and op == "remember":
                             settle(kind)
                 if kind == "saturated":
@@ -190,13 +257,17 @@ def main() -> None:
 
     def table(title: str, res: dict) -> dict:
         print(f"\n{title}")
-        print(f"{'mode':<12} {'op':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+        print(f"{'mode':<12} {'op':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7} "
+              f"{'gateway CPU':>12} {'child CPU':>10} {'steal':>6}")
         summary = {}
         for (mode, op), runs in res.items():
-            p50, p99 = statistics.median(r["p50"] for r in runs), statistics.median(r["p99"] for r in runs)
-            rps, errors = statistics.median(r["rps"] for r in runs), sum(r["errors"] for r in runs)
+            def med(key: str) -> float:
+                return statistics.median(r[key] for r in runs)
+
+            p50, p99, rps, errors = med("p50"), med("p99"), med("rps"), sum(r["errors"] for r in runs)
             summary[(mode, op)] = (p50, p99, rps)
-            print(f"{mode:<12} {op:<9} {p50:>8.2f} {p99:>8.2f} {rps:>8.0f} {errors:>7}")
+            print(f"{mode:<12} {op:<9} {p50:>8.2f} {p99:>8.2f} {rps:>8.0f} {errors:>7} "
+                  f"{med('gw_us'):>9.0f} us {med('bg_us'):>7.0f} us {med('steal'):>6.2f}")
         return summary
 
     sat = table(f"saturated: wrk closed loop, {args.concurrency} connections, {args.seconds} s", results)
@@ -211,6 +282,11 @@ def main() -> None:
         aa = [b["p99"] / a["p99"] - 1 for a, b in zip(legacy, legacy[1:])]
         return over, aa
 
+    def quiet(legacy: list, dual: list) -> list[float]:
+        """The bracketed overheads of the rounds whose three runs saw little steal."""
+        return [d["p99"] / (a["p99"] * b["p99"]) ** 0.5 - 1 for a, d, b in zip(legacy, dual, legacy[1:])
+                if max(a["steal"], d["steal"], b["steal"]) < QUIET_STEAL]
+
     for label, res in (("operating point", fixed), ("saturated", results)):
         shadow, shadow_aa = bracketed(res[("legacy-only", "recall")], res[("shadow", "recall")])
         mirror, mirror_aa = bracketed(res[("legacy-only", "remember")], res[("mirror", "remember")])
@@ -218,8 +294,16 @@ def main() -> None:
         print(f"{label:>15}: p99 overhead, median of {len(shadow)} bracketed rounds: shadow recall {shadow_over:+.1%}, "
               f"mirror remember {mirror_over:+.1%}  (targets <= +10 %: "
               f"{'OK' if max(shadow_over, mirror_over) <= 0.10 else 'MISSED'})")
+        for name, over in (("shadow recall", shadow), ("mirror remember", mirror)):
+            ci = median_ci(over)
+            print(f"{'':>15}  {name}: 90 % confidence interval of the median "
+                  + (f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else f"needs more than {len(over)} rounds"))
         print(f"{'':>15}  per round: shadow {', '.join(f'{x:+.0%}' for x in shadow)}; "
               f"mirror {', '.join(f'{x:+.0%}' for x in mirror)}")
+        for name, over in (("shadow recall", quiet(res[("legacy-only", "recall")], res[("shadow", "recall")])),
+                           ("mirror remember", quiet(res[("legacy-only", "remember")], res[("mirror", "remember")]))):
+            print(f"{'':>15}  {name}, rounds with steal < {QUIET_STEAL} cores in all three runs: "
+                  + (f"{len(over)}, median {statistics.median(over):+.1%}" if over else "none"))
         print(f"{'':>15}  A/A (legacy-only vs the legacy-only run before it): recall {', '.join(f'{x:+.0%}' for x in shadow_aa)}"
               f" (median |A/A| {statistics.median(abs(x) for x in shadow_aa):.0%}); remember "
               f"{', '.join(f'{x:+.0%}' for x in mirror_aa)} (median |A/A| {statistics.median(abs(x) for x in mirror_aa):.0%})")

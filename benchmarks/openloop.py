@@ -77,7 +77,7 @@ async def run(url: str, op: str, rate: float, seconds: float, seed: int) -> dict
     elapsed = time.perf_counter() - start
     lat.sort()
     return {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "rps": n / elapsed, "errors": errors}
+            "rps": n / elapsed, "requests": n, "errors": errors}
 
 
 if __name__ == "__main__":
