@@ -12,6 +12,7 @@ The kill switch forces legacy reads for everyone.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import random
 import sqlite3
@@ -32,6 +33,9 @@ from .outbox import MirrorWorker, Outbox
 from .plan import Plan
 from .records import RecallQuery, Record, signature
 from .stores import FaultyStore, StoreError
+
+log = logging.getLogger("cutover.gateway")
+WAL_KEEP_S = 1.0  # the gateway checkpoints its SQLite files this often
 
 _domains = itertools.count()
 
@@ -238,11 +242,28 @@ class Gateway:
             self.background = Background(spec, g.shadow_queue, self._on_event)
             self.drift = DriftMonitor(plan, self.memoryos, self.metrics, sink=self.background.offer)
         else:
-            self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure)
+            self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure,
+                                       checkpoint_s=None)
             self.worker.start()
             self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
         self.candidate_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="candidate")
         self.timeout_s = g.candidate_timeout_ms / 1000
+        self._keeper_stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_wals, name="wal-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep_wals(self) -> None:
+        """Checkpoint the SQLite files this process writes, every WAL_KEEP_S, and let each WAL start
+        over once it is long: the last step under this process's writer lock, which is why the
+        gateway does it and not the mirror worker (see `stores.keep_wal`)."""
+        files = [st.inner for st in self.stores.values() if st.local]
+        files += [box for box, st in zip(self.outboxes.values(), self.stores.values()) if not st.local]
+        while not self._keeper_stop.wait(WAL_KEEP_S):
+            for f in files:
+                try:
+                    f.keep_wal()
+                except sqlite3.Error as e:  # busy or locked now: the next round tries again
+                    log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
 
     # -- background work ----------------------------------------------------------------------------
     def _child_spec(self, retry: tuple) -> ChildSpec | None:
@@ -450,6 +471,7 @@ class Gateway:
             time.sleep(0.1)
 
     def close(self) -> None:
+        self._keeper_stop.set()
         if self.worker is not None:
             self.worker.stop()
         if self.background is not None:

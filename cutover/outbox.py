@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError
+from .stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError, keep_wal
 
 @dataclass(frozen=True)
 class Entry:
@@ -93,6 +93,10 @@ class Outbox:
     def checkpoint(self) -> None:
         self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
+    def keep_wal(self) -> int:
+        """Checkpoint, and let the WAL start over once it is long (see `stores.keep_wal`)."""
+        return keep_wal(self._conn(), self._write)
+
     def later(self, seqs: list[int], delay: float) -> None:
         """Look again after `delay` (not a failure: the primary write may not be visible yet)."""
         with self._write:
@@ -162,7 +166,7 @@ class MirrorWorker(threading.Thread):
     """Drains the outboxes: copies the source's current state of each key to the target."""
 
     def __init__(self, outboxes: list[Outbox] | Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
-                 idle_s: float = 0.05, checkpoint_s: float = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0,
+                 idle_s: float = 0.05, checkpoint_s: float | None = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0,
                  batch_wait_s: float = 0.0, on_done: Callable[[int, list[int]], None] | None = None,
                  write_scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                  on_start: Callable[[], None] = lambda: None):
@@ -332,7 +336,7 @@ class MirrorWorker(threading.Thread):
                 self.flush_done(force=False)
             except sqlite3.Error:
                 n = 0
-            if time.monotonic() - last_checkpoint > self.checkpoint_s:
+            if self.checkpoint_s is not None and time.monotonic() - last_checkpoint > self.checkpoint_s:
                 self.checkpoint()
                 last_checkpoint = time.monotonic()
             if n == 0:

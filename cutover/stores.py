@@ -61,6 +61,27 @@ CREATE TABLE IF NOT EXISTS dead_letter(
 ENQUEUE = ("INSERT INTO outbox(source, target, namespace, id, op, enqueued_at, next_attempt_at) "
            "VALUES (?,?,?,?,?,?,?)")
 
+WAL_RESTART_FRAMES = 4096  # 16 MiB of 4 KiB pages: past this, keep_wal lets the WAL start over
+
+
+def keep_wal(conn: sqlite3.Connection, write_lock, restart_frames: int = WAL_RESTART_FRAMES) -> int:
+    """One round of WAL upkeep for a database file this process writes under `write_lock` (the
+    serving process's writer lock); returns the frames the WAL held.
+
+    A checkpoint that runs beside a steady stream of writes never catches up with the last frame,
+    and SQLite starts the WAL over only after one that has, so the WAL grows without end (measured:
+    22 MB in 12 s at 420 small writes/s; the gateway's legacy WAL held 32 000 frames, 128 MB, after
+    a few minutes of benchmark). So: a passive checkpoint beside the writers copies the bulk and
+    waits for its fsync; when the WAL holds more than `restart_frames`, a second one under the
+    writer lock copies what was written meanwhile, and the next write starts the WAL from its
+    beginning. Writers wait for that second step only (measured 1.2 ms)."""
+    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    if frames > restart_frames:
+        with write_lock:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return frames
+
+
 def json_text(value) -> str:
     """JSON text for a column (orjson: about 5x faster than json on the request path)."""
     return orjson.dumps(value).decode()
@@ -227,6 +248,10 @@ class SqliteStore:
     def checkpoint(self) -> None:
         """Copy the WAL into the database without blocking readers or writers (PASSIVE)."""
         self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def keep_wal(self, restart_frames: int = WAL_RESTART_FRAMES) -> int:
+        """Checkpoint, and let the WAL start over once it is long (see `keep_wal`)."""
+        return keep_wal(self._conn(), self._write, restart_frames)
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:

@@ -203,3 +203,36 @@ def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_p
         worker.join(5)
     assert worker.copied == 300 and memoryos.count() == 300 and box.depth() == {}
     assert sum(batches) <= 300 and len(batches) <= elapsed / 0.3 + 3, batches  # ~60 a transaction
+
+
+def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path):
+    """keep_wal: a checkpoint beside steady writes never catches up, so SQLite would never rewind the
+    WAL; the step under the writer lock lets the next write start it over (frame count drops), and
+    no write is lost."""
+    import threading
+    import time
+
+    store = LegacyStore(tmp_path / "l.db", autocheckpoint=False)
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            store.put(Record(id=f"r{i}", namespace="n", text=f"t{i} " * 20), mirror_to="memoryos")
+            written.append(i)
+            i += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        frames = []
+        for _ in range(12):
+            time.sleep(0.15)
+            frames.append(store.keep_wal(restart_frames=100))
+    finally:
+        stop.set()
+        t.join()
+    assert any(b < a for a, b in zip(frames, frames[1:])), frames  # started over at least once
+    assert store.count() == len(written) and len(Outbox(None, store=store).due(100000)) == len(written)
