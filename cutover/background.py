@@ -8,10 +8,10 @@ the shadow reads at SCHED_IDLE (they run on idle CPU only; when there is none fo
 queue fills and samples are dropped and counted; the shadow thread takes no lock a request needs: it
 only reads MemoryOS), and the mirror worker reads and prepares at SCHED_IDLE too but writes (each
 transaction) at nice 10, so it never sits on a lock a request waits for while the machine is busy.
-The child does not checkpoint: the gateway does, under its writer locks (`stores.keep_wal`). Under load the kernel serves the requests first and the outbox lags a
-little, measured by outbox depth and age, which is what the outbox is for. A process that may not
-leave SCHED_IDLE once in it (unprivileged, RLIMIT_NICE 0: the usual container) keeps its mirror
-worker at nice 10 throughout.
+The child does not checkpoint: the gateway does, under its writer locks (`stores.keep_wal`). Under
+load the kernel serves the requests first and the outbox lags a little, measured by outbox depth
+and age, which is what the outbox is for. A process that may not leave SCHED_IDLE once in it
+(unprivileged, RLIMIT_NICE 0: the usual container) keeps its mirror worker at nice 10 throughout.
 
 The child opens the same stores (the SQLite files, or the remote services) itself. The outboxes live
 in SQLite, so nothing is lost if either process dies: the child exits when its parent does, and the
@@ -154,7 +154,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     boxes = [Outbox(None, *o.retry, store=stores[o.store].inner) if o.path is None
              else Outbox(Path(o.path), *o.retry, autocheckpoint=False) for o in spec.outboxes]
     worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
-                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S, batch_wait_s=BATCH_WAIT_S, checkpoint_s=None,
+                          settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S, batch_wait_s=BATCH_WAIT_S,
                           on_done=lambda i, seqs: events.put(("done", i, seqs)),
                           **(dict(on_start=_idle_priority, write_scope=_normal_priority) if _can_leave_idle() else {}))
     copied = [0]

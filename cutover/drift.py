@@ -73,9 +73,6 @@ class DriftWindow:
         self._sum = self._sumsq = 0.0
         self._since_exact = 0
 
-    def __len__(self) -> int:
-        return len(self._values)
-
     def add(self, x: float) -> None:
         if len(self._values) == self._values.maxlen:
             old = self._values[0]

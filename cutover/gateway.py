@@ -242,8 +242,7 @@ class Gateway:
             self.background = Background(spec, g.shadow_queue, self._on_event)
             self.drift = DriftMonitor(plan, self.memoryos, self.metrics, sink=self.background.offer)
         else:
-            self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure,
-                                       checkpoint_s=None)
+            self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure)
             self.worker.start()
             self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
         self.candidate_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="candidate")
@@ -256,8 +255,7 @@ class Gateway:
         """Checkpoint the SQLite files this process writes, every WAL_KEEP_S, and let each WAL start
         over once it is long: the last step under this process's writer lock, which is why the
         gateway does it and not the mirror worker (see `stores.keep_wal`)."""
-        files = [st.inner for st in self.stores.values() if st.local]
-        files += [box for box, st in zip(self.outboxes.values(), self.stores.values()) if not st.local]
+        files = [st.inner if st.local else self.outboxes[n] for n, st in self.stores.items()]
         while not self._keeper_stop.wait(WAL_KEEP_S):
             for f in files:
                 try:

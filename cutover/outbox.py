@@ -90,9 +90,6 @@ class Outbox:
             c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
             c.execute("COMMIT")
 
-    def checkpoint(self) -> None:
-        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
     def keep_wal(self) -> int:
         """Checkpoint, and let the WAL start over once it is long (see `stores.keep_wal`)."""
         return keep_wal(self._conn(), self._write)
@@ -166,7 +163,7 @@ class MirrorWorker(threading.Thread):
     """Drains the outboxes: copies the source's current state of each key to the target."""
 
     def __init__(self, outboxes: list[Outbox] | Outbox, stores: dict, on_failure: Callable[[str, str], None] = lambda t, r: None,
-                 idle_s: float = 0.05, checkpoint_s: float | None = 1.0, settle_s: float = 10.0, done_flush_s: float = 0.0,
+                 idle_s: float = 0.05, settle_s: float = 10.0, done_flush_s: float = 0.0,
                  batch_wait_s: float = 0.0, on_done: Callable[[int, list[int]], None] | None = None,
                  write_scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                  on_start: Callable[[], None] = lambda: None):
@@ -185,13 +182,13 @@ class MirrorWorker(threading.Thread):
         this worker then never writes the primary's file on the normal path. Handed-over entries stay
         out of its batches for HANDOVER_S; one not deleted by then is copied again (idempotent).
 
-        write_scope(): entered around every write and checkpoint (a transaction holds a lock others
+        write_scope(): entered around every write (a transaction holds a lock others
         may wait for); on_start(): called first in the worker's thread. The gateway's child process
         uses them to read and prepare at idle priority and write at normal priority."""
         super().__init__(name="mirror-worker", daemon=True)
         self.outboxes = outboxes if isinstance(outboxes, list) else [outboxes]
         self.stores, self.on_failure, self.idle_s = stores, on_failure, idle_s
-        self.checkpoint_s, self.settle_s, self.done_flush_s = checkpoint_s, settle_s, done_flush_s
+        self.settle_s, self.done_flush_s = settle_s, done_flush_s
         self.batch_wait_s = batch_wait_s
         self.on_done, self.write_scope, self.on_start = on_done, write_scope, on_start
         self._handed: dict[int, dict[int, float]] = {i: {} for i in range(len(self.outboxes))}
@@ -319,26 +316,14 @@ class MirrorWorker(threading.Thread):
             deferred.add(e.seq)
         self.on_failure(e.target, "dead_letter" if dead else type(exc).__name__)
 
-    def checkpoint(self) -> None:
-        for s in [*self.stores.values(), *self.outboxes]:
-            try:
-                with self.write_scope():
-                    getattr(s, "checkpoint", lambda: None)()
-            except sqlite3.Error:
-                pass
-
     def run(self) -> None:
         self.on_start()
-        last_checkpoint = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 n = self.drain_once()
                 self.flush_done(force=False)
             except sqlite3.Error:
                 n = 0
-            if self.checkpoint_s is not None and time.monotonic() - last_checkpoint > self.checkpoint_s:
-                self.checkpoint()
-                last_checkpoint = time.monotonic()
             if n == 0:
                 self.stop_event.wait(self.idle_s)
             elif n < BATCH and self.batch_wait_s > 0:
