@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .records import Record
 from .stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError, keep_wal
 
 @dataclass(frozen=True)
@@ -155,6 +156,11 @@ class Outbox:
         return n
 
 
+def _holds_rows(store) -> bool:
+    """A SQLite store (or one wrapped for faults): copies between two of them go as rows."""
+    return isinstance(getattr(store, "inner", store), SqliteStore)
+
+
 HANDOVER_S = 10.0  # entries handed to on_done stay out of the worker's batches this long
 BATCH = 200  # outbox entries read per batch
 
@@ -225,7 +231,7 @@ class MirrorWorker(threading.Thread):
         return sum(self._drain(box, i) for i, box in enumerate(self.outboxes))
 
     def _drain(self, outbox: Outbox, index: int = 0) -> int:
-        """One batch: puts are copied per target in one transaction (put_many when the store has it).
+        """One batch: puts are copied per target in one transaction (rows between SQLite stores).
 
         Seqs only grow and commit in order (one SQLite writer at a time), so the scan starts after
         the highest seq already handled, or just before the lowest entry this worker put off (to
@@ -266,13 +272,18 @@ class MirrorWorker(threading.Thread):
             deferred.update(wait)
         for target, items in puts.items():
             store = self.stores[target]
+            got = [rec for _, rec in items]
             try:
                 with self.write_scope():
-                    if hasattr(store, "put_many") and len(items) > 1:
-                        store.put_many([rec for _, rec in items])
+                    if _holds_rows(store) and all(isinstance(x, tuple) for x in got):
+                        store.put_rows(got)  # rows as stored, from a SQLite source: no records built
                     else:
-                        for _, rec in items:
-                            store.put(rec)
+                        recs = [x if isinstance(x, Record) else SqliteStore._record(x) for x in got]
+                        if hasattr(store, "put_many") and len(recs) > 1:
+                            store.put_many(recs)
+                        else:
+                            for rec in recs:
+                                store.put(rec)
                 done += [e.seq for e, _ in items]
             except (StoreError, sqlite3.Error, OSError) as exc:
                 for e, _ in items:
@@ -290,17 +301,18 @@ class MirrorWorker(threading.Thread):
         return len(entries)
 
     def _fetch(self, entries: list[Entry]) -> dict[str, dict]:
-        """The sources' current records for the batch's keys, one query per source that can (a
-        source that fails here is asked per entry instead, so the failure lands on each entry)."""
+        """The sources' current state of the batch's keys, one query per SQLite source, as rows (a
+        source that fails here, or is not SQLite, is asked per entry instead, so a failure lands on
+        each entry)."""
         keys: dict[str, list[tuple[str, str]]] = {}
         for e in entries:
             keys.setdefault(e.source, []).append((e.namespace, e.id))
         found: dict[str, dict] = {}
         for source, ks in keys.items():
             store = self.stores[source]
-            if hasattr(store, "get_many") and len(ks) > 1:
+            if _holds_rows(store):
                 try:
-                    got = store.get_many(ks)
+                    got = store.get_rows(ks)
                 except (StoreError, sqlite3.Error, OSError):
                     continue
                 found[source] = {k: got.get(k) for k in ks}

@@ -7,7 +7,6 @@ changes nothing, so a retried or mirrored write is never a new record.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sqlite3
@@ -44,6 +43,8 @@ END;
 """
 
 # The mirror outbox: in a SQLite store's own file, so a write and its mirror row commit together.
+# Scanned by seq only: no other index, so an enqueue on the request path writes two pages, the
+# table's last leaf and the AUTOINCREMENT counter (outbox_due, on next_attempt_at, no query used).
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS outbox(
   op TEXT NOT NULL DEFAULT 'put', enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at REAL NOT NULL, last_error TEXT
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at);
+DROP INDEX IF EXISTS outbox_due;
 CREATE TABLE IF NOT EXISTS dead_letter(
   seq INTEGER PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, namespace TEXT NOT NULL,
   id TEXT NOT NULL, op TEXT NOT NULL, enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL,
@@ -120,6 +121,14 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
+def tier_columns(metadata: dict) -> tuple:
+    """The tier, heat and last access columns, from `metadata.mem_os` (empty for a legacy record)."""
+    mo = metadata.get("mem_os")
+    if not isinstance(mo, dict):
+        return None, 0.0, None
+    return mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at")
+
+
 class SqliteStore:
     """Shared SQLite machinery; `LegacyStore` and `MemoryOSStore` differ in how they recall."""
 
@@ -156,20 +165,19 @@ class SqliteStore:
 
     @staticmethod
     def _row(rec: Record) -> tuple:
-        mo = rec.metadata.get("mem_os") if isinstance(rec.metadata.get("mem_os"), dict) else {}
         return (
             rec.namespace, rec.id, rec.version, rec.class_, rec.kind, rec.text,
             json_text(rec.content), json_text(rec.tags), rec.source, rec.observed_at, rec.expires_at,
-            json_text(rec.metadata), mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at"),
+            json_text(rec.metadata), *tier_columns(rec.metadata),
         )
 
     @staticmethod
-    def _record(row: sqlite3.Row) -> Record:
+    def _record(row) -> Record:
+        """A record from a row in COLUMNS order (a sqlite3.Row or a plain tuple)."""
         return Record.model_construct(
-            id=row["id"], namespace=row["namespace"], class_=row["class"], kind=row["kind"], text=row["text"],
-            content=orjson.loads(row["content"]) if row["content"] is not None else None, tags=orjson.loads(row["tags"]),
-            source=row["source"], observed_at=row["observed_at"], expires_at=row["expires_at"],
-            metadata=orjson.loads(row["metadata"]), version=row["version"],
+            namespace=row[0], id=row[1], version=row[2], class_=row[3], kind=row[4], text=row[5],
+            content=orjson.loads(row[6]) if row[6] is not None else None, tags=orjson.loads(row[7]),
+            source=row[8], observed_at=row[9], expires_at=row[10], metadata=orjson.loads(row[11]),
         )
 
     # -- interface --------------------------------------------------------------------------------
@@ -218,14 +226,37 @@ class SqliteStore:
         row = self._conn().execute(f"SELECT {COLUMNS} FROM records WHERE namespace=? AND id=?", (namespace, id)).fetchone()
         return self._record(row) if row else None
 
-    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Record]:
-        """The stored records of these (namespace, id) keys, in one query (the mirror worker's batch)."""
-        rows = self._conn().execute(
+    # -- rows as stored: the mirror worker's copy path -------------------------------------------
+    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+        """The stored rows of these (namespace, id) keys, in one query, as plain tuples in COLUMNS
+        order: what `put_rows` of another SQLite store takes. The mirror worker copies a batch this
+        way without building a record per row only to turn it back into a row (a third of the
+        gateway child's CPU per copied write went to that)."""
+        cur = self._conn().cursor()
+        cur.row_factory = None
+        rows = cur.execute(
             f"SELECT {_R_COLUMNS} FROM json_each(?) AS k JOIN records AS r "
             "ON r.namespace = json_extract(k.value, '$[0]') AND r.id = json_extract(k.value, '$[1]')",
-            (json.dumps(keys),),
+            (orjson.dumps(keys),),
         ).fetchall()
-        return {(row["namespace"], row["id"]): self._record(row) for row in rows}
+        return {(row[0], row[1]): row for row in rows}
+
+    def put_rows(self, rows: list[tuple]) -> int:
+        """Batch copy of rows from `get_rows` (of any SQLite store): one transaction, the version rule
+        as in put(); this store's own metadata rules apply as in put() (MemoryOS: `metadata.mem_os`)."""
+        c = self._conn()
+        with self._write:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(upsert_sql(), [self._prepare_row(r) for r in rows])
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def _prepare_row(self, row: tuple) -> tuple:
+        return row
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         c = self._conn()
@@ -338,16 +369,27 @@ class MemoryOSStore(SqliteStore):
         self._touch_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 
-    def _prepare(self, rec: Record) -> Record:
-        mo = rec.metadata.get("mem_os")
+    @staticmethod
+    def _with_mem_os(metadata: dict) -> dict | None:
+        """The metadata with a complete `mem_os` (tier short unless a valid one is given), or None
+        when it already has a valid tier."""
+        mo = metadata.get("mem_os")
         if isinstance(mo, dict) and mo.get("tier") in TIER_WEIGHT:
-            return rec
-        meta = {**rec.metadata, "mem_os": {"tier": "short", "chain_id": None, "heat": 0.0, "promotion_score": 0.0,
-                                           "last_accessed_at": None, "consolidation_version": 1, "persona_keys": [],
-                                           **(mo if isinstance(mo, dict) else {})}}
+            return None
+        meta = {**metadata, "mem_os": {"tier": "short", "chain_id": None, "heat": 0.0, "promotion_score": 0.0,
+                                       "last_accessed_at": None, "consolidation_version": 1, "persona_keys": [],
+                                       **(mo if isinstance(mo, dict) else {})}}
         if meta["mem_os"].get("tier") not in TIER_WEIGHT:
             meta["mem_os"]["tier"] = "short"
-        return rec.model_copy(update={"metadata": meta})
+        return meta
+
+    def _prepare(self, rec: Record) -> Record:
+        meta = self._with_mem_os(rec.metadata)
+        return rec if meta is None else rec.model_copy(update={"metadata": meta})
+
+    def _prepare_row(self, row: tuple) -> tuple:
+        meta = self._with_mem_os(orjson.loads(row[11]))
+        return row if meta is None else (*row[:11], json_text(meta), *tier_columns(meta))
 
     def recall(self, q: RecallQuery, touch: bool = True) -> list[Record]:
         """touch=False: observe only (shadow reads must not heat what users never saw)."""
@@ -508,12 +550,13 @@ class FaultyStore:
         self._fault()
         return self.inner.get(namespace, id)
 
-    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
         self._fault()
-        inner = self.inner
-        if hasattr(inner, "get_many"):
-            return inner.get_many(keys)
-        return {k: r for k in keys if (r := inner.get(*k)) is not None}
+        return self.inner.get_rows(keys)
+
+    def put_rows(self, rows: list[tuple]) -> int:
+        self._fault()
+        return self.inner.put_rows(rows)
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         self._fault()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutover.outbox import MirrorWorker, Outbox
-from cutover.records import Record
+from cutover.records import RecallQuery, Record
 from cutover.stores import FaultyStore, LegacyStore, MemoryOSStore
 
 
@@ -171,10 +171,38 @@ def test_one_read_for_the_batch_and_a_failing_source_fails_each_entry(tmp_path):
     for i in range(5):
         legacy.put(r(i))
         box.enqueue("legacy", "memoryos", "n", f"r{i}")
-    assert set(legacy.get_many([("n", "r1"), ("n", "r3"), ("n", "absent"), ("other", "r1")])) == {("n", "r1"), ("n", "r3")}
+    assert set(legacy.get_rows([("n", "r1"), ("n", "r3"), ("n", "absent"), ("other", "r1")])) == {("n", "r1"), ("n", "r3")}
     legacy.set(outage=True)
     worker.drain_once()
     assert len(failures) == 5 and box.depth() == {"memoryos": 5} and memoryos.count() == 0
+
+
+def test_a_copy_as_rows_stores_what_a_copy_as_records_stores(tmp_path):
+    """The worker copies between SQLite stores as rows (get_rows, put_rows), not records: each store's
+    own rules (MemoryOS: a complete `metadata.mem_os`, its tier, heat and last access columns) give
+    the same stored rows both ways, whatever the metadata holds; the version rule holds too."""
+    metas = [{}, {"k": [1, 2.5]}, {"mem_os": None}, {"mem_os": "odd"}, {"mem_os": {"tier": "bogus", "heat": 2}},
+             {"mem_os": {"tier": "mid", "heat": 3.5, "last_accessed_at": 17}}, {"mem_os": {"heat": 1}, "x": "é"}]
+    legacy = LegacyStore(tmp_path / "l.db")
+    legacy.put_many([Record(id=f"r{i}", namespace="n", text=f"t {i}", metadata=m, tags=["a"], content={"c": i}, version=2)
+                     for i, m in enumerate(metas)])
+    keys = [("n", f"r{i}") for i in range(len(metas))] + [("n", "absent")]
+    rows = legacy.get_rows(keys)
+    assert set(rows) == set(keys[:-1]) and all(type(row) is tuple for row in rows.values())
+    by_rows, by_records = MemoryOSStore(tmp_path / "a.db"), MemoryOSStore(tmp_path / "b.db")
+    assert by_rows.put_rows(list(rows.values())) == len(metas)
+    by_records.put_many([legacy.get(*k) for k in keys[:-1]])
+    stored = "SELECT namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, heat, last_accessed_at FROM records ORDER BY id"
+    assert by_rows._conn().execute(stored).fetchall() == by_records._conn().execute(stored).fetchall()
+    assert by_rows.get("n", "r0").metadata["mem_os"]["tier"] == "short" and by_rows.get("n", "r5").metadata["mem_os"]["heat"] == 3.5
+    assert [r.text for r in by_rows.recall(RecallQuery(namespace="n", query="t", limit=10))]  # the full-text index has them
+    back = LegacyStore(tmp_path / "back.db")  # memoryos-primary mode mirrors back: rows as MemoryOS stored them
+    back.put_rows(list(by_rows.get_rows(keys).values()))
+    assert back._conn().execute(stored).fetchall() == by_rows._conn().execute(stored).fetchall()
+    older = LegacyStore(tmp_path / "older.db")  # the version rule: a copy of version 1 leaves version 2
+    older.put(Record(id="r0", namespace="n", text="older", version=1))
+    by_rows.put_rows(list(older.get_rows([("n", "r0")]).values()))
+    assert (by_rows.get("n", "r0").version, by_rows.get("n", "r0").text) == (2, "t 0")
 
 
 def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_path):
@@ -185,8 +213,8 @@ def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_p
     legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")
     box = Outbox(None, store=legacy)
     batches: list[int] = []
-    put_many = memoryos.put_many
-    memoryos.put_many = lambda records: batches.append(len(records)) or put_many(records)
+    put_rows = memoryos.put_rows
+    memoryos.put_rows = lambda rows: batches.append(len(rows)) or put_rows(rows)
     worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos}, batch_wait_s=0.3)
     worker.start()
     try:
