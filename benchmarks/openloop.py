@@ -3,7 +3,10 @@
 Latency is measured from each request's *scheduled* send time, so a stalled server is charged for
 the requests it delayed (no coordinated omission). Used by gateway_bench.py, in its own process:
 
-    python benchmarks/openloop.py URL OP RATE SECONDS SEED   ->  JSON {p50, p99, rps, errors}
+    python benchmarks/openloop.py URL OP RATE SECONDS SEED   ->  JSON {p50, p99, rps, errors, lat}
+
+`lat` is every request's latency (ms, 0.01 ms steps), so that runs can be pooled: one run of a few
+seconds at a few hundred requests/s has its p99 in its 20 slowest requests.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ async def run(url: str, op: str, rate: float, seconds: float, seed: int) -> dict
     elapsed = time.perf_counter() - start
     lat.sort()
     return {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "rps": n / elapsed, "requests": n, "errors": errors}
+            "rps": n / elapsed, "requests": n, "errors": errors, "lat": [round(x, 2) for x in lat]}
 
 
 if __name__ == "__main__":
