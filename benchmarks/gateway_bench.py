@@ -21,7 +21,9 @@ spent per request, and the CPU time the hypervisor stole from this machine meanw
 per request moves far less with machine noise than a p99 does, and says where a p99 difference
 comes from. The headline's 90 % confidence interval of the median is distribution-free (order
 statistics); rounds whose three runs all saw less than QUIET_STEAL cores of steal are summarized
-apart.
+apart. At the operating point (open loop, a few hundred requests/s) one run's p99 rests on its 20
+slowest requests, so the open-loop runs are also pooled: the p99 of every request of a mode over all
+rounds, with a confidence interval from resampling whole rounds (see `pooled_p99`).
 """
 
 from __future__ import annotations
