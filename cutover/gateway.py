@@ -252,16 +252,19 @@ class Gateway:
         self._keeper.start()
 
     def _keep_wals(self) -> None:
-        """Checkpoint the SQLite files this process writes, every WAL_KEEP_S, and let each WAL start
-        over once it is long: the last step under this process's writer lock, which is why the
-        gateway does it and not the mirror worker (see `stores.keep_wal`)."""
+        """Checkpoint the SQLite files this process writes, each every WAL_KEEP_S, and let each WAL
+        start over once it is long: the last step under this process's writer lock, which is why the
+        gateway does it and not the mirror worker (see `stores.keep_wal`). One file at a time, spread
+        over the interval, so that one file's checkpoint does not share the disk with the locked step
+        (two fsyncs) of another."""
         files = [st.inner if st.local else self.outboxes[n] for n, st in self.stores.items()]
-        while not self._keeper_stop.wait(WAL_KEEP_S):
-            for f in files:
-                try:
-                    f.keep_wal()
-                except sqlite3.Error as e:  # busy or locked now: the next round tries again
-                    log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
+        turn = 0
+        while not self._keeper_stop.wait(WAL_KEEP_S / len(files)):
+            f, turn = files[turn % len(files)], turn + 1
+            try:
+                f.keep_wal()
+            except sqlite3.Error as e:  # busy or locked now: the next round tries again
+                log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
 
     # -- background work ----------------------------------------------------------------------------
     def _child_spec(self, retry: tuple) -> ChildSpec | None:

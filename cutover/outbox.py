@@ -23,6 +23,9 @@ from typing import Callable, NamedTuple
 from .records import Record
 from .stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError, keep_wal
 
+DONE_CHUNK = 64  # outbox entries deleted per transaction (see Outbox.done)
+
+
 class Entry(NamedTuple):  # built per outbox row read: 0.6 us, a frozen dataclass 1.7 us
     seq: int
     source: str
@@ -76,18 +79,28 @@ class Outbox:
         return [Entry(*r) for r in rows]
 
     def done(self, seqs: list[int]) -> None:
-        """Delete these entries: one range delete per run of consecutive seqs (usually one or two)."""
-        ranges: list[list[int]] = []
+        """Delete these entries: a range delete per run of consecutive seqs, at most DONE_CHUNK entries
+        a transaction, the writer lock let go between them. Half a second of copies at 900 writes/s
+        held the lock of the requests' writes for up to 2.4 ms in one transaction; a chunk holds it
+        for a fraction of a millisecond, so a write waits at most that long behind the deletes."""
+        chunks: list[list[list[int]]] = []  # per transaction: [first, last] ranges, DONE_CHUNK seqs in all
+        n = DONE_CHUNK
         for s in sorted(seqs):
+            if n == DONE_CHUNK:
+                chunks.append([])
+                n = 0
+            ranges = chunks[-1]
             if ranges and s == ranges[-1][1] + 1:
                 ranges[-1][1] = s
             else:
                 ranges.append([s, s])
-        with self._write:
-            c = self._conn()
-            c.execute("BEGIN IMMEDIATE")
-            c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
-            c.execute("COMMIT")
+            n += 1
+        c = self._conn()
+        for ranges in chunks:
+            with self._write:
+                c.execute("BEGIN IMMEDIATE")
+                c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
+                c.execute("COMMIT")
 
     def keep_wal(self) -> int:
         """Checkpoint, and let the WAL start over once it is long (see `stores.keep_wal`)."""

@@ -233,6 +233,25 @@ def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_p
     assert sum(batches) <= 300 and len(batches) <= elapsed / 0.3 + 3, batches  # ~60 a transaction
 
 
+def test_copied_entries_are_deleted_in_short_transactions(tmp_path):
+    """done(): at most DONE_CHUNK entries a transaction (each holds the requests' writer lock), one
+    range delete per run of consecutive seqs in it; every entry handed over goes, no other."""
+    from cutover.outbox import DONE_CHUNK
+
+    box = Outbox(tmp_path / "o.db")
+    for i in range(500):
+        box.enqueue("legacy", "memoryos", "n", f"r{i}")
+    statements: list[str] = []
+    box._conn().set_trace_callback(statements.append)
+    seqs = list(range(1, 301)) + list(range(305, 420, 2))  # a run of 300, then 58 apart
+    box.done(seqs)
+    commits = statements.count("COMMIT")
+    assert commits == -(-len(seqs) // DONE_CHUNK) == 6
+    assert sum(s.startswith("DELETE") for s in statements) == 5 + 58  # 300 in runs of 64 (the last 44), 58 lone ones
+    left = {row[0] for row in box._conn().execute("SELECT seq FROM outbox")}
+    assert left == set(range(1, 501)) - set(seqs)
+
+
 def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path):
     """keep_wal: a checkpoint beside steady writes never catches up, so SQLite would never rewind the
     WAL; the step under the writer lock lets the next write start it over (frame count drops), and
