@@ -156,7 +156,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     worker = MirrorWorker(boxes, stores, on_failure=lambda t, r: events.put(("mirror_failure", t, r)),
                           settle_s=spec.settle_s, done_flush_s=DONE_FLUSH_S, batch_wait_s=BATCH_WAIT_S,
                           on_done=lambda i, seqs: events.put(("done", i, seqs)),
-                          **(dict(on_start=_idle_priority, write_scope=_normal_priority) if _can_leave_idle() and not os.environ.get('EXP_ALLIDLE') else dict(on_start=_idle_priority) if os.environ.get('EXP_ALLIDLE') else {}))
+                          **(dict(on_start=_idle_priority, write_scope=_normal_priority) if _can_leave_idle() else {}))
     copied = [0]
     stop = threading.Event()
 
