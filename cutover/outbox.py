@@ -283,13 +283,13 @@ class MirrorWorker(threading.Thread):
             deferred.update(wait)
         for target, items in puts.items():
             store = self.stores[target]
-            got = [rec for _, rec in items]
+            copies = [c for _, c in items]  # rows from a SQLite source, else records
             try:
                 with self.write_scope():
-                    if _holds_rows(store) and all(isinstance(x, tuple) for x in got):
-                        store.put_rows(got)  # rows as stored, from a SQLite source: no records built
+                    if _holds_rows(store) and all(isinstance(c, tuple) for c in copies):
+                        store.put_rows(copies)  # rows as stored: no record built only to be written again
                     else:
-                        recs = [x if isinstance(x, Record) else SqliteStore._record(x) for x in got]
+                        recs = [c if isinstance(c, Record) else SqliteStore._record(c) for c in copies]
                         if hasattr(store, "put_many") and len(recs) > 1:
                             store.put_many(recs)
                         else:

@@ -138,7 +138,7 @@ class SqliteStore:
 
     def __init__(self, path: str | Path, autocheckpoint: bool = True):
         """autocheckpoint=False: writers never run the WAL checkpoint (and its fsync) themselves;
-        the owner calls checkpoint() from a background thread (the gateway's mirror worker does)."""
+        the owner keeps the WAL from a background thread (the gateway's WAL keeper: `keep_wal`)."""
         self.path, self.autocheckpoint = str(path), autocheckpoint
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
