@@ -177,8 +177,10 @@ def legacy_records(data: Path) -> int:
         return conn.execute("SELECT count(*) FROM records").fetchone()[0]
 
 
-def flag_eval_us(project: Path, n: int = 20000) -> tuple[float, float]:
-    """Per request (kill switch + read path + write mode): uncached, and through the decision cache."""
+def flag_eval_us(project: Path, n: int = 10000, repeats: int = 5) -> tuple[float, float]:
+    """Per request (kill switch + read path + write mode): uncached, and through the decision cache
+    (1 000 agents asked 10 times each from an empty cache: 10 % misses). CPU time of this process
+    (the hypervisor's steal is not in it), the median of `repeats` runs."""
     from cutover.flags import dumps, render_flags
     from cutover.gateway import FlagReader
     from cutover.plan import load_plan
@@ -187,16 +189,19 @@ def flag_eval_us(project: Path, n: int = 20000) -> tuple[float, float]:
     path = Path(tempfile.mkdtemp()) / "flags.json"
     path.write_text(dumps(render_flags(plan, "canary", "bench")))
     reader = FlagReader(plan, path)
-    t0 = time.perf_counter()
-    for i in range(n):
-        reader._evaluate(f"agent-{i}", "internal" if i % 10 == 0 else None)
-    uncached = (time.perf_counter() - t0) / n * 1e6
-    t0 = time.perf_counter()
-    for i in range(n):
-        reader.evaluate(f"agent-{i % 1000}", "internal" if i % 10 == 0 else None)
-    cached = (time.perf_counter() - t0) / n * 1e6
+    uncached, cached = [], []
+    for r in range(repeats):
+        t0 = time.process_time()
+        for i in range(n):
+            reader._evaluate(f"agent-{r}-{i}", "internal" if i % 10 == 0 else None)
+        uncached.append((time.process_time() - t0) / n * 1e6)
+        reader._cache.clear()
+        t0 = time.process_time()
+        for i in range(n):
+            reader.evaluate(f"agent-{i % 1000}", "internal" if i % 10 == 0 else None)
+        cached.append((time.process_time() - t0) / n * 1e6)
     reader.close()
-    return uncached, cached
+    return statistics.median(uncached), statistics.median(cached)
 
 
 def main() -> None:
@@ -347,7 +352,8 @@ def main() -> None:
             print(f"mirror lag at the end of each {label} remember run (outbox depth, oldest age): "
                   + ", ".join(f"{d} / {a:.1f} s" for d, a in runs))
     rps = sat[("legacy-only", "recall")][2]
-    print(f"flag evaluation per request: {flag_us[0]:.1f} us uncached, {flag_us[1]:.1f} us through the decision cache "
+    print(f"flag evaluation per request (CPU time, median of 5 x 10 000): {flag_us[0]:.1f} us uncached, "
+          f"{flag_us[1]:.1f} us through the decision cache (10 % misses) "
           f"(target <= 50 us: {'OK' if flag_us[0] <= 50 else 'MISSED'})")
     print(f"legacy-only recall throughput: {rps:.0f} req/s (target >= 500: {'OK' if rps >= 500 else 'MISSED'})")
 

@@ -239,7 +239,7 @@ class SqliteStore:
         rows = cur.execute(
             f"SELECT {_R_COLUMNS} FROM json_each(?) AS k JOIN records AS r "
             "ON r.namespace = json_extract(k.value, '$[0]') AND r.id = json_extract(k.value, '$[1]')",
-            (orjson.dumps(keys),),
+            (orjson.dumps(keys).decode(),),
         ).fetchall()
         return {(row[0], row[1]): row for row in rows}
 
