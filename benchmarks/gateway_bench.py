@@ -321,8 +321,8 @@ def main() -> None:
 
     def quiet(legacy: list, dual: list) -> list[float]:
         """The bracketed overheads of the rounds whose three runs saw little steal."""
-        return [d["p99"] / (a["p99"] * b["p99"]) ** 0.5 - 1 for a, d, b in zip(legacy, dual, legacy[1:])
-                if max(a["steal"], d["steal"], b["steal"]) < QUIET_STEAL]
+        over, _ = bracketed(legacy, dual)
+        return [o for o, a, d, b in zip(over, legacy, dual, legacy[1:]) if max(a["steal"], d["steal"], b["steal"]) < QUIET_STEAL]
 
     for label, res in (("operating point", fixed), ("saturated", results)):
         shadow, shadow_aa = bracketed(res[("legacy-only", "recall")], res[("shadow", "recall")])

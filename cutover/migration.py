@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 from .errors import CutoverError
 from .policy import Policy
 from .records import MAX_TEXT, now_ms
-from .stores import COLUMNS, LegacyStore, MemoryOSStore, json_text, upsert_sql
+from .stores import COLUMNS, LegacyStore, MemoryOSStore, json_text, tier_columns, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
@@ -166,15 +166,14 @@ def backfill_row(rec: dict, ctx: Context) -> tuple[tuple, str, str, int]:
     row = (ns, rec["id"], rec.get("version") or 1, rec.get("class", "episodic"), kind, rec.get("text", ""),
            dumps(rec.get("content")).decode(), dumps(sorted(set(tags))).decode(), rec.get("source"),
            ctx.now if observed is None else observed, rec.get("expires_at"), dumps(meta).decode(),
-           mo["tier"], float(mo.get("heat") or 0.0), mo.get("last_accessed_at"))
+           *tier_columns(meta))
     return row, mo["tier"], rule, kept
 
 
 def row_of(d: dict) -> tuple:
-    mo = d["metadata"]["mem_os"]
     return (d["namespace"], d["id"], d["version"], d["class"], d["kind"], d["text"], json_text(d["content"]),
             json_text(d["tags"]), d["source"], d["observed_at"], d["expires_at"], json_text(d["metadata"]),
-            mo["tier"], float(mo.get("heat") or 0.0), mo.get("last_accessed_at"))
+            *tier_columns(d["metadata"]))
 
 
 # -- sources ---------------------------------------------------------------------------------------

@@ -83,20 +83,14 @@ class Outbox:
         a transaction, the writer lock let go between them. Half a second of copies at 900 writes/s
         held the lock of the requests' writes for up to 2.4 ms in one transaction; a chunk holds it
         for a fraction of a millisecond, so a write waits at most that long behind the deletes."""
-        chunks: list[list[list[int]]] = []  # per transaction: [first, last] ranges, DONE_CHUNK seqs in all
-        n = DONE_CHUNK
-        for s in sorted(seqs):
-            if n == DONE_CHUNK:
-                chunks.append([])
-                n = 0
-            ranges = chunks[-1]
-            if ranges and s == ranges[-1][1] + 1:
-                ranges[-1][1] = s
-            else:
-                ranges.append([s, s])
-            n += 1
-        c = self._conn()
-        for ranges in chunks:
+        ordered, c = sorted(seqs), self._conn()
+        for i in range(0, len(ordered), DONE_CHUNK):
+            ranges: list[list[int]] = []  # [first, last] of each run of consecutive seqs in this chunk
+            for s in ordered[i:i + DONE_CHUNK]:
+                if ranges and s == ranges[-1][1] + 1:
+                    ranges[-1][1] = s
+                else:
+                    ranges.append([s, s])
             with self._write:
                 c.execute("BEGIN IMMEDIATE")
                 c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
@@ -259,10 +253,10 @@ class MirrorWorker(threading.Thread):
         wait: list[int] = []
         puts: dict[str, list[tuple]] = {}
         now = time.time()
-        records = self._fetch(entries)
+        current = self._fetch(entries)  # per source: key -> stored row (None: absent)
         for e in entries:
             try:
-                rec = records[e.source][(e.namespace, e.id)] if e.source in records else self.stores[e.source].get(e.namespace, e.id)
+                rec = current[e.source][(e.namespace, e.id)] if e.source in current else self.stores[e.source].get(e.namespace, e.id)
                 settled = now - e.enqueued_at >= self.settle_s
                 if e.op == "delete":
                     if rec is None:

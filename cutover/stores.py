@@ -401,7 +401,7 @@ class MemoryOSStore(SqliteStore):
         n = min(q.limit, MAX_LIMIT)
         if match:
             sql = (
-                f"SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, -bm25(records_fts) AS rel "
+                f"SELECT {_R_COLUMNS}, -bm25(records_fts) AS rel "
                 f"FROM records_fts JOIN records r ON r.rid = records_fts.rowid "
                 f"WHERE records_fts MATCH ? AND {where} ORDER BY bm25(records_fts) LIMIT ?"
             )
