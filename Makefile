@@ -5,15 +5,25 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup rehearse demo test docs render bench bench-gateway bench-migration bench-judge clean
+.PHONY: setup rehearse demo test lint format docs render golden lock bench bench-gateway bench-migration bench-judge clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The locked dependencies (hashes checked), then cutover itself, editable, without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate the lock files from pyproject.toml's ranges (existing pins are kept where they still fit):
+# everything for this machine's Python, and the image's extras for Debian bookworm's (3.11.2).
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11.7 \
+	  --custom-compile-command "make lock" -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra image --generate-hashes --python-version 3.11.2 \
+	  --custom-compile-command "make lock" -q -o requirements-image.lock
 
 # The main job on the embedded defaults: the whole campaign on this machine, on loopback.
 rehearse: setup
@@ -28,11 +38,25 @@ demo: setup
 render: setup
 	$(BIN)/cutover render --stack $(STACK) --out $(OUT)/$(STACK)/current
 
+# Regenerate the committed artifacts: dashboards/*.json and the golden files under tests/golden/.
+golden: setup
+	$(BIN)/cutover dashboards export
+	$(BIN)/python -m tests.golden
+
 docs: setup
 	$(BIN)/mkdocs build --strict
 
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
 # The tests run the real things: Prometheus, Alertmanager, Chromium, buildah (.ci/install adds what is missing).
-test: setup
+test: setup lint
 	sh .ci/install
 	$(BIN)/python -m pytest -q
 
@@ -50,4 +74,4 @@ bench-judge: setup
 	$(BIN)/python benchmarks/judge_simulation.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

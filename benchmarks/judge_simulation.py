@@ -13,17 +13,13 @@ on the treatment's p99 (Flagger's method; threshold: the control's true p99 plus
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cutover.analysis import decide, judge_errors, judge_latency, msprt  # noqa: E402
-from cutover.plan import Analysis  # noqa: E402
+from cutover.judge.verdict import decide, judge_errors, judge_latency, msprt
+from cutover.plan.model import Analysis
 
 A = Analysis()
 
@@ -92,13 +88,23 @@ def main():
     ap.add_argument("--runs", type=int, default=1000)
     args = ap.parse_args()
     rng = np.random.default_rng(2026)
-    cases = [("A/A", 2000, "false alarm"), ("+10% every quantile", 2000, ">= 95 %"),
-             ("tail-only +30% (slowest 5%)", 2000, ">= 95 %"), ("errors 0.1% -> 0.6% @2000", 2000, ">= 80 %"),
-             ("errors 0.1% -> 0.6% @5000", 5000, ">= 95 %"), ("3% cohort imbalance @2000", 2000, ">= 99 %"),
-             ("3% cohort imbalance @20000", 20000, "(larger n)")]
-    print(f"judge decision quality: {args.runs} simulated canaries per case; alpha {A.alpha}, allowed p99 regression "
-          f"{A.p99_regression_max:.0%}, critical {A.p99_regression_critical:.0%}, SRM p < {A.srm_p}")
-    print(f"{'case':<30} {'n/cohort':>8} {'ours: not PROMOTE':>18} {'ours: ROLLBACK':>15} {'Welch p99':>10} {'Flagger':>8}  target")
+    cases = [
+        ("A/A", 2000, "false alarm"),
+        ("+10% every quantile", 2000, ">= 95 %"),
+        ("tail-only +30% (slowest 5%)", 2000, ">= 95 %"),
+        ("errors 0.1% -> 0.6% @2000", 2000, ">= 80 %"),
+        ("errors 0.1% -> 0.6% @5000", 5000, ">= 95 %"),
+        ("3% cohort imbalance @2000", 2000, ">= 99 %"),
+        ("3% cohort imbalance @20000", 20000, "(larger n)"),
+    ]
+    print(
+        f"judge decision quality: {args.runs} simulated canaries per case; alpha {A.alpha}, allowed p99 regression "
+        f"{A.p99_regression_max:.0%}, critical {A.p99_regression_critical:.0%}, SRM p < {A.srm_p}"
+    )
+    print(
+        f"{'case':<30} {'n/cohort':>8} {'ours: not PROMOTE':>18} {'ours: ROLLBACK':>15} "
+        f"{'Welch p99':>10} {'Flagger':>8}  target"
+    )
     t0 = time.monotonic()
     for name, n, target in cases:
         kind = name.split(" @")[0]
@@ -111,9 +117,14 @@ def main():
             welch += bool(welch_interval_p99(c_lat, t_lat))
             flagger += bool(flagger_threshold(t_lat))
         r = args.runs
-        print(f"{name:<30} {n:>8} {not_promote / r:>18.1%} {rollback / r:>15.1%} {welch / r:>10.1%} {flagger / r:>8.1%}  {target}")
+        print(
+            f"{name:<30} {n:>8} {not_promote / r:>18.1%} {rollback / r:>15.1%} "
+            f"{welch / r:>10.1%} {flagger / r:>8.1%}  {target}"
+        )
     seq = sequential_aa(rng, min(args.runs, 1000))
-    print(f"{'A/A, 20 interim looks (mSPRT)':<30} {2000:>8} {seq:>18.1%} {'':>15} {'':>10} {'':>8}  <= 5 % (alpha 0.05)")
+    print(
+        f"{'A/A, 20 interim looks (mSPRT)':<30} {2000:>8} {seq:>18.1%} {'':>15} {'':>10} {'':>8}  <= 5 % (alpha 0.05)"
+    )
     print(f"({time.monotonic() - t0:.0f} s)")
 
 

@@ -21,8 +21,34 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("apple travel plan meeting budget project alpha beta gamma delta river mountain coffee invoice "
-         "contract launch design review memory agent tool search index vector chart persona").split()
+WORDS = [
+    "apple",
+    "travel",
+    "plan",
+    "meeting",
+    "budget",
+    "project",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "river",
+    "mountain",
+    "coffee",
+    "invoice",
+    "contract",
+    "launch",
+    "design",
+    "review",
+    "memory",
+    "agent",
+    "tool",
+    "search",
+    "index",
+    "vector",
+    "chart",
+    "persona",
+]
 CLASSES = ("episodic", "semantic", "procedural", "working")
 
 
@@ -32,11 +58,23 @@ def generate(path: Path, n: int) -> None:
     with open(path, "w") as f:
         for i in range(n):
             tags = rng.sample(("x", "y", "persona:alice", "persona:bob", "short_term", "long_term", "z"), 2)
-            f.write(json.dumps({
-                "id": f"m{i}", "namespace": f"agents/{i % 1000}", "class": CLASSES[i % 4], "kind": "note",
-                "text": " ".join(rng.choice(WORDS) for _ in range(12)), "tags": tags, "source": "bench",
-                "observed_at": now - rng.randrange(0, 90 * 86_400_000), "version": 1, "metadata": {},
-            }) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"m{i}",
+                        "namespace": f"agents/{i % 1000}",
+                        "class": CLASSES[i % 4],
+                        "kind": "note",
+                        "text": " ".join(rng.choice(WORDS) for _ in range(12)),
+                        "tags": tags,
+                        "source": "bench",
+                        "observed_at": now - rng.randrange(0, 90 * 86_400_000),
+                        "version": 1,
+                        "metadata": {},
+                    }
+                )
+                + "\n"
+            )
 
 
 def _children(pid: int) -> list[int]:
@@ -101,33 +139,60 @@ def main() -> None:
         generate(src, args.records)
         gen_s, src_mb = time.monotonic() - t0, src.stat().st_size / 1e6
         cli = [sys.executable, "-m", "cutover.cli"]
-        mig_s, mig_mb = timed(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "20000", "--defer-index"])
+        mig_s, mig_mb = timed(
+            cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{dst}", "--batch", "20000", "--defer-index"]
+        )
         dst2 = tmp / "memoryos-live.db"
         live_n = min(args.records, 200_000)
         live_src = tmp / "live.jsonl"
         with open(src) as f, open(live_src, "w") as g:
             for _, line in zip(range(live_n), f):
                 g.write(line)
-        live_s, live_mb = timed(cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "20000"])
-        rec_s, rec_mb = timed(cli + ["reconcile", "--source", f"jsonl:{src}", "--target", f"sqlite:{dst}", "--ignore-tier"])
+        live_s, live_mb = timed(
+            cli + ["migrate", "--from", f"jsonl:{live_src}", "--to", f"sqlite:{dst2}", "--batch", "20000"]
+        )
+        rec_s, rec_mb = timed(
+            cli + ["reconcile", "--source", f"jsonl:{src}", "--target", f"sqlite:{dst}", "--ignore-tier"]
+        )
         # store-to-store reconcile (both sides streamed from SQLite): copy the export into a legacy store first
         legacy = tmp / "legacy.db"
-        subprocess.run(cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{legacy}", "--defer-index"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            cli + ["migrate", "--from", f"jsonl:{src}", "--to", f"sqlite:{legacy}", "--defer-index"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         # --ignore-tier: the two stores were classified by two runs minutes apart, so records at the
         # 30-day age boundary may carry different tiers; this step measures the streamed comparison.
-        rec2_s, rec2_mb = timed(cli + ["reconcile", "--source", f"sqlite:{legacy}", "--target", f"sqlite:{dst}", "--ignore-tier"])
+        rec2_s, rec2_mb = timed(
+            cli + ["reconcile", "--source", f"sqlite:{legacy}", "--target", f"sqlite:{dst}", "--ignore-tier"]
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n = args.records
-    print(f"migration benchmark: {n:,} synthetic legacy records ({src_mb:.0f} MB JSONL, generated in "
-          f"{gen_s:.1f} s), {os.cpu_count()} cores")
+    print(
+        f"migration benchmark: {n:,} synthetic legacy records ({src_mb:.0f} MB JSONL, generated in "
+        f"{gen_s:.1f} s), {os.cpu_count()} cores"
+    )
     print(f"{'step':<38} {'seconds':>8} {'records/s':>11} {'peak MB':>8}  target")
     rows = [
-        ("migrate --defer-index (bulk)", mig_s, n / mig_s, mig_mb, ">= 50,000/s, <= 300 MB", n / mig_s >= 50_000 and mig_mb <= 300),
+        (
+            "migrate --defer-index (bulk)",
+            mig_s,
+            n / mig_s,
+            mig_mb,
+            ">= 50,000/s, <= 300 MB",
+            n / mig_s >= 50_000 and mig_mb <= 300,
+        ),
         (f"migrate, live index ({live_n:,} records)", live_s, live_n / live_s, live_mb, "(for comparison)", True),
         ("reconcile jsonl export vs store", rec_s, 2 * n / rec_s, rec_mb, ">= 200,000/s", 2 * n / rec_s >= 200_000),
-        ("reconcile store vs store (streamed)", rec2_s, 2 * n / rec2_s, rec2_mb, ">= 200,000/s", 2 * n / rec2_s >= 200_000),
+        (
+            "reconcile store vs store (streamed)",
+            rec2_s,
+            2 * n / rec2_s,
+            rec2_mb,
+            ">= 200,000/s",
+            2 * n / rec2_s >= 200_000,
+        ),
     ]
     for name, s, rate, mb, target, ok in rows:
         print(f"{name:<38} {s:>8.1f} {rate:>11,.0f} {mb:>8.0f}  {target} {'OK' if ok else 'MISSED'}")

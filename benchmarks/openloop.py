@@ -18,8 +18,28 @@ import sys
 import time
 from urllib.parse import urlparse
 
-WORDS = ("apple travel plan meeting budget project alpha beta gamma delta river mountain coffee "
-         "invoice contract launch design review memory agent").split()
+WORDS = [
+    "apple",
+    "travel",
+    "plan",
+    "meeting",
+    "budget",
+    "project",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "river",
+    "mountain",
+    "coffee",
+    "invoice",
+    "contract",
+    "launch",
+    "design",
+    "review",
+    "memory",
+    "agent",
+]
 
 
 def body_for(op: str, rng: random.Random, i: int, seed: int) -> tuple[str, bytes]:
@@ -35,8 +55,10 @@ async def one(conn_pool: asyncio.Queue, host: str, port: int, path: str, body: b
         reader, writer = conn_pool.get_nowait()
     except asyncio.QueueEmpty:
         reader, writer = await asyncio.open_connection(host, port)
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Agent-Id: {agent}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Agent-Id: {agent}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     writer.write(head + body)
     await writer.drain()
     status_line = await reader.readline()
@@ -79,8 +101,14 @@ async def run(url: str, op: str, rate: float, seconds: float, seed: int) -> dict
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     lat.sort()
-    return {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "rps": n / elapsed, "requests": n, "errors": errors, "lat": [round(x, 2) for x in lat]}
+    return {
+        "p50": lat[len(lat) // 2],
+        "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "rps": n / elapsed,
+        "requests": n,
+        "errors": errors,
+        "lat": [round(x, 2) for x in lat],
+    }
 
 
 if __name__ == "__main__":

@@ -5,22 +5,16 @@ A phase change is a config change:
     pulumi config set memoryos-rollout:phase canary && pulumi up
 
 The program holds no logic of its own: it reads the stack config into cutover's StackConfig,
-renders with the same `cutover.render.render()` that `cutover render` uses, checks the transition
-from the phase this stack last deployed (its own `phase` output) with `cutover.evidence`, and
+renders with the same `cutover.render.rendering.render()` that `cutover render` uses, checks the transition
+from the phase this stack last deployed (its own `phase` output) with `cutover.judge.evidence`, and
 declares one Kubernetes object per rendered manifest. A jump of more than one phase forward, or a
 forward step whose gate has no passing evidence, fails before any object is registered.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pulumi
+from cutover.infra.program import program
 
-ROOT = Path(__file__).resolve().parent.parent  # the directory holding Pulumi.yaml
-sys.path.insert(0, str(ROOT))  # run from a checkout even when cutover is not pip-installed
-
-from cutover import infra  # noqa: E402
-
-infra.program(ROOT)
+program(Path(__file__).resolve().parent.parent)  # the directory holding Pulumi.yaml

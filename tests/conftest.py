@@ -1,4 +1,4 @@
-"""Shared fixtures: the project root, the official schemas beside the repo, real flagd evaluation."""
+"""Shared fixtures: the project root, the vendored official schemas, real flagd evaluation."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import yaml
 from referencing import Registry, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"  # vendored: SOURCES.yaml names each one's upstream
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def plan():
-    from cutover.plan import load_plan
+    from cutover.plan.model import load_plan
 
     return load_plan(ROOT / "rollout.yaml")
 

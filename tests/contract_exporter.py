@@ -12,8 +12,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from cutover.metrics import CONTRACT, DRIFT_BUCKETS, latency_buckets, name
-from cutover.plan import load_plan
+from cutover.plan.metrics import CONTRACT, DRIFT_BUCKETS, latency_buckets, name
+from cutover.plan.model import load_plan
 
 
 def main(port: int, plan_path: str, seconds: float = 120) -> None:
@@ -25,7 +25,12 @@ def main(port: int, plan_path: str, seconds: float = 120) -> None:
         n = name(plan, key)
         if m.type == "histogram":
             buckets = latency_buckets(plan) if key == "duration" else DRIFT_BUCKETS
-            metric[key] = Histogram(n.removesuffix("_seconds") + "_seconds" if key == "duration" else n, m.meaning, m.labels, buckets=buckets)
+            metric[key] = Histogram(
+                n.removesuffix("_seconds") + "_seconds" if key == "duration" else n,
+                m.meaning,
+                m.labels,
+                buckets=buckets,
+            )
         else:
             metric[key] = make[m.type](n.removesuffix("_total"), m.meaning, m.labels)
     metric["phase_info"].labels(phase="canary", stack="staging").set(1)

@@ -1,6 +1,7 @@
 """A flagd stand-in for tests: flagd's gRPC evaluation service (flagd.evaluation.v2, the version the
-provider speaks), answered by the real flagd evaluator of openfeature-provider-flagd in FILE mode over a flag file, with the event
-stream flagd sends (provider_ready, then configuration_change whenever the file changes).
+provider speaks), answered by the real flagd evaluator of openfeature-provider-flagd in FILE mode
+over a flag file, with the event stream flagd sends (provider_ready, then configuration_change
+whenever the file changes).
 
 The gateway's `--flagd HOST:PORT` (RPC mode, as with the OpenFeature Operator's sidecar) talks to it
 exactly as to flagd: the wire protocol and the cache invalidation are real; only the server is ours
@@ -30,8 +31,9 @@ class FlagdStandIn(pb_grpc.ServiceServicer):
         from openfeature.contrib.provider.flagd.config import ResolverType
         from openfeature.event import ProviderEvent
 
-        self.provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(flag_file),
-                                      deadline_ms=100)
+        self.provider = FlagdProvider(
+            resolver_type=ResolverType.FILE, offline_flag_source_path=str(flag_file), deadline_ms=100
+        )
         domain = f"flagd-standin-{next(_domains)}"
         api.set_provider_and_wait(self.provider, domain=domain)
         api.get_client(domain=domain).add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, self._changed)

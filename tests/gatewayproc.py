@@ -41,10 +41,27 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, flags_file: Path | None = None, *extra: str) -> "GatewayProcess":
-        args = [sys.executable, "-m", "cutover.cli", "serve", "--stack", self.stack, "--phase", self.phase,
-                "--port", str(self.port), "--admin-port", str(self.admin_port), "--data-dir", str(self.data),
-                "--flag-poll-ms", str(self.poll), "--project-dir", str(self.project)]
+    def start(self, flags_file: Path | None = None, *extra: str) -> GatewayProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "cutover.cli",
+            "serve",
+            "--stack",
+            self.stack,
+            "--phase",
+            self.phase,
+            "--port",
+            str(self.port),
+            "--admin-port",
+            str(self.admin_port),
+            "--data-dir",
+            str(self.data),
+            "--flag-poll-ms",
+            str(self.poll),
+            "--project-dir",
+            str(self.project),
+        ]
         if flags_file:
             args += ["--flags-file", str(flags_file)]
         args += extra

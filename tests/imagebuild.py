@@ -39,9 +39,13 @@ def build() -> None:
     if not have_base:
         with tempfile.TemporaryDirectory(prefix="cutover-rootfs-") as rootfs:
             _run("debootstrap", "--variant=minbase", "bookworm", rootfs, MIRROR, stdout=subprocess.DEVNULL)
-            ctr = subprocess.run(["buildah", "from", "scratch"], check=True, capture_output=True, text=True).stdout.strip()
+            ctr = subprocess.run(
+                ["buildah", "from", "scratch"], check=True, capture_output=True, text=True
+            ).stdout.strip()
             try:
-                mnt = subprocess.run(["buildah", "mount", ctr], check=True, capture_output=True, text=True).stdout.strip()
+                mnt = subprocess.run(
+                    ["buildah", "mount", ctr], check=True, capture_output=True, text=True
+                ).stdout.strip()
                 _run("cp", "-a", f"{rootfs}/.", f"{mnt}/")
                 _run("buildah", "umount", ctr)
                 _run("buildah", "commit", "-q", ctr, BASE)
@@ -56,8 +60,9 @@ def build() -> None:
 def run_in_image(*cmd: str) -> subprocess.CompletedProcess:
     ctr = subprocess.run(["buildah", "from", IMAGE], check=True, capture_output=True, text=True).stdout.strip()
     try:
-        return subprocess.run(["buildah", "run", "--isolation", "chroot", ctr, "--", *cmd],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            ["buildah", "run", "--isolation", "chroot", ctr, "--", *cmd], capture_output=True, text=True, timeout=300
+        )
     finally:
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
 

@@ -91,8 +91,11 @@ def prometheus(workdir: Path, targets: list[str], rule_files: list[Path] = (), i
     cfg = workdir / "prometheus.yml"
     cfg.write_text(yaml.safe_dump(config))
     args = [
-        need("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+        need("prometheus"),
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
     ]
     with process(args, workdir / "prometheus.log"):
         url = f"http://127.0.0.1:{port}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from cutover.stacks import PROJECT
+from cutover.plan.stacks import PROJECT
 
 from .conftest import ROOT
 
@@ -37,8 +37,10 @@ def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: d
     mocks = Recorder(deployed_phase)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(
-        {f"{PROJECT}:{k}": json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v)
-         for k, v in {**config, **(secrets or {})}.items()},
+        {
+            f"{PROJECT}:{k}": json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v)
+            for k, v in {**config, **(secrets or {})}.items()
+        },
         [f"{PROJECT}:{k}" for k in (secrets or {})],
     )
 
@@ -52,7 +54,11 @@ def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: d
     for r in mocks.resources:
         inputs = dict(r.inputs)
         assert r.typ.startswith("kubernetes:"), r.typ
-        obj = {k: inputs[k] for k in ("apiVersion", "kind", "metadata", "spec", "data", "stringData", "type") if k in inputs}
+        obj = {
+            k: inputs[k]
+            for k in ("apiVersion", "kind", "metadata", "spec", "data", "stringData", "type")
+            if k in inputs
+        }
         if r.typ.startswith("kubernetes:core/v1:Secret"):
             obj.setdefault("apiVersion", "v1")
             obj.setdefault("kind", "Secret")

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from cutover.alerts import alert_names, render_rules
-from cutover.ruletests import build_rule_tests
+from cutover.render.alerts import alert_names, render_rules
+from cutover.render.ruletests import build_rule_tests
 
 from .promstack import need
 
@@ -76,18 +76,22 @@ def test_every_alert_is_labelled_and_links_its_runbook(plan):
                 assert r["labels"]["severity"] in ("critical", "warning", "info")
                 assert r["labels"]["phase"] == phase and r["labels"]["stack"] == "staging"
                 a = r["annotations"]
-                assert a["summary"] and "$value" in a["description"] or r["alert"] == "CutoverWatchdog"
+                assert (a["summary"] and "$value" in a["description"]) or r["alert"] == "CutoverWatchdog"
                 assert a["runbook_url"].startswith(BASE + "/on-call/alerts/cutover-")
 
 
 def test_burn_rate_alerts_have_the_four_window_pairs(plan):
     rules = render_rules(plan, "canary", "staging", BASE)
     burn = [r for g in rules["groups"] for r in g["rules"] if r.get("alert", "").endswith("BurnRate")]
-    pairs = {(r["labels"]["slo"], r["labels"]["long"], r["labels"]["short"], r["for"], r["labels"]["severity"]) for r in burn}
+    pairs = {
+        (r["labels"]["slo"], r["labels"]["long"], r["labels"]["short"], r["for"], r["labels"]["severity"]) for r in burn
+    }
     for slo in ("availability", "latency"):
         assert {p[1:] for p in pairs if p[0] == slo} == {
-            ("1h", "5m", "2m", "critical"), ("6h", "30m", "15m", "critical"),
-            ("1d", "2h", "1h", "warning"), ("3d", "6h", "3h", "warning"),
+            ("1h", "5m", "2m", "critical"),
+            ("6h", "30m", "15m", "critical"),
+            ("1d", "2h", "1h", "warning"),
+            ("3d", "6h", "3h", "warning"),
         }
     recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
     for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
@@ -95,17 +99,31 @@ def test_burn_rate_alerts_have_the_four_window_pairs(plan):
 
 
 def test_thresholds_follow_the_plan(plan):
-    changed = plan.model_copy(update={"abort_triggers": plan.abort_triggers.model_copy(update={"p95_latency_ms": 600, "outbox_depth": 50})})
-    rules = {r["alert"]: r for g in render_rules(changed, "canary", "staging", BASE)["groups"] for r in g["rules"] if "alert" in r}
+    changed = plan.model_copy(
+        update={"abort_triggers": plan.abort_triggers.model_copy(update={"p95_latency_ms": 600, "outbox_depth": 50})}
+    )
+    rules = {
+        r["alert"]: r
+        for g in render_rules(changed, "canary", "staging", BASE)["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
     assert rules["CutoverTreatmentLatencyP95High"]["expr"].endswith("> 0.6")
     assert rules["CutoverOutboxDepthHigh"]["expr"].endswith("> 50")
 
 
-@pytest.mark.parametrize("phase, present, absent", [
-    ("pre-deployment", [], ["CutoverTreatmentNoData", "CutoverTreatmentP99AboveControl"]),
-    ("canary", ["CutoverTreatmentNoData", "CutoverTreatmentP99AboveControl", "CutoverTreatmentErrorRateAboveControl"], []),
-    ("full", ["CutoverTreatmentNoData"], ["CutoverTreatmentP99AboveControl"]),
-])
+@pytest.mark.parametrize(
+    "phase, present, absent",
+    [
+        ("pre-deployment", [], ["CutoverTreatmentNoData", "CutoverTreatmentP99AboveControl"]),
+        (
+            "canary",
+            ["CutoverTreatmentNoData", "CutoverTreatmentP99AboveControl", "CutoverTreatmentErrorRateAboveControl"],
+            [],
+        ),
+        ("full", ["CutoverTreatmentNoData"], ["CutoverTreatmentP99AboveControl"]),
+    ],
+)
 def test_cohort_comparisons_exist_only_when_both_cohorts_do(plan, phase, present, absent):
     names = alert_names(render_rules(plan, phase, "staging", BASE))
     assert set(present) <= set(names) and not set(absent) & set(names)

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from cutover.analysis import Sample, judge, msprt
-from cutover.evidence import load_evidence_file
-from cutover.plan import Analysis
-from cutover.reporting import campaign_report, write_analysis
+from cutover.judge.evidence import load_evidence_file
+from cutover.judge.report import campaign_report, write_analysis
+from cutover.judge.verdict import Sample, judge, msprt
+from cutover.plan.model import Analysis
 
 A = Analysis()
 
@@ -23,7 +23,11 @@ def samples(rng, n_c=3000, n_t=3000, t_scale=1.0, c_err=0.0, t_err=0.0, overlap=
             lat = np.where(lat > np.quantile(lat, 0.95), lat * tail, lat)
         for i, x in enumerate(lat):
             q = f"team/{i % 40}|q{i % 40}"
-            ids = [f"r{j}" for j in range(10)] if cohort == "control" or rng.random() < overlap else [f"x{j}" for j in range(10)]
+            ids = (
+                [f"r{j}" for j in range(10)]
+                if cohort == "control" or rng.random() < overlap
+                else [f"x{j}" for j in range(10)]
+            )
             out.append(Sample(float(i), cohort, "recall", float(x), bool(rng.random() >= err), 200, ids, q))
     return out
 

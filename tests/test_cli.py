@@ -73,15 +73,51 @@ def _break_plan(project: Path, mutate) -> None:
 
 
 BAD = {
-    "missing field": (lambda p: _break_plan(p, lambda d: d["phases"][2].pop("flags")), ["render", "--stack", "staging"], ["rollout.yaml:", "phases[2].flags", "Field required", "fix:"]),
-    "percentage out of range": (lambda p: _break_plan(p, lambda d: d["phases"][3]["flags"]["treatment"].update(percentage=-5)), ["plan", "validate"], ["phases[3].flags.treatment.percentage", "greater than or equal to 0"]),
-    "non-monotone ramp": (lambda p: _break_plan(p, lambda d: d["phases"][5]["flags"]["treatment"].update(percentage=30)), ["plan", "validate"], ["phases[5].flags.treatment.percentage", "ramp goes down", "50 %"]),
-    "malformed yaml": (lambda p: (p / "rollout.yaml").write_text("version: 1\nphases:\n  - name: [unclosed\n"), ["plan", "validate"], ["rollout.yaml:", "malformed YAML", "fix:"]),
-    "unknown phase on the command line": (lambda p: None, ["render", "--stack", "staging", "--phase", "ramp-90"], ["unknown phase 'ramp-90'", "pre-deployment, shadow, canary"]),
-    "unknown phase in the stack": (lambda p: (p / "Pulumi.staging.yaml").write_text((p / "Pulumi.staging.yaml").read_text().replace("phase: pre-deployment", "phase: canery")), ["render", "--stack", "staging"], ["Pulumi.staging.yaml", "memoryos-rollout:phase", "unknown phase 'canery'"]),
+    "missing field": (
+        lambda p: _break_plan(p, lambda d: d["phases"][2].pop("flags")),
+        ["render", "--stack", "staging"],
+        ["rollout.yaml:", "phases[2].flags", "Field required", "fix:"],
+    ),
+    "percentage out of range": (
+        lambda p: _break_plan(p, lambda d: d["phases"][3]["flags"]["treatment"].update(percentage=-5)),
+        ["plan", "validate"],
+        ["phases[3].flags.treatment.percentage", "greater than or equal to 0"],
+    ),
+    "non-monotone ramp": (
+        lambda p: _break_plan(p, lambda d: d["phases"][5]["flags"]["treatment"].update(percentage=30)),
+        ["plan", "validate"],
+        ["phases[5].flags.treatment.percentage", "ramp goes down", "50 %"],
+    ),
+    "malformed yaml": (
+        lambda p: (p / "rollout.yaml").write_text("version: 1\nphases:\n  - name: [unclosed\n"),
+        ["plan", "validate"],
+        ["rollout.yaml:", "malformed YAML", "fix:"],
+    ),
+    "unknown phase on the command line": (
+        lambda p: None,
+        ["render", "--stack", "staging", "--phase", "ramp-90"],
+        ["unknown phase 'ramp-90'", "pre-deployment, shadow, canary"],
+    ),
+    "unknown phase in the stack": (
+        lambda p: (p / "Pulumi.staging.yaml").write_text(
+            (p / "Pulumi.staging.yaml").read_text().replace("phase: pre-deployment", "phase: canery")
+        ),
+        ["render", "--stack", "staging"],
+        ["Pulumi.staging.yaml", "memoryos-rollout:phase", "unknown phase 'canery'"],
+    ),
     "unknown stack": (lambda p: None, ["render", "--stack", "qa"], ["unknown stack 'qa'", "production, staging"]),
-    "unknown stack key": (lambda p: (p / "Pulumi.staging.yaml").write_text((p / "Pulumi.staging.yaml").read_text() + "  memoryos-rollout:namespce: x\n"), ["render", "--stack", "staging"], ["Pulumi.staging.yaml:", "namespce", "known keys"]),
-    "missing plan file": (lambda p: (p / "rollout.yaml").unlink(), ["plan", "validate"], ["rollout.yaml", "file not found"]),
+    "unknown stack key": (
+        lambda p: (p / "Pulumi.staging.yaml").write_text(
+            (p / "Pulumi.staging.yaml").read_text() + "  memoryos-rollout:namespce: x\n"
+        ),
+        ["render", "--stack", "staging"],
+        ["Pulumi.staging.yaml:", "namespce", "known keys"],
+    ),
+    "missing plan file": (
+        lambda p: (p / "rollout.yaml").unlink(),
+        ["plan", "validate"],
+        ["rollout.yaml", "file not found"],
+    ),
 }
 
 
@@ -91,7 +127,11 @@ def test_bad_input_gives_a_short_error_and_exit_2(project, case):
     breaker(project)
     if args[0] == "plan":
         args = args + ([str(project / "rollout.yaml")] if args[1] == "validate" else [])
-    r = run(*args, "--project-dir", str(project), "--out", str(project / "out")) if args[0] == "render" else run(*args, cwd=project)
+    r = (
+        run(*args, "--project-dir", str(project), "--out", str(project / "out"))
+        if args[0] == "render"
+        else run(*args, cwd=project)
+    )
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr + r.stdout
     for words in expected:

@@ -9,16 +9,28 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
-from cutover.controller import Controller, FlagFile, FlagState, apply_state, render_state, state_of
-from cutover.rehearsal import Rehearsal
+from cutover.ops.controller import Controller, FlagFile, FlagState, apply_state, render_state, state_of
+from cutover.ops.rehearsal import Rehearsal
 
 from .conftest import ROOT, flagd_validator
 
-FIRING = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {
-    "alertname": "CutoverTreatmentErrorRateHigh", "severity": "critical", "action": "rollback", "rollback_level": "immediate"}}]}
+FIRING = {
+    "version": "4",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "CutoverTreatmentErrorRateHigh",
+                "severity": "critical",
+                "action": "rollback",
+                "rollback_level": "immediate",
+            },
+        }
+    ],
+}
 
 
 @pytest.fixture
@@ -30,7 +42,11 @@ def flagfile(tmp_path, plan):
 
 def test_states_render_valid_flag_sets(plan):
     v = flagd_validator()
-    for state in (FlagState("canary", percentage=12.5), FlagState("ramp-75", kill_switch=True), FlagState("shadow", read_path="legacy")):
+    for state in (
+        FlagState("canary", percentage=12.5),
+        FlagState("ramp-75", kill_switch=True),
+        FlagState("shadow", read_path="legacy"),
+    ):
         doc = render_state(plan, state, "staging")
         assert not list(v.iter_errors(doc)) and state_of(doc) == state
 
@@ -47,13 +63,15 @@ def test_levels(plan, flagfile, tmp_path, evaluate):
     ev = evaluate(flagfile.read())
     assert {ev.details(plan.flag_keys.read_path, f"a{i}", "memoryos").value for i in range(300)} == {"legacy"}
     log = [json.loads(x) for x in (tmp_path / "rollbacks.jsonl").read_text().splitlines()]
-    assert [x["level"] for x in log] == ["partial", "full", "immediate"] and all(x["before"] and x["after"] for x in log)
+    assert [x["level"] for x in log] == ["partial", "full", "immediate"] and all(
+        x["before"] and x["after"] for x in log
+    )
 
 
 def test_webhook_needs_the_secret_and_hold_down_prevents_flapping(plan, flagfile, tmp_path):
     from starlette.testclient import TestClient
 
-    from cutover.controller import controller_app
+    from cutover.ops.controller import controller_app
 
     ctrl = Controller(plan, "staging", flagfile, "s3cret", tmp_path / "log.jsonl")
     client = TestClient(controller_app(ctrl))
@@ -65,8 +83,13 @@ def test_webhook_needs_the_secret_and_hold_down_prevents_flapping(plan, flagfile
     assert r.status_code == 200 and len(r.json()["rollbacks"]) == 1 and state_of(flagfile.read()).kill_switch
     again = client.post("/alertmanager", json=FIRING, headers={"X-Cutover-Secret": "s3cret"})
     assert again.json()["rollbacks"] == [] and "hold-down" in ctrl.status()["ignored"][0]["reason"]
-    assert 'cutover_rollbacks_total{level="immediate",trigger="CutoverTreatmentErrorRateHigh"} 1.0' in client.get("/metrics").text
-    warning = {"alerts": [{"status": "firing", "labels": {"alertname": "X", "severity": "warning", "action": "rollback"}}]}
+    assert (
+        'cutover_rollbacks_total{level="immediate",trigger="CutoverTreatmentErrorRateHigh"} 1.0'
+        in client.get("/metrics").text
+    )
+    warning = {
+        "alerts": [{"status": "firing", "labels": {"alertname": "X", "severity": "warning", "action": "rollback"}}]
+    }
     assert client.post("/alertmanager", json=warning, headers={"X-Cutover-Secret": "s3cret"}).json()["rollbacks"] == []
 
 
@@ -101,13 +124,16 @@ def test_slo_breach_rolls_back_end_to_end(tmp_path):
     assert res["rollback"]["trigger"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh")
     assert res["rollback"]["labels"]["action"] == "rollback"
     # the drill saw a rollback alert fire before the flip, and names it
-    assert res["alert"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh") and res["expected_alert"] == "CutoverFallbackRateHigh"
+    assert (
+        res["alert"] in ("CutoverFallbackRateHigh", "CutoverOutboxDepthHigh")
+        and res["expected_alert"] == "CutoverFallbackRateHigh"
+    )
     assert 0 < res["time_to_alert_s"] <= res["time_to_flag_flip_s"] + 1
 
 
 def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(tmp_path, plan):
-    from cutover.evidence import check_transition, new_evidence
-    from cutover.stores import MemoryOSStore
+    from cutover.judge.evidence import check_transition, new_evidence
+    from cutover.store.stores import MemoryOSStore
 
     from .gatewayproc import GatewayProcess, project_copy
 
@@ -134,13 +160,16 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
         assert check_transition(plan, "shadow", "canary", evidence, "staging")[0] == "forward"
         apply_state(flags, plan, FlagState("full"), "staging")  # the cutover (forward phases compressed)
         end = time.monotonic() + 5
-        while time.monotonic() < end and c.post("/v1/memories", json={"id": "probe", "namespace": "n", "text": "x"}).json()["path"] != "memoryos":
+        while (
+            time.monotonic() < end
+            and c.post("/v1/memories", json={"id": "probe", "namespace": "n", "text": "x"}).json()["path"] != "memoryos"
+        ):
             time.sleep(0.05)
         r = c.post("/v1/memories", json={"id": "after", "namespace": "n", "text": "written after cutover"})
         assert r.json()["path"] == "memoryos" and r.json()["write_mode"] == "memoryos-primary"
         assert MemoryOSStore(data / "memoryos.db").get("n", "after").text == "written after cutover"
         g.wait_drained()
-        from cutover.stores import LegacyStore
+        from cutover.store.stores import LegacyStore
 
         assert LegacyStore(data / "legacy.db").get("n", "after") is not None  # mirrored back for a safe rollback
     finally:

@@ -16,9 +16,9 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from cutover.alerts import alert_names, render_rules
-from cutover.durations import format_duration
-from cutover.render import load_project
+from cutover.plan.durations import format_duration
+from cutover.render.alerts import alert_names, render_rules
+from cutover.render.rendering import load_project
 
 from .conftest import ROOT
 
@@ -26,8 +26,13 @@ from .conftest import ROOT
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
 
@@ -44,9 +49,9 @@ def test_every_runbook_url_resolves_to_its_page(site):
             for g in rules["groups"]:
                 for r in g["rules"]:
                     if "alert" in r:
-                        path = r["annotations"]["runbook_url"][len(cfg.runbookBaseUrl):]
+                        path = r["annotations"]["runbook_url"][len(cfg.runbookBaseUrl) :]
                         text = page(site, path)
-                        assert f"<h1 id=" in text and r["alert"] in text
+                        assert "<h1 id=" in text and r["alert"] in text
                         for section in ("Meaning", "Impact", "Diagnosis", "Mitigation"):
                             assert f">{section}<" in text, (r["alert"], section)
 
@@ -100,7 +105,9 @@ def test_alert_table_and_metrics_contract(site, plan):
     assert (site / "load-testing" / "latency.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.skipif(not shutil.which("chromium") or not shutil.which("chromedriver"), reason="Debian chromium not installed")
+@pytest.mark.skipif(
+    not shutil.which("chromium") or not shutil.which("chromedriver"), reason="Debian chromium not installed"
+)
 def test_browser_searches_an_alert_and_reaches_its_page(site, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
@@ -112,11 +119,22 @@ def test_browser_searches_an_alert_and_reaches_its_page(site, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,900",
+    ):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")))
+    driver = webdriver.Chrome(
+        options=opts, service=webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    )
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
         driver.get(base)
@@ -125,7 +143,11 @@ def test_browser_searches_an_alert_and_reaches_its_page(site, tmp_path):
         driver.execute_script("document.getElementById('__search').checked = true; arguments[0].focus();", box)
         wait.until(ec.visibility_of(box))
         box.send_keys("CutoverOutboxLagHigh")
-        link = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".md-search-result__link[href*='cutover-outbox-lag-high']")))
+        link = wait.until(
+            ec.presence_of_element_located(
+                (By.CSS_SELECTOR, ".md-search-result__link[href*='cutover-outbox-lag-high']")
+            )
+        )
         top = driver.find_elements(By.CSS_SELECTOR, ".md-search-result__link")[0]
         assert top.get_attribute("href") == link.get_attribute("href")  # the alert's own page ranks first
         driver.get(link.get_attribute("href"))  # follow the result, as a click would

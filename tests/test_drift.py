@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats
 
-from cutover.drift import DriftWindow, jaccard_distance, rbo
+from cutover.judge.drift import DriftWindow, jaccard_distance, rbo
 
 
 def upper_bound(xs: list[float], confidence: float) -> float:

@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from cutover.errors import EvidenceError, TransitionError
-from cutover.evidence import Evidence, check_gate, check_transition, load_evidence, load_evidence_file, new_evidence
+from cutover.judge.evidence import (
+    Evidence,
+    check_gate,
+    check_transition,
+    load_evidence,
+    load_evidence_file,
+    new_evidence,
+)
+from cutover.plan.errors import EvidenceError, TransitionError
 
 from .conftest import FIXTURES, ROOT
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from cutover.flags import render_flags
+from cutover.render.flags import render_flags
 
 from .conftest import flagd_validator
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from cutover.flags import render_flags
-from cutover.plan import load_plan
-from cutover.stores import LegacyStore, MemoryOSStore
+from cutover.plan.model import load_plan
+from cutover.render.flags import render_flags
+from cutover.store.stores import LegacyStore, MemoryOSStore
 
 from .gatewayproc import GatewayProcess, gateway, project_copy
 
@@ -70,7 +70,7 @@ def test_high_drift_keeps_the_gate_closed(tmp_path):
         _, memoryos = stores(g)
         for r in memoryos.scan():  # MemoryOS holds different text: every answer differs
             memoryos.put(r.model_copy(update={"text": r.text.replace("memory", "changed"), "version": r.version + 1}))
-        for i in range(25):
+        for _ in range(25):
             c.post("/v1/recall", json={"namespace": "agents/a", "query": "apples", "limit": 5})
         end = time.monotonic() + 20
         while time.monotonic() < end and g.status()["drift"]["samples"] < 25:
@@ -141,7 +141,10 @@ def test_kill_switch_takes_effect_within_one_flag_reload(tmp_path):
             assert time.monotonic() - t0 < 2.0, "kill switch not applied within one reload"
             time.sleep(0.02)
         assert g.status()["flags"]["kill_switch"] is True
-        paths = {g.client(f"agent-{i}", group="internal").post("/v1/recall", json={"namespace": "n"}).json()["path"] for i in range(50)}
+        paths = {
+            g.client(f"agent-{i}", group="internal").post("/v1/recall", json={"namespace": "n"}).json()["path"]
+            for i in range(50)
+        }
         assert paths == {"legacy"}
     finally:
         g.stop()
@@ -184,8 +187,11 @@ def test_sigterm_lets_the_outbox_drain_then_exits_cleanly(tmp_path):
     try:
         g.faults("memoryos", outage=True)
         c = g.client()
-        acked = {(f"agents/{i % 5}", f"r{i}") for i in range(100)
-                 if c.post("/v1/memories", json=rec(i, ns=f"agents/{i % 5}")).status_code == 200}
+        acked = {
+            (f"agents/{i % 5}", f"r{i}")
+            for i in range(100)
+            if c.post("/v1/memories", json=rec(i, ns=f"agents/{i % 5}")).status_code == 200
+        }
         assert len(acked) == 100 and sum(g.status()["outbox"]["depth"].values()) >= 90
         g.faults("memoryos")  # MemoryOS is back; stop the gateway at once
         g.proc.send_signal(signal.SIGTERM)
@@ -241,15 +247,18 @@ def test_recall_never_crosses_namespaces(tmp_path):
                 assert got["records"] and {x["namespace"] for x in got["records"]} == {ns}
 
 
-@pytest.mark.parametrize("request_kw, status, words", [
-    ({"content": b"{not json", "headers": {"X-Agent-Id": "a"}}, 400, "malformed JSON"),
-    ({"json": rec(1), "headers": {}}, 400, "X-Agent-Id"),
-    ({"json": {**rec(1), "colour": "red"}, "headers": {"X-Agent-Id": "a"}}, 422, "colour"),
-    ({"json": {**rec(1), "class": "dream"}, "headers": {"X-Agent-Id": "a"}}, 422, "class"),
-    ({"json": {"id": "x"}, "headers": {"X-Agent-Id": "a"}}, 422, "namespace"),
-    ({"content": b"[1, 2]", "headers": {"X-Agent-Id": "a"}}, 400, "JSON object"),
-    ({"content": b"x" * 2_000_000, "headers": {"X-Agent-Id": "a"}}, 413, "limit"),
-])
+@pytest.mark.parametrize(
+    "request_kw, status, words",
+    [
+        ({"content": b"{not json", "headers": {"X-Agent-Id": "a"}}, 400, "malformed JSON"),
+        ({"json": rec(1), "headers": {}}, 400, "X-Agent-Id"),
+        ({"json": {**rec(1), "colour": "red"}, "headers": {"X-Agent-Id": "a"}}, 422, "colour"),
+        ({"json": {**rec(1), "class": "dream"}, "headers": {"X-Agent-Id": "a"}}, 422, "class"),
+        ({"json": {"id": "x"}, "headers": {"X-Agent-Id": "a"}}, 422, "namespace"),
+        ({"content": b"[1, 2]", "headers": {"X-Agent-Id": "a"}}, 400, "JSON object"),
+        ({"content": b"x" * 2_000_000, "headers": {"X-Agent-Id": "a"}}, 413, "limit"),
+    ],
+)
 def test_bad_requests_get_clear_4xx(tmp_path, request_kw, status, words):
     with gateway(tmp_path, "canary") as g:
         import httpx
@@ -285,8 +294,10 @@ def test_flags_from_a_flagd_daemon_over_rpc_and_a_flip_reaches_the_gateway(tmp_p
     g = GatewayProcess(project, data, "ramp-50")
     try:
         g.start(None, "--flagd", f"127.0.0.1:{port}")
-        cohorts = {g.client(f"agent-{i}").post("/v1/recall", json={"namespace": "n"}).headers["X-Cutover-Cohort"]
-                   for i in range(60)}
+        cohorts = {
+            g.client(f"agent-{i}").post("/v1/recall", json={"namespace": "n"}).headers["X-Cutover-Cohort"]
+            for i in range(60)
+        }
         assert cohorts == {"control", "treatment"}
         assert g.status()["flags"]["file"] == f"flagd://127.0.0.1:{port}"
         flag_file.write_text(json.dumps(render_flags(plan, "ramp-50", "staging", kill_switch=True)))

@@ -9,11 +9,13 @@ from . import imagebuild
 from .conftest import ROOT, image_build
 
 
-def test_the_dockerfile_runs_cis_install_steps():
+def test_the_dockerfile_runs_cis_install_steps_and_installs_the_locked_wheel():
     text = (ROOT / "Dockerfile").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".ci/install" in ci and "make test" in ci  # CI: .ci/install, then make test (make setup first)
-    assert "RUN sh .ci/install --runtime" in text and "make setup" in text
+    assert text.count("RUN sh /tmp/install --runtime") == 2  # both stages: the Debian packages as CI installs them
+    assert "--require-hashes -r requirements-image.lock" in text
+    assert "pip wheel" in text and "/wheels/cutover-*.whl" in text
 
 
 def test_the_image_builds_and_cutover_runs_inside():
@@ -33,3 +35,7 @@ def _check_image():
     r = imagebuild.run_in_image("sh", "-c", "cutover plan validate && promtool --version && locust --version")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "promtool, version" in r.stdout + r.stderr and "locust" in r.stdout
+    # the image carries what its pods run, not the Pulumi program, the docs or the plots
+    for module in ("pulumi", "mkdocs", "matplotlib"):
+        r = imagebuild.run_in_image("python3", "-c", f"import {module}")
+        assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr, module

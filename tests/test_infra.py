@@ -8,8 +8,8 @@ import pulumi
 import pytest
 import yaml
 
-from cutover.render import load_project, render
-from cutover.stacks import available_stacks
+from cutover.plan.stacks import available_stacks
+from cutover.render.rendering import load_project, render
 
 from .conftest import FIXTURES, ROOT, crd_validator
 from .pulumi_harness import run_program
@@ -74,8 +74,10 @@ def test_first_deployment_must_be_the_first_phase():
 
 
 def test_refuses_a_jump_of_more_than_one_phase():
-    with pytest.raises(pulumi.RunError, match="refusing phase 'ramp-25'.*phases advance one at a time"):
-        run_program("staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow")
+    with pytest.raises(pulumi.RunError, match=r"refusing phase 'ramp-25'.*phases advance one at a time"):
+        run_program(
+            "staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow"
+        )
 
 
 def test_refuses_a_forward_step_without_passing_evidence(tmp_path):
@@ -83,19 +85,28 @@ def test_refuses_a_forward_step_without_passing_evidence(tmp_path):
         run_program("staging", _settings(phase="canary", evidencePath=str(tmp_path)), deployed_phase="shadow")
     # the newest canary verdict is a ROLLBACK: ramp-25 stays closed
     with pytest.raises(Exception, match="ROLLBACK"):
-        run_program("staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="canary")
+        run_program(
+            "staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="canary"
+        )
 
 
 def test_forward_with_evidence_and_rollback_without():
-    objs = run_program("staging", _settings(phase="canary", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow")
+    objs = run_program(
+        "staging", _settings(phase="canary", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow"
+    )
     assert {o["metadata"]["labels"]["cutover.io/phase"] for o in objs} == {"canary"}
-    objs = run_program("staging", _settings(phase="shadow", evidencePath=str(FIXTURES / "evidence")), deployed_phase="ramp-75")
+    objs = run_program(
+        "staging", _settings(phase="shadow", evidencePath=str(FIXTURES / "evidence")), deployed_phase="ramp-75"
+    )
     assert {o["metadata"]["labels"]["cutover.io/phase"] for o in objs} == {"shadow"}
 
 
 def test_kill_switch_from_stack_config():
-    (obj,) = [o for o in run_program("staging", _settings(phase="canary", killSwitch=True), deployed_phase="canary")
-              if o["kind"] == "FeatureFlag"]
+    (obj,) = [
+        o
+        for o in run_program("staging", _settings(phase="canary", killSwitch=True), deployed_phase="canary")
+        if o["kind"] == "FeatureFlag"
+    ]
     flags = obj["spec"]["flagSpec"]["flags"]
     assert flags["memory-kill-switch"]["defaultVariant"] == "on"
     assert flags["memory-read-path"]["variants"]["treatment"] == "legacy"

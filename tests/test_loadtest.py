@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from cutover.analysis import load_samples
-from cutover.evidence import load_evidence_file
+from cutover.judge.evidence import load_evidence_file
+from cutover.judge.verdict import load_samples
 
 from .gatewayproc import gateway, project_copy
 
@@ -20,8 +20,20 @@ def test_locust_canary_run_gives_samples_the_judge_accepts(tmp_path):
     project = project_copy(tmp_path, analysis={"min_samples": 100})
     with gateway(tmp_path, "ramp-50", project) as g:
         samples = tmp_path / "samples.jsonl"
-        r = cli("loadtest", "canary", "--host", g.url, "--users", "8", "--spawn-rate", "8", "--run-time", "12s",
-                "--samples", str(samples))
+        r = cli(
+            "loadtest",
+            "canary",
+            "--host",
+            g.url,
+            "--users",
+            "8",
+            "--spawn-rate",
+            "8",
+            "--run-time",
+            "12s",
+            "--samples",
+            str(samples),
+        )
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         data = load_samples([samples])
         cohorts = {s.cohort for s in data}
@@ -30,8 +42,18 @@ def test_locust_canary_run_gives_samples_the_judge_accepts(tmp_path):
         assert recalls and all(s.ids is not None and s.query for s in recalls)
         assert (tmp_path / "samples_stats.csv").is_file()  # Locust's own CSV beside the samples
         out = tmp_path / "analysis"
-        a = cli("analyze", str(samples), "--phase", "ramp-50", "--out", str(out), "--stack", "staging",
-                "--file", str(project / "rollout.yaml"))
+        a = cli(
+            "analyze",
+            str(samples),
+            "--phase",
+            "ramp-50",
+            "--out",
+            str(out),
+            "--stack",
+            "staging",
+            "--file",
+            str(project / "rollout.yaml"),
+        )
         assert a.returncode in (0, 1, 3) and "Traceback" not in a.stderr, a.stderr
         ev = load_evidence_file(out / "verdict.json")
         assert ev.phase == "ramp-50" and ev.samples["control"] > 0 and ev.samples["treatment"] > 0

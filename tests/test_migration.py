@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from cutover.migration import shard_of
-from cutover.records import Record
-from cutover.stores import LegacyStore, MemoryOSStore
+from cutover.migration.migrate import shard_of
+from cutover.store.records import Record
+from cutover.store.stores import LegacyStore, MemoryOSStore
 
 DAY = 86_400_000
 NOW = int(time.time() * 1000)
@@ -40,11 +40,27 @@ TIER_CASES = [
 
 
 def test_each_tier_rule_lands_in_its_tier_with_persona_keys_and_provenance(tmp_path):
-    recs = [{"id": name, "namespace": "agents/a", "text": f"record {name}", "observed_at": NOW - DAY,
-             **extra, "tags": ["persona:alice", *extra.get("tags", [])]} for name, extra, _ in TIER_CASES]
+    recs = [
+        {
+            "id": name,
+            "namespace": "agents/a",
+            "text": f"record {name}",
+            "observed_at": NOW - DAY,
+            **extra,
+            "tags": ["persona:alice", *extra.get("tags", [])],
+        }
+        for name, extra, _ in TIER_CASES
+    ]
     write_jsonl(tmp_path / "export.jsonl", recs)
-    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'export.jsonl'}", "--to", f"sqlite:{tmp_path / 'mos.db'}",
-            "--report", str(tmp_path / "report.json"))
+    r = cli(
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'export.jsonl'}",
+        "--to",
+        f"sqlite:{tmp_path / 'mos.db'}",
+        "--report",
+        str(tmp_path / "report.json"),
+    )
     assert r.returncode == 0, r.stderr
     store = MemoryOSStore(tmp_path / "mos.db")
     for name, _, tier in TIER_CASES:
@@ -52,24 +68,45 @@ def test_each_tier_rule_lands_in_its_tier_with_persona_keys_and_provenance(tmp_p
         mo, mig = rec.metadata["mem_os"], rec.metadata["migration"]
         assert mo["tier"] == tier, name
         assert mo["persona_keys"] == ["alice"] and mo["chain_id"] and mo["consolidation_version"] == 1
-        assert mig["legacy_namespace"] == "agents/a" and mig["policy"] == "default" and mig["policy_hash"].startswith("sha256:")
+        assert (
+            mig["legacy_namespace"] == "agents/a"
+            and mig["policy"] == "default"
+            and mig["policy_hash"].startswith("sha256:")
+        )
     existing = store.get("agents/a", "existing").metadata["mem_os"]
     assert existing["heat"] == 7.0  # existing fields kept, not overwritten
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["migrated"] == len(TIER_CASES) and report["kept_existing_fields"] == 1
-    rc = cli("reconcile", "--source", f"jsonl:{tmp_path / 'export.jsonl'}", "--target", f"sqlite:{tmp_path / 'mos.db'}",
-             "--report", str(tmp_path / "rc"))
+    rc = cli(
+        "reconcile",
+        "--source",
+        f"jsonl:{tmp_path / 'export.jsonl'}",
+        "--target",
+        f"sqlite:{tmp_path / 'mos.db'}",
+        "--report",
+        str(tmp_path / "rc"),
+    )
     assert rc.returncode == 0 and "parity: yes" in rc.stdout, rc.stdout + rc.stderr
     rep = json.loads((tmp_path / "rc" / "reconcile.json").read_text())["report"]
-    assert rep["per_namespace"]["agents/a"]["tiers"]["long"]["source_checksum"] == rep["per_namespace"]["agents/a"]["tiers"]["long"]["target_checksum"]
+    assert (
+        rep["per_namespace"]["agents/a"]["tiers"]["long"]["source_checksum"]
+        == rep["per_namespace"]["agents/a"]["tiers"]["long"]["target_checksum"]
+    )
     assert "| agents/a | long |" in (tmp_path / "rc" / "reconcile.md").read_text()
 
 
 def test_bad_records_are_quarantined_with_their_reason(tmp_path):
     good = {"id": "ok", "namespace": "n", "text": "fine"}
-    lines = [good, "{not json", {"namespace": "n", "text": "no id"}, {"id": "x", "text": "no ns"},
-             {"id": 5, "namespace": "n"}, {"id": "t", "namespace": "n", "tags": "a,b"},
-             {"id": "big", "namespace": "n", "text": "x" * 70_000}, {"id": "c", "namespace": "n", "class": "dream"}]
+    lines = [
+        good,
+        "{not json",
+        {"namespace": "n", "text": "no id"},
+        {"id": "x", "text": "no ns"},
+        {"id": 5, "namespace": "n"},
+        {"id": "t", "namespace": "n", "tags": "a,b"},
+        {"id": "big", "namespace": "n", "text": "x" * 70_000},
+        {"id": "c", "namespace": "n", "class": "dream"},
+    ]
     write_jsonl(tmp_path / "e.jsonl", lines)
     r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'm.db'}")
     assert r.returncode == 0, r.stderr
@@ -79,7 +116,15 @@ def test_bad_records_are_quarantined_with_their_reason(tmp_path):
     assert reasons["line 2"].startswith("malformed JSON") and reasons["line 3"] == "missing id"
     assert reasons["line 4"] == "missing namespace" and "not a string" in reasons["line 5"]
     assert "tags" in reasons["line 6"] and "over the limit" in reasons["line 7"] and "class" in reasons["line 8"]
-    halt = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'h.db'}", "--on-error", "halt")
+    halt = cli(
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'e.jsonl'}",
+        "--to",
+        f"sqlite:{tmp_path / 'h.db'}",
+        "--on-error",
+        "halt",
+    )
     assert halt.returncode == 2 and "line 2" in halt.stderr and "Traceback" not in halt.stderr
 
 
@@ -92,9 +137,21 @@ def test_dry_run_writes_nothing(tmp_path):
 
 def test_kill_mid_run_then_resume_gives_exact_parity(tmp_path):
     n = 60_000
-    write_jsonl(tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": f"ns{i % 13}", "text": f"text {i}"} for i in range(n)])
-    args = [sys.executable, "-m", "cutover.cli", "migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}",
-            "--to", f"sqlite:{tmp_path / 'm.db'}", "--batch", "500"]
+    write_jsonl(
+        tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": f"ns{i % 13}", "text": f"text {i}"} for i in range(n)]
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "cutover.cli",
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'e.jsonl'}",
+        "--to",
+        f"sqlite:{tmp_path / 'm.db'}",
+        "--batch",
+        "500",
+    ]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store_path = tmp_path / "m.db"
     deadline = time.monotonic() + 60
@@ -111,15 +168,32 @@ def test_kill_mid_run_then_resume_gives_exact_parity(tmp_path):
     p.wait()
     partial = MemoryOSStore(store_path).count()
     assert 0 < partial < n, partial
-    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{store_path}", "--batch", "500",
-            "--report", str(tmp_path / "resume.json"))
+    r = cli(
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'e.jsonl'}",
+        "--to",
+        f"sqlite:{store_path}",
+        "--batch",
+        "500",
+        "--report",
+        str(tmp_path / "resume.json"),
+    )
     report = json.loads((tmp_path / "resume.json").read_text())
     assert r.returncode == 0 and report["resumed"] and report["read"] == n and report["migrated"] == n
     assert MemoryOSStore(store_path).count() == n
     rc = cli("reconcile", "--source", f"jsonl:{tmp_path / 'e.jsonl'}", "--target", f"sqlite:{store_path}")
     assert rc.returncode == 0, rc.stdout
-    again = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{store_path}", "--restart",
-                "--report", str(tmp_path / "again.json"))
+    again = cli(
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'e.jsonl'}",
+        "--to",
+        f"sqlite:{store_path}",
+        "--restart",
+        "--report",
+        str(tmp_path / "again.json"),
+    )
     report = json.loads((tmp_path / "again.json").read_text())
     assert again.returncode == 0 and report["unchanged"] == n and report["migrated"] == 0  # idempotent re-run
 
@@ -129,20 +203,33 @@ def test_shards_cover_every_record_exactly_once(tmp_path):
     legacy.put_many([Record(id=f"r{i}", namespace=f"tenant-{i % 37}", text=f"t{i}") for i in range(2000)])
     seen: dict[tuple[str, str], int] = {}
     for i in range(4):
-        r = cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", f"sqlite:{tmp_path / f'shard{i}.db'}",
-                "--shard", f"{i}/4")
+        r = cli(
+            "migrate",
+            "--from",
+            f"sqlite:{tmp_path / 'legacy.db'}",
+            "--to",
+            f"sqlite:{tmp_path / f'shard{i}.db'}",
+            "--shard",
+            f"{i}/4",
+        )
         assert r.returncode == 0, r.stderr
         for rec in MemoryOSStore(tmp_path / f"shard{i}.db").scan():
             seen[rec.key] = seen.get(rec.key, 0) + 1
             assert shard_of(rec.namespace, 4) == i
     assert len(seen) == 2000 and set(seen.values()) == {1}
-    assert cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", "sqlite:x.db", "--shard", "4/4").returncode == 2
+    assert (
+        cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", "sqlite:x.db", "--shard", "4/4").returncode
+        == 2
+    )
 
 
 def test_reconcile_repair_restores_parity_after_writes_only_memoryos_received(tmp_path):
     legacy, mos = LegacyStore(tmp_path / "legacy.db"), MemoryOSStore(tmp_path / "mos.db")
     legacy.put_many([Record(id=f"r{i}", namespace="n", text=f"t{i}") for i in range(100)])
-    assert cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", f"sqlite:{tmp_path / 'mos.db'}").returncode == 0
+    assert (
+        cli("migrate", "--from", f"sqlite:{tmp_path / 'legacy.db'}", "--to", f"sqlite:{tmp_path / 'mos.db'}").returncode
+        == 0
+    )
     # the incident window: MemoryOS took writes legacy never saw (new records and a newer version)
     mos.put(Record(id="new1", namespace="n", text="only in memoryos"))
     mos.put(Record(id="r5", namespace="n", text="t5 edited", version=2))
@@ -156,20 +243,37 @@ def test_reconcile_repair_restores_parity_after_writes_only_memoryos_received(tm
 
 
 def test_unknown_policy_field_is_named(tmp_path):
-    (tmp_path / "p.yaml").write_text("name: p\nrules:\n  - {name: a, when: {colour: red}, tier: long}\n  - {name: z, tier: mid}\n")
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nrules:\n  - {name: a, when: {colour: red}, tier: long}\n  - {name: z, tier: mid}\n"
+    )
     write_jsonl(tmp_path / "e.jsonl", [{"id": "a", "namespace": "n"}])
-    r = cli("migrate", "--from", f"jsonl:{tmp_path / 'e.jsonl'}", "--to", f"sqlite:{tmp_path / 'm.db'}", "--policy", str(tmp_path / "p.yaml"))
+    r = cli(
+        "migrate",
+        "--from",
+        f"jsonl:{tmp_path / 'e.jsonl'}",
+        "--to",
+        f"sqlite:{tmp_path / 'm.db'}",
+        "--policy",
+        str(tmp_path / "p.yaml"),
+    )
     assert r.returncode == 2 and "rules[0].when.colour" in r.stderr and "p.yaml:3" in r.stderr, r.stderr
 
 
 def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
     """reconcile splits a large export into byte ranges summarized in parallel: the parts, whatever
     the cuts, must add up to the summary of the whole file."""
-    from cutover.policy import load_policy
-    from cutover.reconcile import _merge, summarize
+    from cutover.migration.reconcile import _merge, summarize
+    from cutover.migration.tiering import load_policy
 
-    recs = [{"id": f"r{i}", "namespace": f"agents/{i % 13}", "text": f"note {i} " * (i % 5 + 1), "class": "semantic" if i % 3 else "working"}
-            for i in range(3000)]
+    recs = [
+        {
+            "id": f"r{i}",
+            "namespace": f"agents/{i % 13}",
+            "text": f"note {i} " * (i % 5 + 1),
+            "class": "semantic" if i % 3 else "working",
+        }
+        for i in range(3000)
+    ]
     write_jsonl(tmp_path / "e.jsonl", recs)
     uri, size = f"jsonl:{tmp_path / 'e.jsonl'}", (tmp_path / "e.jsonl").stat().st_size
     whole = summarize(uri, load_policy(), None, None, True, NOW)
@@ -185,13 +289,21 @@ def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
 def test_a_crash_inside_a_batch_of_several_chunks_resumes_from_its_last_commit(tmp_path, monkeypatch):
     """A batch (one transaction) spans several worker chunks: a crash in its third chunk takes back
     its first two as well, and the resume redoes exactly them: no gap, no duplicate."""
-    from cutover import migration
-    from cutover.policy import load_policy
+    from cutover.migration import migrate as migration
+    from cutover.migration.tiering import load_policy
 
     n = 2_000
-    write_jsonl(tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": f"ns{i % 7}", "text": f"text {i}"} for i in range(n)])
-    opts = dict(source=f"jsonl:{tmp_path / 'e.jsonl'}", target=f"sqlite:{tmp_path / 'm.db'}", policy=load_policy(None),
-                batch=300, chunk=100, workers=1)
+    write_jsonl(
+        tmp_path / "e.jsonl", [{"id": f"r{i}", "namespace": f"ns{i % 7}", "text": f"text {i}"} for i in range(n)]
+    )
+    opts = dict(
+        source=f"jsonl:{tmp_path / 'e.jsonl'}",
+        target=f"sqlite:{tmp_path / 'm.db'}",
+        policy=load_policy(None),
+        batch=300,
+        chunk=100,
+        workers=1,
+    )
     real_write, calls = migration.SqliteTarget.write, []
 
     def crashing_write(self, rows, *args, commit=True):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from cutover.outbox import MirrorWorker, Outbox
-from cutover.records import RecallQuery, Record
-from cutover.stores import FaultyStore, LegacyStore, MemoryOSStore
+import itertools
+
+from cutover.gateway.outbox import MirrorWorker, Outbox
+from cutover.store.records import RecallQuery, Record
+from cutover.store.stores import FaultyStore, LegacyStore, MemoryOSStore
 
 
 def setup(tmp_path, **outbox_kw):
@@ -12,7 +14,9 @@ def setup(tmp_path, **outbox_kw):
     legacy, memoryos = FaultyStore(LegacyStore(tmp_path / "l.db")), FaultyStore(MemoryOSStore(tmp_path / "m.db"))
     box = Outbox(tmp_path / "o.db", **outbox_kw)
     failures = []
-    worker = MirrorWorker(box, {"legacy": legacy, "memoryos": memoryos}, on_failure=lambda t, r: failures.append((t, r)))
+    worker = MirrorWorker(
+        box, {"legacy": legacy, "memoryos": memoryos}, on_failure=lambda t, r: failures.append((t, r))
+    )
     return legacy, memoryos, box, worker, failures
 
 
@@ -21,7 +25,7 @@ def r(i, v=1, text="t"):
 
 
 def test_a_put_row_never_deletes_what_a_newer_write_created(tmp_path):
-    legacy, memoryos, box, worker, _ = setup(tmp_path)
+    _legacy, memoryos, box, worker, _ = setup(tmp_path)
     worker.settle_s = 0  # the row is old: legacy never got r1
     box.enqueue("legacy", "memoryos", "n", "r1")
     memoryos.put(r(1, 5, "created in memoryos-primary mode"))
@@ -124,8 +128,12 @@ def test_handed_over_entries_are_deleted_by_the_receiver_never_by_the_worker(tmp
         raise AssertionError("the worker wrote the outbox")
 
     box.done = refuse
-    worker = MirrorWorker([box], {"legacy": legacy, "memoryos": memoryos}, done_flush_s=60,
-                          on_done=lambda i, seqs: handed.append((i, seqs)))
+    worker = MirrorWorker(
+        [box],
+        {"legacy": legacy, "memoryos": memoryos},
+        done_flush_s=60,
+        on_done=lambda i, seqs: handed.append((i, seqs)),
+    )
     assert worker.drain_once() == 25 and memoryos.count() == 25
     worker.flush_done()
     assert [i for i, _ in handed] == [0] and len(handed[0][1]) == 25
@@ -171,7 +179,10 @@ def test_one_read_for_the_batch_and_a_failing_source_fails_each_entry(tmp_path):
     for i in range(5):
         legacy.put(r(i))
         box.enqueue("legacy", "memoryos", "n", f"r{i}")
-    assert set(legacy.get_rows([("n", "r1"), ("n", "r3"), ("n", "absent"), ("other", "r1")])) == {("n", "r1"), ("n", "r3")}
+    assert set(legacy.get_rows([("n", "r1"), ("n", "r3"), ("n", "absent"), ("other", "r1")])) == {
+        ("n", "r1"),
+        ("n", "r3"),
+    }
     legacy.set(outage=True)
     worker.drain_once()
     assert len(failures) == 5 and box.depth() == {"memoryos": 5} and memoryos.count() == 0
@@ -181,21 +192,40 @@ def test_a_copy_as_rows_stores_what_a_copy_as_records_stores(tmp_path):
     """The worker copies between SQLite stores as rows (get_rows, put_rows), not records: each store's
     own rules (MemoryOS: a complete `metadata.mem_os`, its tier, heat and last access columns) give
     the same stored rows both ways, whatever the metadata holds; the version rule holds too."""
-    metas = [{}, {"k": [1, 2.5]}, {"mem_os": None}, {"mem_os": "odd"}, {"mem_os": {"tier": "bogus", "heat": 2}},
-             {"mem_os": {"tier": "mid", "heat": 3.5, "last_accessed_at": 17}}, {"mem_os": {"heat": 1}, "x": "é"}]
+    metas = [
+        {},
+        {"k": [1, 2.5]},
+        {"mem_os": None},
+        {"mem_os": "odd"},
+        {"mem_os": {"tier": "bogus", "heat": 2}},
+        {"mem_os": {"tier": "mid", "heat": 3.5, "last_accessed_at": 17}},
+        {"mem_os": {"heat": 1}, "x": "é"},
+    ]
     legacy = LegacyStore(tmp_path / "l.db")
-    legacy.put_many([Record(id=f"r{i}", namespace="n", text=f"t {i}", metadata=m, tags=["a"], content={"c": i}, version=2)
-                     for i, m in enumerate(metas)])
+    legacy.put_many(
+        [
+            Record(id=f"r{i}", namespace="n", text=f"t {i}", metadata=m, tags=["a"], content={"c": i}, version=2)
+            for i, m in enumerate(metas)
+        ]
+    )
     keys = [("n", f"r{i}") for i in range(len(metas))] + [("n", "absent")]
     rows = legacy.get_rows(keys)
     assert set(rows) == set(keys[:-1]) and all(type(row) is tuple for row in rows.values())
     by_rows, by_records = MemoryOSStore(tmp_path / "a.db"), MemoryOSStore(tmp_path / "b.db")
     assert by_rows.put_rows(list(rows.values())) == len(metas)
     by_records.put_many([legacy.get(*k) for k in keys[:-1]])
-    stored = "SELECT namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, heat, last_accessed_at FROM records ORDER BY id"
+    stored = (
+        "SELECT namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, "
+        "metadata, tier, heat, last_accessed_at FROM records ORDER BY id"
+    )
     assert by_rows._conn().execute(stored).fetchall() == by_records._conn().execute(stored).fetchall()
-    assert by_rows.get("n", "r0").metadata["mem_os"]["tier"] == "short" and by_rows.get("n", "r5").metadata["mem_os"]["heat"] == 3.5
-    assert [r.text for r in by_rows.recall(RecallQuery(namespace="n", query="t", limit=10))]  # the full-text index has them
+    assert (
+        by_rows.get("n", "r0").metadata["mem_os"]["tier"] == "short"
+        and by_rows.get("n", "r5").metadata["mem_os"]["heat"] == 3.5
+    )
+    assert [
+        r.text for r in by_rows.recall(RecallQuery(namespace="n", query="t", limit=10))
+    ]  # the full-text index has them
     back = LegacyStore(tmp_path / "back.db")  # memoryos-primary mode mirrors back: rows as MemoryOS stored them
     back.put_rows(list(by_rows.get_rows(keys).values()))
     assert back._conn().execute(stored).fetchall() == by_rows._conn().execute(stored).fetchall()
@@ -236,7 +266,7 @@ def test_a_steady_stream_is_copied_in_batches_of_rate_times_the_batch_wait(tmp_p
 def test_copied_entries_are_deleted_in_short_transactions(tmp_path):
     """done(): at most DONE_CHUNK entries a transaction (each holds the requests' writer lock), one
     range delete per run of consecutive seqs in it; every entry handed over goes, no other."""
-    from cutover.outbox import DONE_CHUNK
+    from cutover.gateway.outbox import DONE_CHUNK
 
     box = Outbox(tmp_path / "o.db")
     for i in range(500):
@@ -281,5 +311,5 @@ def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path):
     finally:
         stop.set()
         t.join()
-    assert any(b < a for a, b in zip(frames, frames[1:])), frames  # started over at least once
+    assert any(b < a for a, b in itertools.pairwise(frames)), frames  # started over at least once
     assert store.count() == len(written) and len(Outbox(None, store=store).due(100000)) == len(written)

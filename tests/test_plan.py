@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cutover.errors import PlanError
-from cutover.plan import Plan, load_plan
+from cutover.plan.errors import PlanError
+from cutover.plan.model import Plan, load_plan
 
 from .conftest import ROOT
 
@@ -57,13 +57,38 @@ def _write(tmp_path: Path, mutate) -> Path:
     "mutate, field, words, on_line",
     [
         (lambda d: d["phases"][3]["flags"].pop("write_mode"), "phases[3].flags.write_mode", "Field required", "flags:"),
-        (lambda d: d["phases"][2]["flags"]["treatment"].update(percentage=140), "phases[2].flags.treatment.percentage", "100", "percentage: 140"),
-        (lambda d: d["phases"][4]["flags"]["treatment"].update(percentage=10), "phases[4].flags.treatment.percentage", "ramp goes down", "percentage: 10"),
-        (lambda d: d["phases"][1]["flags"].update(write_mode="legacy"), "phases[1].flags.write_mode", "miss every new write", "write_mode: legacy"),
+        (
+            lambda d: d["phases"][2]["flags"]["treatment"].update(percentage=140),
+            "phases[2].flags.treatment.percentage",
+            "100",
+            "percentage: 140",
+        ),
+        (
+            lambda d: d["phases"][4]["flags"]["treatment"].update(percentage=10),
+            "phases[4].flags.treatment.percentage",
+            "ramp goes down",
+            "percentage: 10",
+        ),
+        (
+            lambda d: d["phases"][1]["flags"].update(write_mode="legacy"),
+            "phases[1].flags.write_mode",
+            "miss every new write",
+            "write_mode: legacy",
+        ),
         (lambda d: d["phases"][2].update(name="ramp-25"), "phases[3].name", "listed twice", "name: ramp-25"),
         (lambda d: d["phases"][0].update(min_duraton="2d"), "phases[0].min_duraton", "Extra inputs", "min_duraton"),
-        (lambda d: d["phases"][2].update(overrides={"analysis": {"top_k": 0}}), "phases[2].overrides.analysis.top_k", "greater than or equal", "top_k: 0"),
-        (lambda d: d["phases"][0].update(min_duration="soon"), "phases[0].min_duration", "not a duration", "min_duration: soon"),
+        (
+            lambda d: d["phases"][2].update(overrides={"analysis": {"top_k": 0}}),
+            "phases[2].overrides.analysis.top_k",
+            "greater than or equal",
+            "top_k: 0",
+        ),
+        (
+            lambda d: d["phases"][0].update(min_duration="soon"),
+            "phases[0].min_duration",
+            "not a duration",
+            "min_duration: soon",
+        ),
     ],
 )
 def test_invalid_plans_name_the_field_line_and_fix(tmp_path, mutate, field, words, on_line):

@@ -7,8 +7,8 @@ import time
 
 import yaml
 
-from cutover import dashboards
-from cutover.alerts import render_rules
+from cutover.render import dashboards
+from cutover.render.alerts import render_rules
 
 from .conftest import ROOT
 from .promstack import exporter, prometheus
@@ -27,7 +27,9 @@ def test_every_panel_and_rule_query_runs_and_panels_return_data(plan, tmp_path):
     rules = render_rules(plan, "canary", "staging", "https://runbooks.example.com/cutover")
     rule_file = tmp_path / "rules.yml"
     rule_file.write_text(yaml.safe_dump(rules, sort_keys=False))
-    panel_queries = [(slug, title, substitute(e)) for slug, b in dashboards.build(plan).items() for title, e in dashboards.queries(b)]
+    panel_queries = [
+        (slug, title, substitute(e)) for slug, b in dashboards.build(plan).items() for title, e in dashboards.queries(b)
+    ]
     rule_queries = [(r.get("alert") or r["record"], r["expr"]) for g in rules["groups"] for r in g["rules"]]
 
     with exporter(tmp_path, ROOT / "rollout.yaml") as target, prometheus(tmp_path, [target], [rule_file]) as prom:
@@ -57,14 +59,25 @@ def test_every_panel_and_rule_query_runs_and_panels_return_data(plan, tmp_path):
 def test_committed_dashboards_are_fresh(plan):
     built = dashboards.build(plan)
     committed = {p.stem: json.loads(p.read_text()) for p in (ROOT / "dashboards").glob("*.json")}
-    assert set(committed) == set(built) == {"rollout-overview", "canary-vs-control", "slo-compliance", "migration-dual-run"}
+    assert (
+        set(committed)
+        == set(built)
+        == {"rollout-overview", "canary-vs-control", "slo-compliance", "migration-dual-run"}
+    )
     for slug in built:
         assert committed[slug] == built[slug], f"dashboards/{slug}.json is stale: run `cutover dashboards export`"
 
 
 def test_dashboards_cover_latency_errors_queues_and_degradation(plan):
     text = json.dumps(dashboards.build(plan))
-    for metric in ("duration_seconds_bucket", 'outcome=\\"error\\"', "outbox_depth", "outbox_oldest_age", "fallbacks", "drift"):
+    for metric in (
+        "duration_seconds_bucket",
+        'outcome=\\"error\\"',
+        "outbox_depth",
+        "outbox_oldest_age",
+        "fallbacks",
+        "drift",
+    ):
         assert metric in text, metric
     for board in dashboards.build(plan).values():
         names = [v["name"] for v in board["templating"]["list"]]

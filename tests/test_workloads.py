@@ -16,10 +16,10 @@ import pulumi
 import pytest
 import yaml
 
-from cutover import workloads
-from cutover.render import load_project, render
-from cutover.stacks import StackConfig, available_stacks
-from cutover.stores import MemoryOSStore
+from cutover.plan.stacks import StackConfig, available_stacks
+from cutover.render import workloads
+from cutover.render.rendering import load_project, render
+from cutover.store.stores import MemoryOSStore
 
 from .conftest import ROOT, crd_validator
 from .pulumi_harness import run_program
@@ -68,11 +68,14 @@ def validate(obj: dict) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize("parts", [(), ("gateway",), ("loadtest",), ("nightly",), ("migration",),
-                                   ("gateway", "loadtest", "nightly", "migration")], ids="-".join)
+@pytest.mark.parametrize(
+    "parts",
+    [(), ("gateway",), ("loadtest",), ("nightly",), ("migration",), ("gateway", "loadtest", "nightly", "migration")],
+    ids="-".join,
+)
 def test_objects_exist_only_when_enabled_and_pulumi_declares_what_render_writes(stack, parts):
     s = settings(stack, parts)
-    plan, r = rendered(stack, s)
+    _plan, r = rendered(stack, s)
     declared = run_program(stack, s, deployed_phase="canary", secrets={"adminToken": TOKEN})
     base = {"FeatureFlag", "PrometheusRule"}  # flags, rules and the 4 dashboards are always there
     scale_out = [o for o in declared if o["kind"] not in base and "grafana_dashboard" not in o["metadata"]["labels"]]
@@ -99,7 +102,9 @@ def test_objects_exist_only_when_enabled_and_pulumi_declares_what_render_writes(
         validate(obj)
         pod = workloads.pod_spec(obj)
         if pod is not None:  # pods carry the stack's labels too (selectors match them)
-            tmpl = obj["spec"]["jobTemplate"]["spec"]["template"] if obj["kind"] == "CronJob" else obj["spec"]["template"]
+            tmpl = (
+                obj["spec"]["jobTemplate"]["spec"]["template"] if obj["kind"] == "CronJob" else obj["spec"]["template"]
+            )
             assert labels.items() <= tmpl["metadata"]["labels"].items()
             for c in pod["containers"]:
                 assert c["image"] == StackConfig.model_validate(s).image
@@ -114,8 +119,11 @@ def test_gateway_objects_fit_together():
     pdb, mon = objs[("PodDisruptionBudget", n["gateway"])], objs[("ServiceMonitor", n["gateway"])]
     ffs, ff = objs[("FeatureFlagSource", n["flagsource"])], objs[("FeatureFlag", n["flags"])]
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
-    for selector in (dep["spec"]["selector"]["matchLabels"], svc["spec"]["selector"],
-                     pdb["spec"]["selector"]["matchLabels"]):
+    for selector in (
+        dep["spec"]["selector"]["matchLabels"],
+        svc["spec"]["selector"],
+        pdb["spec"]["selector"]["matchLabels"],
+    ):
         assert selector.items() <= pod_labels.items()
     assert "cutover.io/phase" not in dep["spec"]["selector"]["matchLabels"]  # selectors are immutable: no phase
     assert mon["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
@@ -127,8 +135,12 @@ def test_gateway_objects_fit_together():
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     # flags: the operator injects flagd fed by this stack's FeatureFlag; the gateway asks that sidecar
     ann = dep["spec"]["template"]["metadata"]["annotations"]
-    assert ann["openfeature.dev/enabled"] == "true" and ann["openfeature.dev/featureflagsource"] == ffs["metadata"]["name"]
-    assert ffs["spec"]["sources"] == [{"source": f"{ff['metadata']['namespace']}/{ff['metadata']['name']}", "provider": "kubernetes"}]
+    assert (
+        ann["openfeature.dev/enabled"] == "true" and ann["openfeature.dev/featureflagsource"] == ffs["metadata"]["name"]
+    )
+    assert ffs["spec"]["sources"] == [
+        {"source": f"{ff['metadata']['namespace']}/{ff['metadata']['name']}", "provider": "kubernetes"}
+    ]
     assert c["command"][c["command"].index("--flagd") + 1] == f"localhost:{ffs['spec']['port']}"
     (env,) = c["env"]
     assert env == {"name": "CUTOVER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": n["admin"], "key": "token"}}}
@@ -140,7 +152,7 @@ def parse_cutover(argv: list[str]):
     import click
     from typer.main import get_command
 
-    from cutover.cli import app
+    from cutover.cli.main import app
 
     assert argv[0] == "cutover", argv
     group = get_command(app)
@@ -162,7 +174,7 @@ def test_every_cutover_command_in_a_container_parses(stack):
                 lines = [c["command"]]
             else:  # a shell script: every line that runs cutover, with the shell's variables left as words
                 lines = [shlex.split(ln.replace("$", "")) for ln in c["command"][2].splitlines()]
-                lines = [ln[ln.index("cutover"):] for ln in lines if "cutover" in ln]
+                lines = [ln[ln.index("cutover") :] for ln in lines if "cutover" in ln]
                 lines = [ln[: ln.index("||")] if "||" in ln else ln for ln in lines]
             for argv in lines:
                 seen.add(parse_cutover(argv).info_name)
@@ -170,24 +182,42 @@ def test_every_cutover_command_in_a_container_parses(stack):
 
 
 def test_gateway_without_the_secret_admin_token_is_refused():
-    with pytest.raises(pulumi.RunError, match="adminToken is not set.*--secret"):
+    with pytest.raises(pulumi.RunError, match=r"adminToken is not set.*--secret"):
         run_program("staging", settings("staging", ("gateway",)), deployed_phase="canary")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"gateway": {"enabled": True, "replicas": 2, "minAvailable": 2}}, "minAvailable"),
-    ({"nightly": {"enabled": True, "schedule": "every night"}}, "not a cron schedule"),
-    ({"migration": {"enabled": True, "shards": 0}}, "greater than or equal to 1"),
-    ({"loadtest": {"enabled": True, "workerz": 3}}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"gateway": {"enabled": True, "replicas": 2, "minAvailable": 2}}, "minAvailable"),
+        ({"nightly": {"enabled": True, "schedule": "every night"}}, "not a cron schedule"),
+        ({"migration": {"enabled": True, "shards": 0}}, "greater than or equal to 1"),
+        ({"loadtest": {"enabled": True, "workerz": 3}}, "Extra inputs"),
+    ],
+)
 def test_bad_part_settings_are_named(tmp_path, bad, message):
     stack_file = tmp_path / "Pulumi.lab.yaml"
     cfg = {f"memoryos-rollout:{k}": v for k, v in {**settings("staging", ()), **bad}.items()}
     stack_file.write_text(yaml.safe_dump({"config": cfg}))
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "rollout.yaml").write_text((ROOT / "rollout.yaml").read_text())
-    r = subprocess.run([sys.executable, "-m", "cutover.cli", "render", "--stack", "lab", "--project-dir", str(tmp_path),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cutover.cli",
+            "render",
+            "--stack",
+            "lab",
+            "--project-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and "Pulumi.lab.yaml" in r.stderr and "Traceback" not in r.stderr
 
@@ -216,10 +246,18 @@ def test_migration_shards_run_as_the_job_runs_them_cover_every_namespace_once(tm
         return c["command"][2].replace("/data/", f"{tmp_path}/")
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    pods = [subprocess.Popen(["/bin/sh", "-c", shell(job)], env={**env, "JOB_COMPLETION_INDEX": str(i)},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(shards)]
+    pods = [
+        subprocess.Popen(
+            ["/bin/sh", "-c", shell(job)],
+            env={**env, "JOB_COMPLETION_INDEX": str(i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(shards)
+    ]
     for pod in pods:
-        out, err = pod.communicate(timeout=180)
+        _out, err = pod.communicate(timeout=180)
         assert pod.returncode == 0, err
     reports = [json.loads((tmp_path / f"migration/report-{i}-of-{shards}.json").read_text()) for i in range(shards)]
     store = MemoryOSStore(tmp_path / "memoryos.db")
@@ -255,14 +293,18 @@ def test_distributed_locust_as_rendered_gives_a_verdict_from_the_workers_samples
     """The master and worker containers' own commands, run here on loopback: /results, /locust and the
     plan mount mapped to local directories, the gateway Service to a local gateway. The one change: the
     master's final idle (`exec sleep`, which keeps a finished run from repeating) becomes `exit 0`."""
-    from cutover.analysis import load_samples
-    from cutover.evidence import load_evidence_file
+    from cutover.judge.evidence import load_evidence_file
+    from cutover.judge.verdict import load_samples
 
     from .gatewayproc import gateway, project_copy
 
     project = project_copy(tmp_path, analysis={"min_samples": 100})
-    s = settings("staging", ("loadtest",), phase="ramp-50",
-                 loadtest={"workers": 2, "users": 8, "spawnRate": 8, "runTime": "10s", "runId": "t1"})
+    s = settings(
+        "staging",
+        ("loadtest",),
+        phase="ramp-50",
+        loadtest={"workers": 2, "users": 8, "spawnRate": 8, "runTime": "10s", "runId": "t1"},
+    )
     plan, r = rendered("staging", s)
     n = workloads.names(plan)
     objs = {(o["kind"], o["metadata"]["name"]): o for o in r.manifests}
@@ -271,17 +313,36 @@ def test_distributed_locust_as_rendered_gives_a_verdict_from_the_workers_samples
     assert objs[("Deployment", n["worker"])]["spec"]["replicas"] == 2
     results = tmp_path / "results"
     with gateway(tmp_path, "ramp-50", project) as g:
+
         def local(text: str) -> str:
-            return (text.replace(workloads.gateway_url(plan, StackConfig.model_validate(s)), g.url)
-                    .replace("/results/", f"{results}/").replace("/locust/", f"{ROOT / 'loadtests'}/")
-                    .replace(f"{workloads.PLAN_DIR}/", f"{project}/").replace(n["master"], "127.0.0.1"))
+            return (
+                text.replace(workloads.gateway_url(plan, StackConfig.model_validate(s)), g.url)
+                .replace("/results/", f"{results}/")
+                .replace("/locust/", f"{ROOT / 'loadtests'}/")
+                .replace(f"{workloads.PLAN_DIR}/", f"{project}/")
+                .replace(n["master"], "127.0.0.1")
+            )
 
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         script = local(master["command"][2]).replace("exec sleep 2147483647", "exit 0")
-        m = subprocess.Popen(master["command"][:2] + [script], env=env, cwd=ROOT / "loadtests",
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        workers = [subprocess.Popen([local(a) for a in worker["command"]], env=env, cwd=ROOT / "loadtests",
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        m = subprocess.Popen(
+            master["command"][:2] + [script],
+            env=env,
+            cwd=ROOT / "loadtests",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        workers = [
+            subprocess.Popen(
+                [local(a) for a in worker["command"]],
+                env=env,
+                cwd=ROOT / "loadtests",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
         try:
             out, _ = m.communicate(timeout=120)
         finally:
@@ -305,8 +366,23 @@ def test_render_cli_writes_the_parts_and_says_where_the_admin_secret_comes_from(
     (tmp_path / "rollout.yaml").write_text((ROOT / "rollout.yaml").read_text())
     cfg = {f"memoryos-rollout:{k}": v for k, v in settings("staging", ("gateway", "migration")).items()}
     (tmp_path / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": cfg}))
-    r = subprocess.run([sys.executable, "-m", "cutover.cli", "render", "--stack", "lab", "--project-dir", str(tmp_path),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cutover.cli",
+            "render",
+            "--stack",
+            "lab",
+            "--project-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (tmp_path / "out" / "manifests").iterdir())
     assert "deployment-memoryos-rollout-gateway.yaml" in files and "job-memoryos-rollout-migrate.yaml" in files

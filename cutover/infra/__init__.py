@@ -1,0 +1,1 @@
+"""The body of the Pulumi program (`infra/__main__.py` is a thin shell over it)."""

@@ -1,0 +1,114 @@
+"""The body of the Pulumi program (infra/__main__.py): stack config in, Kubernetes resources out."""
+
+from __future__ import annotations
+
+import typing as t
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import BaseModel
+
+from cutover.judge.evidence import check_transition, load_evidence
+from cutover.plan.errors import CutoverError
+from cutover.plan.model import load_plan
+from cutover.plan.stacks import PROJECT, StackConfig
+from cutover.render import workloads
+from cutover.render.rendering import Rendering, render
+
+
+def stack_config() -> StackConfig:
+    """Read every StackConfig field from `pulumi.Config`; objects come as structured config."""
+    cfg = pulumi.Config(PROJECT)
+    values: dict[str, t.Any] = {}
+    for name, field in StackConfig.model_fields.items():
+        ann = field.annotation
+        structured = t.get_origin(ann) is dict or (isinstance(ann, type) and issubclass(ann, BaseModel))
+        value = cfg.get_object(name) if structured else cfg.get(name)
+        if value is not None:
+            values[name] = value
+    if "killSwitch" in values:
+        values["killSwitch"] = str(values["killSwitch"]).lower() == "true"
+    return StackConfig.model_validate(values)
+
+
+# Core kinds as pulumi-kubernetes' typed resources; everything else (the CRDs) as CustomResource.
+TYPED = {
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("batch/v1", "Job"): k8s.batch.v1.Job,
+    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
+}
+BODY = ("spec", "data", "stringData", "type")  # the top-level fields a manifest may carry besides metadata
+
+
+def declare(
+    obj: dict, gate: pulumi.Output, opts: pulumi.ResourceOptions | None = None, **inputs: t.Any
+) -> pulumi.CustomResource:
+    """One Pulumi resource per manifest. Inputs wait on `gate`, so a refused transition registers nothing."""
+    metadata = gate.apply(lambda _: obj["metadata"])
+    name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
+    body = {k: obj[k] for k in BODY if k in obj}
+    body.update(inputs)
+    typed = TYPED.get((obj["apiVersion"], obj["kind"]))
+    if typed is not None:
+        body = {"string_data" if k == "stringData" else k: v for k, v in body.items()}
+        return typed(name, metadata=metadata, opts=opts, **body)
+    return k8s.apiextensions.CustomResource(
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=metadata, opts=opts, **body
+    )
+
+
+def program(root: Path) -> Rendering:
+    stack = pulumi.get_stack()
+    try:
+        cfg = stack_config()
+        plan = load_plan(cfg.project_path(root, cfg.planPath))
+        rendering = render(plan, stack, cfg)
+        evidence_path = cfg.project_path(root, cfg.evidencePath) if cfg.evidencePath else None
+        if evidence_path is not None and not evidence_path.exists():
+            # A campaign starts with no evidence: gates stay closed (they fail closed), rollbacks still work.
+            pulumi.log.warn(f"evidence path {evidence_path} does not exist yet: every forward gate is closed")
+            evidence_path = None
+        evidence = load_evidence(evidence_path)
+    except CutoverError as exc:
+        raise pulumi.RunError(str(exc)) from None
+
+    # The phase this stack deployed last is its own `phase` output (none on the first `pulumi up`).
+    me = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}")
+
+    def allowed(current: t.Any) -> str:
+        try:
+            direction, _ = check_transition(plan, current or None, cfg.phase, evidence, stack)
+        except CutoverError as exc:
+            raise pulumi.RunError(f"refusing phase {cfg.phase!r} for stack {stack!r}: {exc}") from None
+        pulumi.log.info(f"phase {current or '(none)'} -> {cfg.phase}: {direction}")
+        return direction
+
+    gate = me.get_output("phase").apply(allowed)
+    declared: dict[tuple[str, str], pulumi.CustomResource] = {}
+    for obj in rendering.manifests:
+        opts = None
+        if obj["kind"] == "Job" and obj["metadata"]["name"] == workloads.names(plan)["reconcile"]:
+            # reconcile after every shard: pulumi-kubernetes waits for the migration Job to complete
+            opts = pulumi.ResourceOptions(depends_on=[declared[("Job", workloads.names(plan)["migrate"])]])
+        declared[(obj["kind"], obj["metadata"]["name"])] = declare(obj, gate, opts)
+    if rendering.secrets:
+        token = pulumi.Config(PROJECT).get_secret(workloads.SECRET_CONFIG_KEY)
+        if token is None:
+            raise pulumi.RunError(
+                f"the gateway is enabled but {PROJECT}:{workloads.SECRET_CONFIG_KEY} is not set; set it with: "
+                f'pulumi config set --secret {PROJECT}:{workloads.SECRET_CONFIG_KEY} "$(openssl rand -base64 32)"'
+            )
+        for obj in rendering.secrets:
+            secret_token: pulumi.Output[str] = pulumi.Output.secret(token)
+            declare(obj, gate, stringData=secret_token.apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
+    pulumi.export("phase", cfg.phase)
+    pulumi.export("transition", gate)
+    pulumi.export("planDigest", plan.digest())
+    pulumi.export("killSwitch", rendering.kill_switch)
+    return rendering

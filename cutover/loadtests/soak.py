@@ -1,0 +1,54 @@
+"""Soak scenario: a long steady run. Besides every request it samples the gateway's resident memory
+(process_resident_memory_bytes from /metrics) every --probe-every seconds, so the judge can see
+latency drift, error rate and memory growth over time. Analyse with
+`cutover analyze SAMPLES --phase pre-deployment --kind soak`.
+
+    locust -f loadtests/soak.py --headless -u 20 -r 5 -t 30m --host http://127.0.0.1:8080 --samples out/soak.jsonl
+"""
+
+import re
+import time
+
+import gevent
+import workload
+from locust import events
+from workload import AgentMemoryUser
+
+_RSS = re.compile(r"^process_resident_memory_bytes (\S+)$", re.M)
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser):
+    parser.add_argument("--probe-every", type=float, default=5.0, help="seconds between memory probes")
+
+
+@events.test_start.add_listener
+def _start_probe(environment, **kw):
+    import requests
+
+    def probe():
+        while True:
+            try:
+                text = requests.get(environment.host + "/metrics", timeout=5).text
+                m = _RSS.search(text)
+                if m and workload._writer["f"]:
+                    workload._writer["f"].write(
+                        f'{{"ts": {time.time()}, "op": "probe", "cohort": "gateway", "latency_ms": 0, "ok": true, '
+                        f'"status": 200, "rss_mb": {float(m.group(1)) / 1e6:.2f}}}\n'
+                    )
+            except requests.RequestException:
+                pass
+            gevent.sleep(environment.parsed_options.probe_every)
+
+    environment.cutover_probe = gevent.spawn(probe)
+
+
+@events.test_stop.add_listener
+def _stop_probe(environment, **kw):
+    probe = getattr(environment, "cutover_probe", None)
+    if probe:
+        probe.kill()
+
+
+class SoakUser(AgentMemoryUser):
+    pass

@@ -1,0 +1,2 @@
+"""Migration: the tiering policy, the backfill (classify, build MemoryOS records, checkpoint) and
+reconcile."""

@@ -1,0 +1,283 @@
+"""The rollback controller, and the flag state that people and the controller change.
+
+Alertmanager posts its webhooks here (a shared secret in the `X-Cutover-Secret` header or as a
+bearer token); as a fallback the controller can poll Prometheus for firing alerts. A firing alert
+labelled `action=rollback` rolls the flags back as its `rollback_level` says:
+
+- immediate: the kill switch (everyone reads legacy);
+- partial: the treatment percentage of the previous phase (half the current one if none is lower);
+- full: the previous phase's flags.
+
+Each rollback is recorded (time, trigger, flags before and after) in a JSON-lines log, counted in
+`cutover_rollbacks_total`, shown in status, and never repeated within the plan's hold-down time.
+One interface, two back ends: the flag file of the embedded gateway, or a patch of the FeatureFlag
+object in a cluster (kubernetes Python client).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cutover.plan.errors import CutoverError
+from cutover.plan.model import Plan, Treatment
+from cutover.render.flags import render_flags
+
+
+# -- flag state ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlagState:
+    """What the flags say, in the plan's terms: a phase, optional overrides, the kill switch."""
+
+    phase: str
+    kill_switch: bool = False
+    percentage: float | None = None  # override of the phase's treatment percentage
+    read_path: str | None = None  # override of the phase's treatment read path
+
+    def describe(self, plan: Plan) -> str:
+        f = plan.phase(self.phase).flags
+        pct = f.treatment.percentage if self.percentage is None else self.percentage
+        return (
+            f"phase {self.phase}: treatment reads {self.read_path or f.read_path}, {pct:g} % "
+            f"{'+ internal ' if f.treatment.internal else ''}treated, writes {f.write_mode}, "
+            f"kill switch {'ON' if self.kill_switch else 'off'}"
+        )
+
+
+def render_state(plan: Plan, state: FlagState, stack: str) -> dict:
+    """The flag set for a state: the phase's flags with the overrides applied, one renderer for all."""
+    p = plan.phase(state.phase)
+    flags = p.flags
+    if state.percentage is not None or state.read_path is not None:
+        treatment = Treatment(
+            internal=flags.treatment.internal,
+            percentage=flags.treatment.percentage if state.percentage is None else state.percentage,
+        )
+        flags = flags.model_copy(update={"treatment": treatment, "read_path": state.read_path or flags.read_path})
+        phases = [q if q.name != p.name else q.model_copy(update={"flags": flags}) for q in plan.phases]
+        plan = plan.model_copy(update={"phases": phases})
+    doc = render_flags(plan, state.phase, stack, kill_switch=state.kill_switch)
+    doc["metadata"].update(
+        {
+            "percentageOverride": -1 if state.percentage is None else state.percentage,
+            "readPathOverride": state.read_path or "",
+        }
+    )
+    return doc
+
+
+def state_of(doc: dict) -> FlagState:
+    m = doc.get("metadata", {})
+    pct = m.get("percentageOverride", -1)
+    return FlagState(
+        m["phase"],
+        bool(m.get("killSwitch")),
+        None if pct in (-1, None) else float(pct),
+        m.get("readPathOverride") or None,
+    )
+
+
+class FlagBackend(Protocol):
+    def read(self) -> dict: ...
+    def write(self, doc: dict) -> None: ...
+
+
+class FlagFile:
+    """The embedded default: the flagd flag file the gateway re-reads on change (atomic replace)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    def write(self, doc: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+class FeatureFlagObject:
+    """In a cluster: the FeatureFlag object the OpenFeature Operator feeds to flagd (merge patch)."""
+
+    def __init__(self, name: str, namespace: str):
+        try:
+            from kubernetes import client, config
+        except ModuleNotFoundError:
+            raise CutoverError("the Kubernetes client is not installed", fix="pip install 'cutover[kube]'") from None
+        try:
+            config.load_config()
+        except config.ConfigException as exc:
+            raise CutoverError(
+                f"no Kubernetes configuration: {exc}", fix="set KUBECONFIG, or run in a pod with a service account"
+            ) from None
+        self.api, self.name, self.namespace = client.CustomObjectsApi(), name, namespace
+
+    def read(self) -> dict:
+        obj = self.api.get_namespaced_custom_object(
+            "core.openfeature.dev", "v1beta1", self.namespace, "featureflags", self.name
+        )
+        return {"$schema": "https://flagd.dev/schema/v0/flags.json", **obj["spec"]["flagSpec"]}
+
+    def write(self, doc: dict) -> None:
+        body = {"spec": {"flagSpec": {k: v for k, v in doc.items() if k != "$schema"}}}
+        self.api.patch_namespaced_custom_object(
+            "core.openfeature.dev", "v1beta1", self.namespace, "featureflags", self.name, body
+        )
+
+
+def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str) -> dict:
+    """Write, then read back and verify; raises when the read-back differs."""
+    doc = render_state(plan, state, stack)
+    backend.write(doc)
+    back = backend.read()
+    if back.get("flags") != doc["flags"]:
+        raise RuntimeError("the flags read back differ from what was written: another writer? check and retry")
+    return back
+
+
+# -- rollback decisions ----------------------------------------------------------------------------
+def rolled_back(plan: Plan, state: FlagState, level: str) -> FlagState:
+    if level == "immediate":
+        return FlagState(state.phase, True, state.percentage, state.read_path)
+    i = plan.index(state.phase)
+    if level == "full":
+        return FlagState(plan.phases[max(i - 1, 0)].name, state.kill_switch)
+    current = plan.phase(state.phase).flags.treatment.percentage if state.percentage is None else state.percentage
+    lower = [
+        p.flags.treatment.percentage
+        for p in plan.phases[:i]
+        if p.flags.read_path == "memoryos" and p.flags.treatment.percentage < current
+    ]
+    return FlagState(state.phase, state.kill_switch, max(lower) if lower else current / 2, state.read_path)
+
+
+@dataclass
+class Rollback:
+    at: float
+    trigger: str
+    level: str
+    before: str
+    after: str
+    labels: dict = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        plan: Plan,
+        stack: str,
+        backend: FlagBackend,
+        secret: str,
+        log_path: Path,
+        metrics=None,
+        on_rollback=None,
+        clock=time.time,
+    ):
+        self.plan, self.stack, self.backend, self.secret = plan, stack, backend, secret
+        self.log_path, self.metrics, self.on_rollback, self.clock = Path(log_path), metrics, on_rollback, clock
+        self.lock = threading.Lock()
+        self.history: list[Rollback] = []
+        self.ignored: list[dict] = []
+
+    def authorized(self, headers) -> bool:
+        got = headers.get("x-cutover-secret") or (headers.get("authorization") or "").removeprefix("Bearer ")
+        return bool(got) and hmac.compare_digest(got.encode(), self.secret.encode())
+
+    def handle(self, payload: dict) -> list[Rollback]:
+        """An Alertmanager webhook payload (version 4): act on firing rollback alerts."""
+        done = []
+        for alert in payload.get("alerts", []):
+            labels = alert.get("labels", {})
+            if alert.get("status") != "firing" or labels.get("action") != "rollback":
+                continue
+            if labels.get("severity") != "critical":
+                continue
+            r = self.rollback(
+                labels.get("alertname", "unknown"),
+                labels.get("rollback_level") or self.plan.abort_triggers.rollback,
+                labels,
+            )
+            if r:
+                done.append(r)
+        return done
+
+    def rollback(self, trigger: str, level: str, labels: dict | None = None) -> Rollback | None:
+        with self.lock:
+            now = self.clock()
+            hold = self.plan.effective(state_of(self.backend.read()).phase).abort_triggers.hold_down
+            if self.history and now - self.history[-1].at < hold:
+                self.ignored.append({"at": now, "trigger": trigger, "reason": f"hold-down {hold:g} s"})
+                return None
+            before = state_of(self.backend.read())
+            after = rolled_back(self.plan, before, level)
+            apply_state(self.backend, self.plan, after, self.stack)
+            r = Rollback(now, trigger, level, before.describe(self.plan), after.describe(self.plan), labels or {})
+            self.history.append(r)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(r.__dict__) + "\n")
+            if self.metrics is not None:
+                self.metrics.labels(trigger=trigger, level=level).inc()
+        if self.on_rollback:
+            self.on_rollback(r)
+        return r
+
+    def poll(self, prometheus_url: str) -> list[Rollback]:
+        """Fallback path: read firing alerts from Prometheus's API and act as on a webhook."""
+        import httpx
+
+        data = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        firing = [{"status": "firing", "labels": a["labels"]} for a in data if a.get("state") == "firing"]
+        return self.handle({"alerts": firing})
+
+    def status(self) -> dict:
+        state = state_of(self.backend.read())
+        return {
+            "flags": state.__dict__,
+            "described": state.describe(self.plan),
+            "rollbacks": [r.__dict__ for r in self.history],
+            "ignored": self.ignored[-20:],
+        }
+
+
+def controller_app(ctrl: Controller):
+    """Starlette app: POST /alertmanager (webhook), GET /status, GET /metrics."""
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    registry = CollectorRegistry()
+    if ctrl.metrics is None:
+        ctrl.metrics = Counter(
+            ctrl.plan.metrics.rollbacks.removesuffix("_total"), "rollbacks", ["trigger", "level"], registry=registry
+        )
+
+    async def webhook(request: Request):
+        if not ctrl.authorized(request.headers):
+            return JSONResponse({"error": "missing or wrong shared secret"}, status_code=401)
+        try:
+            payload = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "malformed JSON"}, status_code=400)
+        done = await run_in_threadpool(ctrl.handle, payload)
+        return JSONResponse({"rollbacks": [r.__dict__ for r in done]})
+
+    async def status(request: Request):
+        return JSONResponse(await run_in_threadpool(ctrl.status))
+
+    async def metrics(request: Request):
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[Route("/alertmanager", webhook, methods=["POST"]), Route("/status", status), Route("/metrics", metrics)]
+    )

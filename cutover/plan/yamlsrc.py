@@ -1,0 +1,107 @@
+"""Read YAML files so that a validation error can name the file, the line and the field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from cutover.plan.errors import CutoverError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(loc: tuple) -> str:
+    """('phases', 3, 'flags') -> 'phases[3].flags'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """The line of the deepest part of `loc` present in the file (a missing field: its parent's line)."""
+    if root is None:
+        return None
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _fix_for(err: ErrorDetails) -> str:
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    name = str(err["loc"][-1]) if err.get("loc") else "the field"
+    if kind == "missing":
+        return f"add `{name}` here (see rollout.yaml in the cutover repository for a complete example)"
+    if kind == "extra_forbidden":
+        return f"remove `{name}` or correct its spelling; `cutover plan show` lists the fields in use"
+    if kind == "literal_error":
+        return f"use one of: {ctx.get('expected', '')}"
+    if kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+        return "give a value inside the allowed range"
+    return "correct the value; `cutover plan validate` re-checks the file"
+
+
+class SourceFile:
+    """A YAML document with its node tree, so errors can point at lines."""
+
+    def __init__(self, path: Path, error_cls: type[CutoverError] = CutoverError):
+        self.path, self.error_cls = Path(path), error_cls
+        if not self.path.is_file():
+            raise error_cls("file not found", file=str(path), fix="check the path, or run from the project directory")
+        text = self.path.read_text(encoding="utf-8")
+        try:
+            self.root = yaml.compose(text)
+            self.data: Any = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise error_cls(
+                f"malformed YAML: {problem}",
+                file=str(path),
+                line=mark.line + 1 if mark else None,
+                fix="fix the YAML syntax at that line (indentation, a missing colon, an unclosed quote)",
+            ) from None
+        if self.data is None:
+            self.data = {}
+
+    def line_of(self, loc: tuple) -> int | None:
+        return _line_of(self.root, loc)
+
+    def error(self, message: str, loc: tuple = (), fix: str | None = None) -> CutoverError:
+        return self.error_cls(
+            message, file=str(self.path), line=self.line_of(loc), field=field_path(loc) or None, fix=fix
+        )
+
+    def validate(self, model: type[M], data: Any = None, prefix: tuple = (), context: dict | None = None) -> M:
+        try:
+            return model.model_validate(self.data if data is None else data, context=context)
+        except ValidationError as exc:
+            raise self.from_validation(exc, prefix) from None
+
+    def from_validation(self, exc: ValidationError, prefix: tuple = ()) -> CutoverError:
+        err = exc.errors()[0]
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        more = len(exc.errors()) - 1
+        if more:
+            msg += f" (and {more} more error{'s' if more > 1 else ''})"
+        return self.error(msg, loc, fix=_fix_for(err))

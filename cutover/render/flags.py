@@ -1,0 +1,101 @@
+"""Render the flagd flag set for one phase of the plan.
+
+Three flags steer the memory service per request:
+
+- the read path (`memory-read-path`): variants are keyed by cohort, `control` and `treatment`;
+  the value is the path that cohort reads (legacy | shadow | memoryos). The evaluated variant is the
+  request's cohort, the value its read path;
+- the write mode (`memory-write-mode`): legacy | mirror | memoryos-primary, the same for everyone;
+- the kill switch (`memory-kill-switch`): when on, everyone reads legacy and writes go legacy-primary.
+
+The treatment cohort is the read-path flag's targeting: internal groups by a context attribute,
+then a sticky `fractional` split on salt + targeting key with the treatment bucket first (weights
+out of 10 000), so a key treated at 5 % is still treated at 25 %, 50 % and 75 %. (flagd's schema
+allows a `$evaluators` reference only inside a rule, not as a whole targeting, so it is inlined.)
+"""
+
+from __future__ import annotations
+
+import json
+
+from cutover.plan.model import PERCENT_SCALE, WRITE_ORDER, EffectivePhase, Plan
+
+FLAGD_SCHEMA_URL = "https://flagd.dev/schema/v0/flags.json"
+TOTAL_WEIGHT = 100 * PERCENT_SCALE
+CONTROL, TREATMENT = "control", "treatment"
+
+
+def cohort_rule(plan: Plan, eff: EffectivePhase) -> dict | None:
+    """JSONLogic that returns 'treatment' or 'control'; None when the cohort is static."""
+    t, tg = eff.phase.flags.treatment, plan.targeting
+    if t.is_global:
+        return None
+    split: str | dict = CONTROL
+    if t.weight > 0:
+        split = {
+            "fractional": [
+                {"cat": [tg.salt, {"var": "targetingKey"}]},
+                [TREATMENT, t.weight],
+                [CONTROL, TOTAL_WEIGHT - t.weight],
+            ]
+        }
+    if t.internal:
+        return {"if": [{"in": [{"var": tg.internal_attribute}, list(tg.internal_values)]}, TREATMENT, split]}
+    return split if isinstance(split, dict) else None
+
+
+def kill_write_mode(plan: Plan, phase_mode: str) -> str:
+    """The write mode while the kill switch is on: never more MemoryOS-primary than the phase."""
+    target = plan.flag_keys.kill_switch_write_mode
+    return target if WRITE_ORDER[target] <= WRITE_ORDER[phase_mode] else phase_mode
+
+
+def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = False) -> dict:
+    """The flagd flag-set document (valid against flagd's flags.json schema)."""
+    eff = plan.effective(phase)
+    f, keys = eff.phase.flags, plan.flag_keys
+    rule = cohort_rule(plan, eff)
+
+    read_flag: dict = {
+        "state": "ENABLED",
+        "variants": {CONTROL: "legacy", TREATMENT: "legacy" if kill_switch else f.read_path},
+        "defaultVariant": CONTROL,
+        "metadata": {"description": f"read path by cohort; treatment = {f.treatment.describe()}"},
+    }
+    if not kill_switch:
+        if f.treatment.is_global:
+            read_flag["defaultVariant"] = TREATMENT
+        elif rule is not None:
+            read_flag["targeting"] = rule
+
+    write_mode = kill_write_mode(plan, f.write_mode) if kill_switch else f.write_mode
+    doc: dict = {
+        "$schema": FLAGD_SCHEMA_URL,
+        "metadata": {
+            "flagSetId": plan.name,
+            "version": plan.digest(),
+            "phase": phase,
+            "stack": stack,
+            "killSwitch": kill_switch,
+        },
+        "flags": {
+            keys.read_path: read_flag,
+            keys.write_mode: {
+                "state": "ENABLED",
+                "variants": {m: m for m in WRITE_ORDER},
+                "defaultVariant": write_mode,
+                "metadata": {"description": "write mode for every request"},
+            },
+            keys.kill_switch: {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": "on" if kill_switch else "off",
+                "metadata": {"description": "on: everyone reads legacy, writes stay legacy-primary"},
+            },
+        },
+    }
+    return doc
+
+
+def dumps(doc: dict) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"

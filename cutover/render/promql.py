@@ -1,0 +1,74 @@
+"""PromQL over the plan's metric names and extra selector: the one builder of the alerts, the
+dashboards and `cutover flags --watch`.
+
+Names come from the plan's `metrics:` section and `metrics.selector` joins every selector, so a
+service with other names or a shared Prometheus still gets working rules. A selector with no
+matcher is left out (`metric`, never `metric{}`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cutover.plan.metrics import name
+from cutover.plan.model import Plan
+
+
+class PromQL:
+    """`extra` joins every selector; `cohort_extra` only the selectors of series with a cohort label
+    (the dashboards' `$cohort` variable)."""
+
+    def __init__(self, plan: Plan, window: str = "5m", extra: Sequence[str] = (), cohort_extra: Sequence[str] = ()):
+        self.plan = plan
+        self.window = window
+        self.extra = tuple(extra) + ((plan.metrics.selector,) if plan.metrics.selector else ())
+        self.cohort_extra = tuple(cohort_extra)
+
+    def name(self, key: str, suffix: str = "") -> str:
+        return name(self.plan, key) + suffix
+
+    def sel(self, cohort_label: bool = False, **matchers: str) -> str:
+        parts = [f'{k}="{v}"' for k, v in matchers.items()]
+        parts += self.cohort_extra if cohort_label else ()
+        parts += self.extra
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    def series(self, key: str, suffix: str = "", cohort_label: bool = False, **matchers: str) -> str:
+        return self.name(key, suffix) + self.sel(cohort_label, **matchers)
+
+    def rate(
+        self,
+        key: str,
+        window: str | None = None,
+        by: str = "",
+        suffix: str = "",
+        cohort_label: bool = True,
+        **matchers: str,
+    ) -> str:
+        """`sum by (by) (rate(metric{...}[window]))`; `cohort_label=False` for series without one."""
+        grouping = f"sum by ({by}) " if by else "sum"
+        return f"{grouping}(rate({self.series(key, suffix, cohort_label, **matchers)}[{window or self.window}]))"
+
+    def quantile(self, q: float, window: str | None = None, by: str = "", **matchers: str) -> str:
+        grouping = f"le, {by}" if by else "le"
+        rate_expr = self.rate("duration", window, grouping, "_bucket", cohort_label=True, **matchers)
+        return f"histogram_quantile({q:g}, {rate_expr})"
+
+    def ratio(self, numerator: str, denominator: str, sep: str = "\n/\n") -> str:
+        """A ratio guarded against a zero denominator: no traffic gives no series, never NaN or a page."""
+        return f"{numerator}{sep}({denominator} > 0)"
+
+    def error_ratio(self, window: str | None = None, by: str = "", sep: str = "\n/\n", **matchers: str) -> str:
+        return self.ratio(
+            self.rate("requests", window, by, cohort_label=True, **{**matchers, "outcome": "error"}),
+            self.rate("requests", window, by, cohort_label=True, **matchers),
+            sep,
+        )
+
+    def mean(self, key: str, window: str | None = None, sep: str = "\n/\n", **matchers: str) -> str:
+        """Mean of a histogram over a window: rate of its sum over rate of its count."""
+        return self.ratio(
+            self.rate(key, window, suffix="_sum", cohort_label=False, **matchers),
+            self.rate(key, window, suffix="_count", cohort_label=False, **matchers),
+            sep,
+        )

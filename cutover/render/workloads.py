@@ -1,0 +1,592 @@
+"""Scale-out on Kubernetes: the gateway, distributed Locust, the nightly comparison and the sharded
+migration, as plain manifests built from the plan and the stack config.
+
+Each part is switched on per stack (`memoryos-rollout:gateway`, `:loadtest`, `:nightly`,
+`:migration`, each with `enabled: true`). `render()` adds these objects to the same manifest list as
+the flags, rules and dashboards, so `cutover render` and the Pulumi program declare the same things.
+
+The one exception is the gateway's admin token: it is a Pulumi *secret* config value
+(`pulumi config set --secret memoryos-rollout:adminToken ...`), so the Secret that carries it is
+built here without data (`admin_secret`) and only the Pulumi program fills it in; rendered files
+never hold the token.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from cutover.plan.model import Plan
+from cutover.plan.project import loadtests_dir
+from cutover.plan.stacks import Resources, StackConfig
+from cutover.render.locust import headless_args, scenario_file
+from cutover.render.manifests import labels as stack_labels
+from cutover.render.manifests import metadata
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+FEATURE_FLAG_SOURCE_API = "core.openfeature.dev/v1beta1"
+LOCUSTFILES = ("workload.py", "canary.py", "soak.py", "baseline.py")
+LOCUST_DIR = "/locust"  # the locustfiles ConfigMap is mounted here
+PLAN_DIR = "/etc/cutover"  # the plan ConfigMap is mounted here
+ADMIN_TOKEN_KEY = "token"
+SECRET_CONFIG_KEY = "adminToken"  # memoryos-rollout:adminToken, a Pulumi secret
+
+
+def names(plan: Plan) -> dict[str, str]:
+    """Object names, one place: tests and docs use them too."""
+    n = plan.name
+    return {
+        "plan": f"{n}-plan",
+        "gateway": f"{n}-gateway",
+        "admin": f"{n}-gateway-admin",
+        "flagsource": f"{n}-flagsource",
+        "flags": f"{n}-flags",
+        "locustfiles": f"{n}-locustfiles",
+        "master": f"{n}-locust-master",
+        "worker": f"{n}-locust-worker",
+        "results": f"{n}-loadtest-results",
+        "nightly": f"{n}-nightly-canary",
+        "migrate": f"{n}-migrate",
+        "reconcile": f"{n}-reconcile",
+    }
+
+
+def _meta(name: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str, **extra: str) -> dict:
+    """Objects carry their pods' selector labels too (a ServiceMonitor finds the Service by them)."""
+    return metadata(name, plan, stack, cfg, phase, **_selector(plan, stack, component), **extra)
+
+
+def _selector(plan: Plan, stack: str, component: str) -> dict[str, str]:
+    """Stable across phases (a Deployment's selector is immutable): no phase label here."""
+    return {
+        "app.kubernetes.io/name": plan.name,
+        "app.kubernetes.io/instance": stack,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def _pod_labels(plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str) -> dict[str, str]:
+    return {**stack_labels(plan, stack, cfg, phase), **_selector(plan, stack, component)}
+
+
+def _resources(r: Resources) -> dict:
+    return {"requests": dict(r.requests), "limits": dict(r.limits)}
+
+
+def _container(name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra) -> dict:
+    return {
+        "name": name,
+        "image": cfg.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "resources": _resources(resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        **extra,
+    }
+
+
+def _sh(*lines: str) -> list[str]:
+    """A POSIX shell script as a container command: `set -eu`, one step per line."""
+    return ["/bin/sh", "-c", "\n".join(("set -eu", *lines))]
+
+
+def _plan_volume(plan: Plan) -> tuple[dict, dict]:
+    return (
+        {"name": "plan", "configMap": {"name": names(plan)["plan"]}},
+        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+    )
+
+
+def any_enabled(cfg: StackConfig) -> bool:
+    return cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.migration.enabled
+
+
+def gateway_url(plan: Plan, cfg: StackConfig) -> str:
+    """The stack's gateway as the load tests reach it (the Service in the stack's namespace)."""
+    return f"http://{names(plan)['gateway']}.{cfg.namespace}.svc:{cfg.gateway.port}"
+
+
+# -- shared -----------------------------------------------------------------------------------------
+
+
+def plan_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """The effective plan, mounted where `cutover analyze --file` and `cutover serve` read it."""
+    text = yaml.safe_dump(plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(names(plan)["plan"], plan, stack, cfg, phase, "plan"),
+        "data": {"rollout.yaml": text},
+    }
+
+
+# -- the gateway ------------------------------------------------------------------------------------
+
+
+def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """Tells the OpenFeature Operator to inject a flagd sidecar fed by this stack's FeatureFlag."""
+    n = names(plan)
+    return {
+        "apiVersion": FEATURE_FLAG_SOURCE_API,
+        "kind": "FeatureFlagSource",
+        "metadata": _meta(n["flagsource"], plan, stack, cfg, phase, "gateway"),
+        "spec": {
+            "sources": [{"source": f"{cfg.namespace}/{n['flags']}", "provider": "kubernetes"}],
+            "port": cfg.gateway.flagdPort,
+            "probesEnabled": True,
+        },
+    }
+
+
+def admin_secret(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
+    secret config value; `cutover render` never writes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(names(plan)["admin"], plan, stack, cfg, phase, "gateway"),
+    }
+
+
+def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    g, n = cfg.gateway, names(plan)
+    plan_vol, plan_mount = _plan_volume(plan)
+    command = [
+        "cutover",
+        "serve",
+        "--stack",
+        stack,
+        "--phase",
+        phase,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(g.port),
+        "--plan",
+        f"{PLAN_DIR}/rollout.yaml",
+        "--flagd",
+        f"localhost:{g.flagdPort}",
+        "--legacy",
+        g.legacyUrl,
+        "--memoryos",
+        g.memoryosUrl,
+        "--data-dir",
+        "/var/lib/cutover",
+    ]
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    container = _container(
+        "gateway",
+        cfg,
+        command,
+        g.resources,
+        ports=[{"name": "http", "containerPort": g.port, "protocol": "TCP"}],
+        env=[
+            {"name": "CUTOVER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": n["admin"], "key": ADMIN_TOKEN_KEY}}}
+        ],
+        livenessProbe=probe,
+        readinessProbe={**probe, "httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
+        volumeMounts=[plan_mount, {"name": "data", "mountPath": "/var/lib/cutover"}],
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(n["gateway"], plan, stack, cfg, phase, "gateway"),
+        "spec": {
+            "replicas": g.replicas,
+            "selector": {"matchLabels": _selector(plan, stack, "gateway")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": _pod_labels(plan, stack, cfg, phase, "gateway"),
+                    "annotations": {
+                        "openfeature.dev/enabled": "true",
+                        "openfeature.dev/featureflagsource": n["flagsource"],
+                        "cutover.io/plan-digest": plan.digest(),
+                    },
+                },
+                "spec": {
+                    # the outbox drains on SIGTERM before the pod goes; it is on disk if it cannot
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [container],
+                    "volumes": [plan_vol, {"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def gateway_service(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway"),
+        "spec": {
+            "selector": _selector(plan, stack, "gateway"),
+            "ports": [{"name": "http", "port": cfg.gateway.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway"),
+        "spec": {
+            "minAvailable": cfg.gateway.minAvailable,
+            "selector": {"matchLabels": _selector(plan, stack, "gateway")},
+        },
+    }
+
+
+def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """Scraped by the stack's kube-prometheus-stack release (it selects ServiceMonitors by `release`)."""
+    return {
+        "apiVersion": SERVICE_MONITOR_API,
+        "kind": "ServiceMonitor",
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway", release=cfg.release),
+        "spec": {
+            "selector": {"matchLabels": _selector(plan, stack, "gateway")},
+            "namespaceSelector": {"matchNames": [cfg.namespace]},
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": cfg.gateway.scrapeInterval,
+                    "scrapeTimeout": cfg.gateway.scrapeInterval,
+                }
+            ],
+        },
+    }
+
+
+# -- distributed Locust -----------------------------------------------------------------------------
+
+
+def locustfiles_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    data = {f: (loadtests_dir() / f).read_text(encoding="utf-8") for f in LOCUSTFILES}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(names(plan)["locustfiles"], plan, stack, cfg, phase, "loadtest"),
+        "data": data,
+    }
+
+
+def results_claim(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """One volume for load-test results and nightly verdicts: workers write samples, analyze reads them."""
+    lt = cfg.loadtest
+    spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
+    if lt.storageClass:
+        spec["storageClassName"] = lt.storageClass
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(names(plan)["results"], plan, stack, cfg, phase, "loadtest"),
+        "spec": spec,
+    }
+
+
+def _locust_volumes(plan: Plan) -> tuple[list[dict], list[dict]]:
+    n = names(plan)
+    plan_vol, plan_mount = _plan_volume(plan)
+    return (
+        [
+            {"name": "locustfiles", "configMap": {"name": n["locustfiles"]}},
+            {"name": "results", "persistentVolumeClaim": {"claimName": n["results"]}},
+            plan_vol,
+        ],
+        [
+            {"name": "locustfiles", "mountPath": LOCUST_DIR, "readOnly": True},
+            {"name": "results", "mountPath": "/results"},
+            plan_mount,
+        ],
+    )
+
+
+def loadtest_run_dir(cfg: StackConfig) -> str:
+    return f"/results/runs/{cfg.loadtest.scenario}-{cfg.loadtest.runId}"
+
+
+def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+    """The master runs one headless run per `runId` (bounded by `runTime`), then judges it and idles,
+    so a restart never repeats a finished run; change `runId` to start another."""
+    lt, n = cfg.loadtest, names(plan)
+    run = loadtest_run_dir(cfg)
+    kind = {"canary": "verdict", "soak": "soak", "baseline": "baseline"}[lt.scenario]
+    locust = [
+        "locust",
+        *headless_args(
+            scenario_file(LOCUST_DIR, lt.scenario),
+            host=gateway_url(plan, cfg),
+            users=lt.users,
+            spawn_rate=lt.spawnRate,
+            run_time=lt.runTime,
+            samples=f"{run}/samples.jsonl",
+            csv=f"{run}/stats",
+        ),
+        "--master",
+        "--expect-workers",
+        str(lt.workers),
+    ]
+    analyze = [
+        "cutover",
+        "analyze",
+        "--phase",
+        phase,
+        "--stack",
+        stack,
+        "--kind",
+        kind,
+        "--file",
+        f"{PLAN_DIR}/rollout.yaml",
+        "--out",
+        f"{run}/analysis",
+    ]
+    command = _sh(
+        f"mkdir -p {run}",
+        f"if [ ! -e {run}/done ]; then",
+        f"  {shlex.join(locust)}",
+        # HOLD/ROLLBACK exit non-zero; the verdict is the result
+        f"  {shlex.join(analyze)} {run}/samples*.jsonl || true",
+        f"  touch {run}/done",
+        "fi",
+        f'echo "run {lt.runId} finished: {run}/analysis/verdict.json"',
+        "exec sleep 2147483647",
+    )
+    vols, mounts = _locust_volumes(plan)
+    sel = _selector(plan, stack, "locust-master")
+    container = _container(
+        "master",
+        cfg,
+        command,
+        lt.resources,
+        volumeMounts=mounts,
+        workingDir=LOCUST_DIR,
+        ports=[{"name": "locust", "containerPort": 5557, "protocol": "TCP"}],
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(n["master"], plan, stack, cfg, phase, "locust-master"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {
+                    "labels": _pod_labels(plan, stack, cfg, phase, "locust-master"),
+                    "annotations": {"cutover.io/run-id": lt.runId},
+                },
+                "spec": {"containers": [container], "volumes": vols},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(n["master"], plan, stack, cfg, phase, "locust-master"),
+        "spec": {
+            "selector": sel,
+            "ports": [{"name": "locust", "port": 5557, "targetPort": "locust", "protocol": "TCP"}],
+        },
+    }
+    return [deployment, service]
+
+
+def locust_workers(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    lt, n = cfg.loadtest, names(plan)
+    run = loadtest_run_dir(cfg)
+    command = [
+        "locust",
+        "-f",
+        scenario_file(LOCUST_DIR, lt.scenario),
+        "--worker",
+        "--master-host",
+        n["master"],
+        "--samples",
+        f"{run}/samples.jsonl",
+    ]
+    vols, mounts = _locust_volumes(plan)
+    container = _container("worker", cfg, command, lt.resources, volumeMounts=mounts, workingDir=LOCUST_DIR)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(n["worker"], plan, stack, cfg, phase, "locust-worker"),
+        "spec": {
+            "replicas": lt.workers,
+            "selector": {"matchLabels": _selector(plan, stack, "locust-worker")},
+            "template": {
+                "metadata": {
+                    "labels": _pod_labels(plan, stack, cfg, phase, "locust-worker"),
+                    "annotations": {"cutover.io/run-id": lt.runId},
+                },
+                "spec": {"containers": [container], "volumes": vols},
+            },
+        },
+    }
+
+
+# -- nightly comparison -----------------------------------------------------------------------------
+
+
+def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """Each night: the canary scenario headless against the gateway, then the judge; every night's
+    samples, verdict.json and report stay under /results/nightly/<UTC date>."""
+    nt, n = cfg.nightly, names(plan)
+    night = "/results/nightly/$(date -u +%Y-%m-%dT%H%MZ)"
+    loadtest = [
+        "cutover",
+        "loadtest",
+        "canary",
+        "--host",
+        gateway_url(plan, cfg),
+        "--allow-remote",
+        "-u",
+        str(nt.users),
+        "-t",
+        nt.runTime,
+        "--processes",
+        str(nt.processes),
+    ]
+    analyze = ["cutover", "analyze", "--phase", phase, "--stack", stack, "--file", f"{PLAN_DIR}/rollout.yaml"]
+    command = _sh(
+        f'night="{night}"',
+        'mkdir -p "$night"',
+        f'{shlex.join(loadtest)} --samples "$night/samples.jsonl"',
+        f'status=0; {shlex.join(analyze)} --out "$night" "$night"/samples*.jsonl || status=$?',
+        'ln -sfn "$night" /results/nightly/latest',
+        'echo "verdict: $night/verdict.json (exit $status)"',
+        'exit "$status"',  # HOLD (1) or ROLLBACK (3) marks the night's Job failed, so it is seen
+    )
+    vols, mounts = _locust_volumes(plan)
+    container = _container("nightly-canary", cfg, command, nt.resources, volumeMounts=mounts, workingDir=LOCUST_DIR)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _meta(n["nightly"], plan, stack, cfg, phase, "nightly"),
+        "spec": {
+            "schedule": nt.schedule,
+            "timeZone": nt.timeZone,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": nt.keepVerdicts,
+            "failedJobsHistoryLimit": nt.keepVerdicts,
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "nightly")},
+                        "spec": {"restartPolicy": "Never", "containers": [container], "volumes": vols},
+                    },
+                }
+            },
+        },
+    }
+
+
+# -- sharded migration ------------------------------------------------------------------------------
+
+
+def _data_volume(cfg: StackConfig) -> tuple[dict, dict]:
+    return (
+        {"name": "data", "persistentVolumeClaim": {"claimName": cfg.migration.dataClaim}},
+        {"name": "data", "mountPath": "/data"},
+    )
+
+
+def migration_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """An Indexed Job: pod i of n migrates the namespaces whose hash mod n is i (`--shard i/n`)."""
+    m, n = cfg.migration, names(plan)
+    migrate = ["cutover", "migrate", "--from", m.source, "--to", m.target, "--batch", str(m.batch)]
+    shard = f"$JOB_COMPLETION_INDEX-of-{m.shards}"
+    command = _sh(
+        f'exec {shlex.join(migrate)} --shard "$JOB_COMPLETION_INDEX/{m.shards}" '
+        f'--report "/data/migration/report-{shard}.json" --quarantine "/data/migration/quarantine-{shard}.jsonl"'
+    )
+    vol, mount = _data_volume(cfg)
+    container = _container("migrate", cfg, command, m.resources, volumeMounts=[mount])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(n["migrate"], plan, stack, cfg, phase, "migration"),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": m.shards,
+            "parallelism": m.shards,
+            "backoffLimitPerIndex": m.backoffLimit,
+            "maxFailedIndexes": 0,
+            "template": {
+                "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "migration")},
+                "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
+            },
+        },
+    }
+
+
+def reconcile_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """After every shard: per namespace and tier, counts and checksums; the Job fails without parity."""
+    m, n = cfg.migration, names(plan)
+    reconcile = ["cutover", "reconcile", "--source", m.source, "--target", m.target, "--report", "/data/reconcile"]
+    vol, mount = _data_volume(cfg)
+    container = _container("reconcile", cfg, _sh(f"exec {shlex.join(reconcile)}"), m.resources, volumeMounts=[mount])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(n["reconcile"], plan, stack, cfg, phase, "migration"),
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "reconcile")},
+                "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
+            },
+        },
+    }
+
+
+def build(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+    """Every scale-out object this stack enables (none when all parts are off)."""
+    objs: list[dict] = []
+    if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled:
+        objs.append(plan_config_map(plan, stack, cfg, phase))
+    if cfg.gateway.enabled:
+        objs += [
+            feature_flag_source(plan, stack, cfg, phase),
+            gateway_deployment(plan, stack, cfg, phase),
+            gateway_service(plan, stack, cfg, phase),
+            gateway_pdb(plan, stack, cfg, phase),
+            gateway_service_monitor(plan, stack, cfg, phase),
+        ]
+    if cfg.loadtest.enabled or cfg.nightly.enabled:
+        objs += [locustfiles_config_map(plan, stack, cfg, phase), results_claim(plan, stack, cfg, phase)]
+    if cfg.loadtest.enabled:
+        objs += [*locust_master(plan, stack, cfg, phase), locust_workers(plan, stack, cfg, phase)]
+    if cfg.nightly.enabled:
+        objs.append(nightly_cron_job(plan, stack, cfg, phase))
+    if cfg.migration.enabled:
+        objs += [migration_job(plan, stack, cfg, phase), reconcile_job(plan, stack, cfg, phase)]
+    for obj in objs:
+        pod = pod_spec(obj)
+        if pod is not None:  # volumes written by uid 10001: the results and data volumes, the outbox
+            pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
+    return objs
+
+
+def pod_spec(obj: dict) -> dict | None:
+    """The pod spec inside a Deployment, Job or CronJob (None for other kinds)."""
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec") if obj["kind"] in ("Deployment", "Job", "CronJob") else None
+
+
+def secrets(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+    """Secrets whose values only Pulumi holds (filled by the program, never rendered)."""
+    return [admin_secret(plan, stack, cfg, phase)] if cfg.gateway.enabled else []
