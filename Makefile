@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: setup rehearse demo test lint format docs render golden lock bench bench-gateway bench-migration bench-judge clean
+.PHONY: setup rehearse rehearse-repeat demo test lint format docs render golden lock bench bench-gateway bench-migration bench-judge clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ rehearse: setup
 	sh .ci/install --runtime
 	$(BIN)/cutover rehearse --out $(OUT)/rehearsal; status=$$?; \
 	  echo "rehearsal report: $(OUT)/rehearsal/report.md (evidence, plots and logs beside it)"; exit $$status
+
+# The rehearsal RUNS times in a row: the pass count, each run's duration, each failure's first failed check.
+RUNS ?= 10
+rehearse-repeat: setup
+	$(BIN)/python -m benchmarks.rehearse_repeat --runs $(RUNS) --out $(OUT)/repeat
 
 # Render the stack for every phase and print what each changes.
 demo: setup

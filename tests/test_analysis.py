@@ -9,7 +9,7 @@ import pytest
 
 from cutover.judge.evidence import load_evidence_file
 from cutover.judge.report import campaign_report, write_analysis
-from cutover.judge.verdict import Sample, judge, msprt
+from cutover.judge.verdict import Sample, judge, missing_samples, msprt
 from cutover.plan.model import Analysis
 
 A = Analysis()
@@ -98,3 +98,12 @@ def test_reports_and_evidence(rng, tmp_path, plan):
     text = path.read_text()
     assert "| canary | verdict | staging | HOLD |" in text and "latency.png" in text
     assert json.loads((tmp_path / "canary" / "verdict.json").read_text())["details"]["metrics"]
+
+
+def test_missing_samples_names_what_a_verdict_lacks_and_is_empty_when_judge_has_enough(rng):
+    few = samples(rng, n_c=3000, n_t=80)
+    missing = missing_samples(few, A, ops=("recall",))
+    assert missing == [f"recall treatment: 80 of {A.min_samples}"]
+    assert judge(few, A, 0.5, ops=("recall",)).verdict == "HOLD"  # the judge agrees: NoData
+    assert missing_samples(samples(rng), A, ops=("recall",)) == []
+    assert missing_samples([], A, ops=("recall",))[-1].startswith("recall overlap: 0 of")

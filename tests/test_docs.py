@@ -160,3 +160,56 @@ def test_browser_searches_an_alert_and_reaches_its_page(site, tmp_path):
     finally:
         driver.quit()
         server.shutdown()
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(where, command line) for every `cutover ...` in the README and the runbook sources: shell
+    blocks (continuation lines joined) and inline code."""
+    import re as _re
+
+    found = []
+    for md in [ROOT / "README.md", *sorted((ROOT / "runbooks").rglob("*.md"))]:
+        text = md.read_text(encoding="utf-8")
+        for block in _re.findall(r"```(?:sh|bash|console)?\n(.*?)```", text, flags=_re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.strip().removeprefix("$ ")
+                if line.startswith("cutover "):
+                    found.append((md.relative_to(ROOT).as_posix(), line))
+        for span in _re.findall(r"`(cutover [^`]+)`", text):
+            found.append((md.relative_to(ROOT).as_posix(), span))
+    return found
+
+
+def _command_problems(line: str) -> list[str]:
+    """What is wrong with a documented `cutover ...` line against the real command line."""
+    import shlex
+
+    import typer
+
+    from cutover.cli.main import app
+
+    tokens = shlex.split(line.split(" #")[0].replace("...", "X"))[1:]
+    tokens = [t for t in tokens if t != "--help"]  # every command has it
+    if not tokens or tokens[0].isupper():  # `cutover --help`, `cutover COMMAND --help`
+        return []
+    cmd = typer.main.get_command(app)
+    while hasattr(cmd, "commands") and tokens and tokens[0] in cmd.commands:
+        cmd = cmd.commands[tokens.pop(0)]
+    if hasattr(cmd, "commands"):  # a group: the line names no command of it
+        return [f"no such command: {tokens[0] if tokens else ''}"]
+    options = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    return [
+        f"{cmd.name} has no option {t.split('=')[0]}"
+        for t in tokens
+        if t.startswith("-") and t.split("=")[0] not in options and t not in ("-", "--")
+    ]
+
+
+def test_every_documented_command_exists_with_its_options():
+    documented = _documented_commands()
+    assert len(documented) > 30  # the check reads the docs
+    wrong = [f"{where}: `{line}`: {p}" for where, line in documented for p in _command_problems(line)]
+    assert wrong == []
+    # and the check refuses what does not exist
+    assert _command_problems("cutover gate --phasee canary") == ["gate has no option --phasee"]
+    assert _command_problems("cutover rollback --now") == ["no such command: rollback"]

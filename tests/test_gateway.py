@@ -60,7 +60,7 @@ def test_shadow_answers_from_legacy_mirrors_writes_and_samples_drift(tmp_path):
         assert legacy.count() == memoryos.count() == 30
 
 
-def test_high_drift_keeps_the_gate_closed(tmp_path):
+def test_high_drift_keeps_the_gate_closed_until_repair_and_a_new_window(tmp_path):
     project = project_copy(tmp_path, analysis={"shadow_sample_rate": 1.0})
     with gateway(tmp_path, "shadow", project) as g:
         c = g.client()
@@ -78,6 +78,20 @@ def test_high_drift_keeps_the_gate_closed(tmp_path):
         s = g.status()
         assert s["drift"]["samples"] == 25 and s["drift"]["mean"] > 0.9 and not s["cutover_ready"]["ready"]
         assert "cutover_drift_gate_ready 0.0" in c.get("/metrics").text
+        # the drift-spike playbook: repair parity, then a new drift window; the gate opens on new reads only
+        for r in memoryos.scan():
+            memoryos.put(r.model_copy(update={"text": r.text.replace("changed", "memory"), "version": r.version + 1}))
+        assert g.admin(None).post("/admin/drift/restart").status_code == 401
+        dropped = g.admin().post("/admin/drift/restart").json()
+        assert dropped["dropped_samples"] == 25 and dropped["dropped_mean"] > 0.9
+        assert g.status()["drift"]["samples"] == 0 and not g.status()["cutover_ready"]["ready"]
+        for _ in range(25):
+            c.post("/v1/recall", json={"namespace": "agents/a", "query": "apples", "limit": 5})
+        end = time.monotonic() + 20
+        while time.monotonic() < end and g.status()["drift"]["samples"] < 25:
+            time.sleep(0.1)
+        s = g.status()
+        assert s["drift"]["samples"] == 25 and s["drift"]["mean"] == 0.0 and s["cutover_ready"]["ready"]
 
 
 def test_canary_routes_internal_to_memoryos_and_falls_back_under_faults(tmp_path):

@@ -203,8 +203,13 @@ def admin_app(gw: Gateway, token: str) -> Starlette:
         check(request)
         return JSONResponse({"requeued": await run_in_threadpool(gw.requeue_dead)})
 
+    async def drift_restart(request: Request):
+        check(request)
+        return JSONResponse(await run_in_threadpool(gw.restart_drift_window))
+
     routes = [
         Route("/admin/status", status),
+        Route("/admin/drift/restart", drift_restart, methods=["POST"]),
         Route("/admin/faults", faults, methods=["GET", "POST"]),
         Route("/admin/outbox/requeue", requeue, methods=["POST"]),
     ]

@@ -224,6 +224,13 @@ class DriftMonitor:
                 self.plan.analysis.drift_gate_min_samples, eff_max, self.plan.gateway.drift_confidence
             )
 
+    def restart_window(self) -> int:
+        """Drop every drift sample so far; the gate starts over. Returns how many were dropped."""
+        with self._lock:
+            n = len(self.window)
+            self.window.clear()
+        return n
+
     def close(self) -> None:
         self._stop.set()
 
@@ -475,6 +482,14 @@ class Gateway:
 
     def dead_letters(self) -> list[dict]:
         return [d for box in self.outboxes.values() for d in box.dead_letters()]
+
+    def restart_drift_window(self) -> dict:
+        """A new drift window (after `cutover reconcile --repair`): the gate judges only shadow reads
+        from now on. Returns the window that was dropped."""
+        before = self.drift.readiness()
+        dropped = self.drift.restart_window()
+        log.info("drift window restarted: %d samples dropped (mean %s)", dropped, before.mean)
+        return {"dropped_samples": dropped, "dropped_mean": before.mean, "dropped_upper_bound": before.upper_bound}
 
     def requeue_dead(self) -> int:
         return sum(box.requeue_dead() for box in self.outboxes.values())

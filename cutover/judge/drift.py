@@ -96,6 +96,16 @@ class DriftWindow:
             self._sum, self._sumsq = math.fsum(self._values), math.fsum(v * v for v in self._values)
             self._since_exact = 0
 
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def clear(self) -> None:
+        """Start a new window (after parity was repaired: the old samples describe stores that no
+        longer exist)."""
+        self._values.clear()
+        self._sum = self._sumsq = 0.0
+        self._since_exact = 0
+
     def readiness(self, min_samples: int, threshold: float, confidence: float = 0.95) -> Readiness:
         n = len(self._values)
         mean = self._sum / n if n else None

@@ -30,6 +30,7 @@ from cutover.judge.evidence import Verdict as Decision
 from cutover.plan.model import Analysis
 
 PASS, HIGH, LOW, NODATA, CRITICAL = "Pass", "High", "Low", "NoData", "Critical"
+MIN_OVERLAP_PAIRS = 20  # queries answered in both cohorts before recall quality is judged
 
 
 @dataclass
@@ -309,7 +310,7 @@ def judge_errors(name: str, control_ok: np.ndarray, treatment_ok: np.ndarray, a:
 
 
 def judge_overlap(
-    pairs: list[tuple[list, list]], a: Analysis, rng: np.random.Generator, min_pairs: int = 20
+    pairs: list[tuple[list, list]], a: Analysis, rng: np.random.Generator, min_pairs: int = MIN_OVERLAP_PAIRS
 ) -> MetricResult:
     r = MetricResult("recall_overlap", PASS, len(pairs), len(pairs))
     if len(pairs) < min_pairs:
@@ -385,6 +386,21 @@ def _pairs(samples: Sequence[Sample]) -> list[tuple[list, list]]:
         if s.op == "recall" and s.ok and s.query and s.ids is not None:
             last[(s.query, s.cohort)] = s.ids
     return [(last[(q, "control")], ids) for (q, c), ids in last.items() if c == "treatment" and (q, "control") in last]
+
+
+def missing_samples(samples: Sequence[Sample], a: Analysis, ops: Sequence[str] = ("recall", "remember")) -> list[str]:
+    """What a verdict still lacks: each cohort and operation below `a.min_samples` successful
+    requests, and too few queries answered in both cohorts; empty when `judge` has enough."""
+    missing = []
+    for op in ops:
+        for cohort in ("control", "treatment"):
+            n = sum(1 for s in samples if s.cohort == cohort and s.op == op and s.ok)
+            if n < a.min_samples:
+                missing.append(f"{op} {cohort}: {n} of {a.min_samples}")
+    pairs = len(_pairs(samples))
+    if pairs < MIN_OVERLAP_PAIRS:
+        missing.append(f"recall overlap: {pairs} of {MIN_OVERLAP_PAIRS} queries answered in both cohorts")
+    return missing
 
 
 def judge(
