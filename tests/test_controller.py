@@ -174,3 +174,57 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
         assert LegacyStore(data / "legacy.db").get("n", "after") is not None  # mirrored back for a safe rollback
     finally:
         g.stop()
+
+
+def test_cutover_controller_command_rolls_back_on_a_webhook_and_refuses_a_weak_secret(tmp_path, plan):
+    """`cutover controller`, the process a cluster runs: the webhook with the secret from a file
+    kill-switches the flag file, the log and the metric record it, a second alert inside the
+    hold-down is ignored; no secret, or a short one, exits 2 before it listens."""
+    import httpx
+
+    from .promstack import free_port, wait_http
+
+    flagfile = FlagFile(tmp_path / "flags.json")
+    flagfile.write(render_state(plan, FlagState("ramp-25"), "staging"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "cutover",
+        "controller",
+        "--flags-file",
+        str(flagfile.path),
+        "--project-dir",
+        str(ROOT),
+    ]
+    weak = tmp_path / "weak"
+    weak.write_text("short\n")
+    for extra in ([], ["--secret-file", str(weak)]):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert r.returncode == 2 and "webhook secret" in r.stderr and "Traceback" not in r.stderr
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef0123\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        cmd + ["--secret-file", str(secret), "--port", str(port), "--log", str(tmp_path / "rollbacks.jsonl")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/status")
+        assert httpx.post(f"{url}/alertmanager", json=FIRING, timeout=10).status_code == 401
+        auth = {"Authorization": "Bearer 0123456789abcdef0123"}
+        done = httpx.post(f"{url}/alertmanager", json=FIRING, headers=auth, timeout=10).json()["rollbacks"]
+        assert [d["trigger"] for d in done] == ["CutoverTreatmentErrorRateHigh"]
+        assert state_of(flagfile.read()).kill_switch
+        again = httpx.post(f"{url}/alertmanager", json=FIRING, headers=auth, timeout=10).json()
+        assert again["rollbacks"] == []  # inside the hold-down
+        status = httpx.get(f"{url}/status", timeout=10).json()
+        assert len(status["rollbacks"]) == 1 and "hold-down" in status["ignored"][0]["reason"]
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'cutover_rollbacks_total{level="immediate",trigger="CutoverTreatmentErrorRateHigh"} 1.0' in metrics
+        log = [json.loads(x) for x in (tmp_path / "rollbacks.jsonl").read_text().splitlines()]
+        assert [x["trigger"] for x in log] == ["CutoverTreatmentErrorRateHigh"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

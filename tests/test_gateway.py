@@ -138,6 +138,31 @@ def test_full_phase_writes_memoryos_primary_and_mirrors_back_to_legacy(tmp_path)
         assert memoryos.get("agents/a", "r2") is not None
 
 
+def test_status_and_phase_info_show_the_phase_the_live_flags_carry(tmp_path):
+    """A phase change by the flags alone (`cutover flags --phase`, a rollback to the previous phase):
+    no restart, and /admin/status and cutover_phase_info name the new phase."""
+    plan = load_plan(project_copy(tmp_path) / "rollout.yaml")
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps(render_flags(plan, "shadow", "staging")))
+    data = tmp_path / "data"
+    data.mkdir()
+    g = GatewayProcess(tmp_path / "project", data, "shadow", flag_poll_ms=100)
+    g.start(flags_file=flags)
+    try:
+        assert g.status()["phase"] == "shadow"
+        flags.write_text(json.dumps(render_flags(plan, "canary", "staging")))
+        end = time.monotonic() + 10
+        while time.monotonic() < end and g.status()["phase"] != "canary":
+            time.sleep(0.1)
+        status = g.status()
+        assert (status["phase"], status["started_in_phase"]) == ("canary", "shadow")
+        metrics = g.client().get("/metrics").text
+        assert 'cutover_phase_info{phase="canary",stack="staging"} 1.0' in metrics
+        assert 'phase="shadow"' not in metrics
+    finally:
+        g.stop()
+
+
 def test_kill_switch_takes_effect_within_one_flag_reload(tmp_path):
     plan = load_plan(project_copy(tmp_path) / "rollout.yaml")
     flags = tmp_path / "flags.json"

@@ -63,22 +63,10 @@ def flags_cmd(
     """
     import time as _time
 
-    from cutover.ops.controller import FeatureFlagObject, FlagBackend, FlagFile, FlagState, apply_state, state_of
+    from cutover.ops.controller import FlagState, apply_state, state_of
 
     plan, _cfg = common.project(project_dir, stack)
-    if bool(flags_file) == bool(featureflag):
-        raise CutoverError(
-            "name one flag source", fix="--flags-file PATH (embedded gateway) or --featureflag NAMESPACE/NAME"
-        )
-    backend: FlagBackend
-    if featureflag:
-        ns, _, name = featureflag.partition("/")
-        backend = FeatureFlagObject(name, ns)
-    else:
-        assert flags_file is not None  # exactly one flag source was named
-        if not flags_file.is_file():
-            raise CutoverError("no such flag file", file=str(flags_file), fix="the gateway writes it in its --data-dir")
-        backend = FlagFile(flags_file)
+    backend = flag_backend(flags_file, featureflag)
     state = state_of(backend.read())
     out.print(f"now: {state.describe(plan)}", highlight=False)
     if kill_switch not in (None, "on", "off"):
@@ -118,3 +106,112 @@ def flags_cmd(
                     figures.append(f"{label} unavailable ({type(exc).__name__})")
             out.print(f"{_time.strftime('%H:%M:%S')}  " + ", ".join(figures), highlight=False)
             _time.sleep(min(5, max(0.5, end - _time.monotonic())))
+
+
+def flag_backend(flags_file: Path | None, featureflag: str | None):
+    """The flags a command changes: the embedded gateway's flag file, or the FeatureFlag in a cluster."""
+    from cutover.ops.controller import FeatureFlagObject, FlagFile
+
+    if bool(flags_file) == bool(featureflag):
+        raise CutoverError(
+            "name one flag source", fix="--flags-file PATH (embedded gateway) or --featureflag NAMESPACE/NAME"
+        )
+    if featureflag:
+        ns, _, name = featureflag.partition("/")
+        if not ns or not name:
+            raise CutoverError(
+                f"--featureflag {featureflag!r} is not NAMESPACE/NAME", fix="e.g. memory/memoryos-rollout-flags"
+            )
+        return FeatureFlagObject(name, ns)
+    assert flags_file is not None  # exactly one flag source was named
+    if not flags_file.is_file():
+        raise CutoverError("no such flag file", file=str(flags_file), fix="the gateway writes it in its --data-dir")
+    return FlagFile(flags_file)
+
+
+MIN_SECRET_CHARS = 16
+
+
+def webhook_secret(secret_file: Path | None) -> str:
+    """The shared secret Alertmanager sends: --secret-file, else $CUTOVER_WEBHOOK_SECRET."""
+    import os
+
+    if secret_file is not None:
+        if not secret_file.is_file():
+            raise CutoverError("no such secret file", file=str(secret_file), fix="mount the webhook Secret there")
+        secret = secret_file.read_text(encoding="utf-8").strip()
+        where = str(secret_file)
+    else:
+        secret = os.environ.get("CUTOVER_WEBHOOK_SECRET", "").strip()
+        where = "$CUTOVER_WEBHOOK_SECRET"
+    if len(secret) < MIN_SECRET_CHARS:
+        raise CutoverError(
+            f"the webhook secret in {where} is {'missing' if not secret else 'too short'}",
+            fix=f"at least {MIN_SECRET_CHARS} characters, e.g. `openssl rand -hex 24`",
+        )
+    return secret
+
+
+@commands.command("controller")
+def controller_cmd(
+    stack: str = typer.Option("staging", "--stack", "-s", help="stack (plan and labels of the flags it writes)"),
+    flags_file: Path | None = typer.Option(None, "--flags-file", help="the gateway's flag file (embedded default)"),
+    featureflag: str | None = typer.Option(
+        None, "--featureflag", help="in a cluster: NAMESPACE/NAME of the FeatureFlag it patches"
+    ),
+    secret_file: Path | None = typer.Option(
+        None, "--secret-file", help="file holding the webhook's shared secret (default: $CUTOVER_WEBHOOK_SECRET)"
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="listen address (in a pod: 0.0.0.0)"),
+    port: int = typer.Option(9095, "--port", help="listen port: POST /alertmanager, GET /status, GET /metrics"),
+    log: Path = typer.Option(Path("rollbacks.jsonl"), "--log", help="the rollback log (`reconcile --after-rollback`)"),
+    hold_down: str | None = typer.Option(
+        None, "--hold-down", help="minimum time between two rollbacks (default: the plan's abort_triggers.hold_down)"
+    ),
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="also poll this Prometheus for firing rollback alerts (if Alertmanager is down)"
+    ),
+    poll_s: float = typer.Option(15, "--poll-interval", help="seconds between two polls of --prometheus"),
+    plan_file: Path | None = typer.Option(
+        None, "--plan", help="plan file; with it the stack file is not read (in a pod: the plan ConfigMap)"
+    ),
+    project_dir: Path | None = ProjectDir,
+) -> None:
+    """Run the rollback controller: Alertmanager posts the abort alerts here, and a firing alert
+    labelled action=rollback rolls the flags back as its rollback_level says (kill switch, one step
+    back, or the previous phase), at most once per hold-down. Every rollback is logged and counted."""
+    import threading
+    import time as _time
+
+    import uvicorn
+
+    from cutover.ops.controller import Controller, controller_app
+    from cutover.plan.durations import parse_duration
+    from cutover.plan.model import load_plan
+
+    plan = load_plan(plan_file) if plan_file is not None else common.project(project_dir, stack)[0]
+    if hold_down is not None:
+        try:
+            seconds = parse_duration(hold_down)
+        except ValueError:
+            raise CutoverError(f"--hold-down {hold_down!r} is not a duration", fix="e.g. 15m or 30s") from None
+        plan = plan.model_copy(update={"abort_triggers": plan.abort_triggers.model_copy(update={"hold_down": seconds})})
+    ctrl = Controller(plan, stack, flag_backend(flags_file, featureflag), webhook_secret(secret_file), log)
+    app = controller_app(ctrl)
+    if prometheus:
+
+        def poll() -> None:
+            while True:
+                _time.sleep(poll_s)
+                try:
+                    ctrl.poll(prometheus)
+                except Exception as exc:  # a Prometheus that does not answer is retried, never fatal
+                    common.err.print(f"controller: polling {prometheus} failed: {exc}", highlight=False)
+
+        threading.Thread(target=poll, name="prometheus-poll", daemon=True).start()
+    common.err.print(
+        f"cutover controller: stack {stack}, flags {flags_file or featureflag}, http://{host}:{port}/alertmanager, "
+        f"hold-down {plan.abort_triggers.hold_down:g} s, log {log}",
+        highlight=False,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")

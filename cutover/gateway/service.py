@@ -132,6 +132,14 @@ class FlagReader:
         cohort = read.variant if read.variant in ("control", "treatment") else "control"
         return Decision(cohort, read.value, write.value, False), variants
 
+    def phase(self) -> str | None:
+        """The phase the live flags carry (the flag set's metadata, as flagd hands it with every
+        evaluation), or None when they carry none."""
+        ctx = self._ctx("status-probe", {})
+        details = self.provider.resolve_string_details(self.plan.flag_keys.read_path, "legacy", ctx)
+        value = (details.flag_metadata or {}).get("phase")
+        return value if isinstance(value, str) and value in self.plan.phase_names else None
+
     def close(self) -> None:
         self.provider.shutdown()
 
@@ -261,6 +269,7 @@ class Gateway:
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes etc., for soak runs
         self.metrics = GatewayMetrics(plan, self.registry)
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
+        self._phase_shown = phase
         self.flags = FlagReader(plan, flags_path, flag_poll_ms)
         g = plan.gateway
         # One outbox per primary: inside a SQLite store's own file (the write and its mirror row commit
@@ -494,7 +503,17 @@ class Gateway:
     def requeue_dead(self) -> int:
         return sum(box.requeue_dead() for box in self.outboxes.values())
 
+    def live_phase(self) -> str:
+        """The phase of the flags the gateway evaluates now (a rollback or `cutover flags --phase`
+        changes it without a restart); the phase it started in when the flags name none."""
+        return self.flags.phase() or self.phase
+
     def refresh_gauges(self) -> None:
+        phase = self.live_phase()
+        if phase != self._phase_shown:
+            self.metrics.phase_info.remove(self._phase_shown, self.stack)
+            self.metrics.phase_info.labels(phase=phase, stack=self.stack).set(1)
+            self._phase_shown = phase
         depth, age = self.outbox_depth(), self.outbox_oldest_age()
         for target in ("legacy", "memoryos"):
             self.metrics.outbox_depth.labels(target=target).set(depth.get(target, 0))
@@ -505,7 +524,8 @@ class Gateway:
         r = self.drift.readiness()
         probe, _ = self.flags.evaluate("status-probe", None)
         return {
-            "phase": self.phase,
+            "phase": self.live_phase(),
+            "started_in_phase": self.phase,
             "stack": self.stack,
             "flags": {"file": str(self.flags.path), "kill_switch": probe.kill, "write_mode": probe.write_mode},
             "outbox": {

@@ -34,7 +34,7 @@ from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
 from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
-from cutover.ops.controller import Controller, FlagFile, FlagState, apply_state, controller_app, render_state
+from cutover.ops.controller import FlagFile, FlagState, apply_state, render_state
 from cutover.render.alerts import render_rules
 from cutover.render.rendering import load_project, render, write_rendering
 from cutover.store.records import Record
@@ -118,8 +118,6 @@ class Rehearsal:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        if getattr(self, "ctrl_server", None):
-            self.ctrl_server.should_exit = True
 
     # -- steps ------------------------------------------------------------------------------------
     def step_render(self) -> None:
@@ -156,31 +154,41 @@ class Rehearsal:
 
     def start(self) -> None:
         self.say("start Prometheus, Alertmanager, the gateway and the controller")
-        import uvicorn
-
         data = self.out / "data"
         data.mkdir(parents=True, exist_ok=True)
         self.flags = FlagFile(self.out / "flags.json")
         self.flags.write(render_state(self.plan, FlagState(self.plan.phase_names[0]), "staging"))
-        self.secret = "rehearsal-secret"
-        self.ctrl = Controller(
-            self.plan.model_copy(
-                update={
-                    "abort_triggers": self.plan.abort_triggers.model_copy(
-                        update={"hold_down": self.plan.abort_triggers.hold_down / self.scale}
-                    )
-                }
-            ),
-            "staging",
-            self.flags,
-            self.secret,
-            self.out / "rollbacks.jsonl",
-        )
+        # the rollback controller, as a cluster runs it: `cutover controller` (a process of its own)
+        import secrets
+
+        self.secret = secrets.token_hex(24)
+        (self.out / "webhook-secret").write_text(self.secret)
+        (self.out / "webhook-secret").chmod(0o600)
+        self.hold_down = self.plan.abort_triggers.hold_down / self.scale
         ctrl_port = self.free_port()
-        self.ctrl_server = uvicorn.Server(
-            uvicorn.Config(controller_app(self.ctrl), host="127.0.0.1", port=ctrl_port, log_level="warning")
+        self.spawn(
+            "controller",
+            [
+                sys.executable,
+                "-m",
+                "cutover",
+                "controller",
+                "--stack",
+                "staging",
+                "--flags-file",
+                str(self.flags.path),
+                "--secret-file",
+                str(self.out / "webhook-secret"),
+                "--port",
+                str(ctrl_port),
+                "--log",
+                str(self.out / "rollbacks.jsonl"),
+                "--hold-down",
+                f"{self.hold_down:g}s",
+                "--project-dir",
+                str(self.project),
+            ],
         )
-        threading.Thread(target=self.ctrl_server.run, daemon=True).start()
         self.ctrl_url = f"http://127.0.0.1:{ctrl_port}"
         self.wait_http(f"{self.ctrl_url}/status")
         # the gateway
@@ -385,6 +393,10 @@ class Rehearsal:
     def status(self) -> dict:
         return self.admin.get("/admin/status").json()
 
+    def rollbacks(self) -> list[dict]:
+        """The controller's rollbacks so far (its GET /status), oldest first."""
+        return httpx.get(f"{self.ctrl_url}/status", timeout=5).json()["rollbacks"]
+
     def lost_batch(self) -> int:
         """The drift spike's cause, as the drift-spike playbook names it: records missing in MemoryOS
         (a migration batch that never landed). A third of the migrated corpus is taken out of the
@@ -551,8 +563,8 @@ class Rehearsal:
         and the controller rolls the flags back. Then the fault goes and the phase starts over."""
         nxt = self.plan.phase_names[self.plan.index(phase) + 1]
         self.say(f"{phase} with a regression: {REGRESSION_MS} ms added to MemoryOS reads")
-        before = len(self.ctrl.history)
-        rolled_back = lambda: len(self.ctrl.history) > before  # noqa: E731
+        before = len(self.rollbacks())
+        rolled_back = lambda: len(self.rollbacks()) > before  # noqa: E731
         self.admin.post("/admin/faults", json={"store": "memoryos", "latency_ms": REGRESSION_MS}).raise_for_status()
         try:
             judged = self.judged(phase, f"{phase}-regression", expect="ROLLBACK", stop=rolled_back)
@@ -560,12 +572,12 @@ class Rehearsal:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not rolled_back():
                 self.traffic(2, threads=3, writes=0.2)
-            rb = self.ctrl.history[-1] if rolled_back() else None
+            rb = self.rollbacks()[-1] if rolled_back() else None
             acted = self.check(
                 phase,
                 "the abort alert fired and the controller rolled the flags back",
                 rb is not None,
-                f"alert {rb.trigger}, level {rb.level}" if rb else "no rollback within 60 s",
+                f"alert {rb['trigger']}, level {rb['level']}" if rb else "no rollback within 60 s",
             )
         finally:
             self.admin.post("/admin/faults", json={"store": "memoryos"}).raise_for_status()
@@ -603,7 +615,7 @@ class Rehearsal:
         flip and the recovery."""
         stats: dict[str, Any] = {"ok": 0, "errors": 0, "fallbacks": 0, "acked": set(), "timeline": []}
         done = threading.Event()
-        rollbacks_before = len(self.ctrl.history)
+        rollbacks_before = len(self.rollbacks())
 
         def load():
             while not done.is_set():
@@ -623,7 +635,7 @@ class Rehearsal:
                 names = self.firing_rollback_alerts()
                 if names:
                     t_alert, fired = now - t0, alert if alert in names else names[0]
-            if t_flip is None and len(self.ctrl.history) > rollbacks_before:
+            if t_flip is None and len(self.rollbacks()) > rollbacks_before:
                 t_flip = now - t0
             if t_flip is not None:
                 probe = httpx.post(
@@ -640,11 +652,12 @@ class Rehearsal:
         done.set()
         loader.join()
         self.admin.post("/admin/faults", json={"store": "memoryos"}).raise_for_status()
-        rollback = self.ctrl.history[-1] if len(self.ctrl.history) > rollbacks_before else None
+        history = self.rollbacks()
+        rollback = history[-1] if len(history) > rollbacks_before else None
         if (
             t_alert is None and rollback is not None
         ):  # it fired between two polls: Prometheus's ALERTS series has the time
-            fired = rollback.trigger
+            fired = rollback["trigger"]
             t_alert = self.first_firing(fired, t0)
         total = stats["ok"] + stats["errors"]
         return {
@@ -659,7 +672,7 @@ class Rehearsal:
             "client_error_rate": stats["errors"] / max(total, 1),
             "fallback_answers": stats["fallbacks"],
             "acked": stats["acked"],
-            "rollback": rollback.__dict__ if rollback is not None else None,
+            "rollback": rollback,
         }
 
     def step_drill(self, phase: str) -> bool:
@@ -668,9 +681,9 @@ class Rehearsal:
         results = []
         for fault in ({"latency_ms": 800}, {"error_rate": 1.0}):
             self.set_phase(phase)  # roll forward again before each injection
-            hold = self.ctrl.plan.abort_triggers.hold_down
-            if self.ctrl.history:
-                wait = hold - (time.time() - self.ctrl.history[-1].at)
+            history = self.rollbacks()
+            if history:
+                wait = self.hold_down - (time.time() - history[-1]["at"])
                 if wait > 0:
                     time.sleep(wait + 0.5)
             res = self.drill(phase, fault, "CutoverFallbackRateHigh")
