@@ -113,7 +113,8 @@ def test_slo_breach_rolls_back_end_to_end(tmp_path):
     try:
         r.start()
         r.seed_migrate_reconcile(n=600)
-        r.set_phase("ramp-50")
+        apply_state(r.flags, r.plan, FlagState("ramp-50"), "staging")  # the stack is in ramp-50
+        r.write_rules("ramp-50")
         res = r.drill("ramp-50", {"error_rate": 1.0}, "CutoverFallbackRateHigh")
     finally:
         r.stop()
@@ -174,6 +175,42 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
         assert LegacyStore(data / "legacy.db").get("n", "after") is not None  # mirrored back for a safe rollback
     finally:
         g.stop()
+
+
+def test_a_forward_flag_change_goes_through_the_gate_and_a_rollback_is_recorded(tmp_path, plan):
+    """`cutover flags --phase` refuses what `pulumi up` refuses (a jump, a closed gate), --force
+    needs a reason and is recorded; a manual kill switch lands in the rollback log that
+    `cutover reconcile --after-rollback` reads, and in the flags' metadata."""
+    flagfile = FlagFile(tmp_path / "flags.json")
+    flagfile.write(render_state(plan, FlagState("shadow"), "staging"))
+    evidence = ROOT / "tests" / "fixtures" / "evidence"
+    cmd = [sys.executable, "-m", "cutover", "flags", "--flags-file", str(flagfile.path), "--project-dir", str(ROOT)]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+
+    r = run("--phase", "full")
+    assert r.returncode == 2 and "phases advance one at a time" in r.stderr
+    r = run("--phase", "canary")  # no evidence: the gate is closed
+    assert (
+        r.returncode == 2 and "gate into 'canary' is closed" in r.stderr and state_of(flagfile.read()).phase == "shadow"
+    )
+    r = run("--phase", "canary", "--force")
+    assert r.returncode == 2 and "--force needs --reason" in r.stderr
+    r = run("--phase", "canary", "--evidence", str(evidence / "shadow-drift-ready.json"))
+    assert r.returncode == 0 and state_of(flagfile.read()).phase == "canary", r.stderr
+    assert flagfile.read()["metadata"]["changedBy"] == "manual" and not flagfile.read()["metadata"]["changeForced"]
+    r = run("--phase", "ramp-25", "--force", "--reason", "INC-7: evidence store lost")
+    assert r.returncode == 0 and "FORCED" in r.stderr and flagfile.read()["metadata"]["changeForced"] is True
+    assert not (tmp_path / "rollbacks.jsonl").exists()  # moving forward is no rollback
+    r = run("--kill-switch", "on", "--reason", "p99 doubled")
+    assert r.returncode == 0 and state_of(flagfile.read()).kill_switch
+    meta = flagfile.read()["metadata"]
+    assert (meta["rollbackLevel"], meta["changeReason"]) == ("immediate", "p99 doubled")
+    (line,) = [json.loads(x) for x in (tmp_path / "rollbacks.jsonl").read_text().splitlines()]
+    assert (line["trigger"], line["level"], line["labels"]["reason"]) == ("manual", "immediate", "p99 doubled")
+    r = run("--phase", "canary")  # back: always allowed, and a rollback
+    assert r.returncode == 0 and len((tmp_path / "rollbacks.jsonl").read_text().splitlines()) == 2
 
 
 def test_cutover_controller_command_rolls_back_on_a_webhook_and_refuses_a_weak_secret(tmp_path, plan):

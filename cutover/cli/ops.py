@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cutover.cli import common
-from cutover.cli.common import ProjectDir, out
+from cutover.cli.common import ProjectDir, err, out
 from cutover.plan.errors import CutoverError
 from cutover.plan.project import find_project
 
@@ -55,15 +55,30 @@ def flags_cmd(
         None, "--prometheus", help="Prometheus URL to watch error rate and p99 after a change"
     ),
     watch: float = typer.Option(0, "--watch", help="seconds to watch after a change (needs --prometheus)"),
+    evidence: list[Path] = typer.Option(
+        [], "--evidence", "-e", help="gate evidence file or directory (repeatable): a forward --phase needs it"
+    ),
+    force: bool = typer.Option(False, "--force", help="move forward although the gate is closed (needs --reason)"),
+    reason: str | None = typer.Option(None, "--reason", help="why: recorded with the change (and the rollback)"),
+    log: Path | None = typer.Option(
+        None, "--log", help="the rollback log a rollback is added to (default: rollbacks.jsonl beside the flag file)"
+    ),
     project_dir: Path | None = ProjectDir,
 ) -> None:
     """Show the live flag state, or change it: write, read back to verify, then watch error rate and p99.
+
+    A forward --phase goes through the same gate as `pulumi up` (one phase at a time, passing
+    evidence); going back, less treatment and the kill switch are always allowed. Every change is
+    recorded in the flags' metadata (who, why, when); a rollback is also added to the rollback log
+    that `cutover reconcile --after-rollback` reads.
 
     The immediate rollback of the runbook: `cutover flags --flags-file data/flags.json --kill-switch on`.
     """
     import time as _time
 
-    from cutover.ops.controller import FlagState, apply_state, state_of
+    from cutover.judge.evidence import check_transition, load_evidence
+    from cutover.ops.controller import Change, FlagState, Rollback, apply_state, log_rollback, rollback_level, state_of
+    from cutover.plan.errors import TransitionError
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
@@ -75,6 +90,7 @@ def flags_cmd(
         raise CutoverError(f"--read-path {read_path!r}", fix="use legacy, shadow or memoryos")
     if phase is None and read_path is None and percentage is None and kill_switch is None:
         return
+    before = state
     if phase is not None:
         plan.index(phase)
         state = FlagState(phase)
@@ -84,8 +100,26 @@ def flags_cmd(
         state.percentage if percentage is None else percentage,
         state.read_path if read_path is None else read_path,
     )
-    apply_state(backend, plan, new, stack)
+    if force and not reason:
+        raise CutoverError("--force needs --reason", fix='say why, e.g. --reason "INC-123: gate evidence lost"')
+    level = rollback_level(plan, before, new)
+    forced = False
+    if not level and phase is not None:
+        try:
+            check_transition(plan, before.phase, phase, load_evidence(evidence), stack)
+        except TransitionError as exc:
+            if not force:
+                raise
+            forced = True
+            err.print(f"FORCED past a closed gate ({exc.message}): {reason}", highlight=False)
+    change = Change("manual", reason or ("rollback" if level else "change"), level, forced)
+    apply_state(backend, plan, new, stack, change)
     out.print(f"set and verified: {new.describe(plan)}", highlight=False)
+    if level:
+        where = log or (flags_file.parent / "rollbacks.jsonl" if flags_file else Path("rollbacks.jsonl"))
+        labels = {"reason": change.reason, "by": "cutover flags"}
+        log_rollback(where, Rollback(change.at, "manual", level, before.describe(plan), new.describe(plan), labels))
+        out.print(f"rollback ({level}) recorded in {where}", highlight=False)
     if watch and prometheus:
         import httpx
 

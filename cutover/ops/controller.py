@@ -50,7 +50,28 @@ class FlagState:
         )
 
 
-def render_state(plan: Plan, state: FlagState, stack: str) -> dict:
+@dataclass(frozen=True)
+class Change:
+    """Who changed the flags and why, carried in the flag set's metadata (so in the FeatureFlag):
+    the next tool (the Pulumi program, the gateway, on-call) reads the last change from the flags."""
+
+    by: str  # controller | manual
+    reason: str
+    rollback_level: str = ""  # immediate | partial | full when the change is a rollback
+    forced: bool = False
+    at: float = field(default_factory=time.time)
+
+    def metadata(self) -> dict:
+        return {
+            "changedAt": round(self.at, 3),
+            "changedBy": self.by,
+            "changeReason": self.reason,
+            "rollbackLevel": self.rollback_level,
+            "changeForced": self.forced,
+        }
+
+
+def render_state(plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict:
     """The flag set for a state: the phase's flags with the overrides applied, one renderer for all."""
     p = plan.phase(state.phase)
     flags = p.flags
@@ -67,6 +88,7 @@ def render_state(plan: Plan, state: FlagState, stack: str) -> dict:
         {
             "percentageOverride": -1 if state.percentage is None else state.percentage,
             "readPathOverride": state.read_path or "",
+            **(change.metadata() if change else {}),
         }
     )
     return doc
@@ -132,9 +154,9 @@ class FeatureFlagObject:
         )
 
 
-def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str) -> dict:
+def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict:
     """Write, then read back and verify; raises when the read-back differs."""
-    doc = render_state(plan, state, stack)
+    doc = render_state(plan, state, stack, change)
     backend.write(doc)
     back = backend.read()
     if back.get("flags") != doc["flags"]:
@@ -166,6 +188,27 @@ class Rollback:
     before: str
     after: str
     labels: dict = field(default_factory=dict)
+
+
+def log_rollback(path: Path, rollback: Rollback) -> None:
+    """One line of the rollback log (JSON lines): `cutover reconcile --after-rollback` reads the last."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(rollback.__dict__) + "\n")
+
+
+def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
+    """Which rollback a flag change is ("" when it is none): the kill switch turned on, a step back
+    to an earlier phase, or less treatment (a lower percentage, or reads back to legacy)."""
+    if after.kill_switch and not before.kill_switch:
+        return "immediate"
+    if plan.index(after.phase) < plan.index(before.phase):
+        return "full"
+    pct = lambda s: plan.phase(s.phase).flags.treatment.percentage if s.percentage is None else s.percentage  # noqa: E731
+    path = lambda s: s.read_path or plan.phase(s.phase).flags.read_path  # noqa: E731
+    if after.phase == before.phase and (pct(after) < pct(before) or (path(after) == "legacy" != path(before))):
+        return "partial"
+    return ""
 
 
 class Controller:
@@ -217,12 +260,10 @@ class Controller:
                 return None
             before = state_of(self.backend.read())
             after = rolled_back(self.plan, before, level)
-            apply_state(self.backend, self.plan, after, self.stack)
+            apply_state(self.backend, self.plan, after, self.stack, Change("controller", trigger, level, at=now))
             r = Rollback(now, trigger, level, before.describe(self.plan), after.describe(self.plan), labels or {})
             self.history.append(r)
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(r.__dict__) + "\n")
+            log_rollback(self.log_path, r)
             if self.metrics is not None:
                 self.metrics.labels(trigger=trigger, level=level).inc()
         if self.on_rollback:

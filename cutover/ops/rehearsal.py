@@ -34,7 +34,7 @@ from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
 from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
-from cutover.ops.controller import FlagFile, FlagState, apply_state, render_state
+from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.render.alerts import render_rules
 from cutover.render.rendering import load_project, render, write_rendering
 from cutover.store.records import Record
@@ -296,7 +296,24 @@ class Rehearsal:
             httpx.post(f"{self.prom}/-/reload", timeout=10)
 
     def set_phase(self, phase: str) -> None:
-        apply_state(self.flags, self.plan, FlagState(phase), "staging")
+        """`cutover flags --phase`, through the gate as an operator moves the flags."""
+        r = self.cutover(
+            "flags",
+            "--flags-file",
+            str(self.flags.path),
+            "--phase",
+            phase,
+            "--stack",
+            "staging",
+            "--evidence",
+            str(self.out / "evidence"),
+            "--reason",
+            "rehearsal",
+            "--project-dir",
+            str(self.project),
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"cutover flags --phase {phase} refused: {' '.join(r.stderr.split())[-300:]}")
         self.write_rules(phase)
         time.sleep(0.6)  # one flag-file poll of the gateway
 
