@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from cutover.infra.program import BODY
+
 from cutover.plan.stacks import PROJECT
 
 from .conftest import ROOT
@@ -56,7 +58,7 @@ def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: d
         assert r.typ.startswith("kubernetes:"), r.typ
         obj = {
             k: inputs[k]
-            for k in ("apiVersion", "kind", "metadata", "spec", "data", "stringData", "type")
+            for k in ("apiVersion", "kind", "metadata", *BODY)
             if k in inputs
         }
         if r.typ.startswith("kubernetes:core/v1:Secret"):

@@ -32,6 +32,7 @@ PARTS = {  # part -> the components its objects carry (app.kubernetes.io/compone
     "loadtest": {"loadtest", "locust-master", "locust-worker", "plan"},
     "nightly": {"loadtest", "nightly", "plan"},
     "migration": {"migration"},
+    "controller": {"controller", "plan"},
 }
 CRDS = {
     "FeatureFlag": ("crd-openfeature-featureflags.yaml", "v1beta1"),
@@ -59,8 +60,25 @@ def component(obj: dict) -> str | None:
     return obj["metadata"]["labels"].get("app.kubernetes.io/component")
 
 
+def validate_alertmanager_config(obj: dict) -> None:
+    """AlertmanagerConfig (monitoring.coreos.com/v1alpha1): its CRD schema is not vendored (see
+    tests/schemas/SOURCES.yaml), so the fields the operator reads are checked here by name."""
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1alpha1"
+    spec = obj["spec"]
+    assert set(spec) == {"route", "receivers"}
+    assert set(spec["route"]) <= {"receiver", "groupBy", "groupWait", "groupInterval", "repeatInterval", "matchers"}
+    assert {m["matchType"] for m in spec["route"]["matchers"]} <= {"=", "!=", "=~", "!~"}
+    (receiver,) = spec["receivers"]
+    assert receiver["name"] == spec["route"]["receiver"]
+    (hook,) = receiver["webhookConfigs"]
+    assert set(hook) == {"url", "sendResolved", "httpConfig"}
+    assert set(hook["httpConfig"]["authorization"]["credentials"]) == {"name", "key"}
+
+
 def validate(obj: dict) -> None:
-    if obj["kind"] in CRDS:
+    if obj["kind"] == "AlertmanagerConfig":
+        validate_alertmanager_config(obj)
+    elif obj["kind"] in CRDS:
         errors = list(crd_validator(*CRDS[obj["kind"]]).iter_errors(obj))
         assert not errors, f"{obj['kind']} {obj['metadata']['name']}: {errors[0].message}"
     else:
@@ -70,13 +88,21 @@ def validate(obj: dict) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize(
     "parts",
-    [(), ("gateway",), ("loadtest",), ("nightly",), ("migration",), ("gateway", "loadtest", "nightly", "migration")],
+    [
+        (),
+        ("gateway",),
+        ("loadtest",),
+        ("nightly",),
+        ("migration",),
+        ("controller",),
+        ("gateway", "loadtest", "nightly", "migration", "controller"),
+    ],
     ids="-".join,
 )
 def test_objects_exist_only_when_enabled_and_pulumi_declares_what_render_writes(stack, parts):
     s = settings(stack, parts)
     _plan, r = rendered(stack, s)
-    declared = run_program(stack, s, deployed_phase="canary", secrets={"adminToken": TOKEN})
+    declared = run_program(stack, s, deployed_phase="canary", secrets={"adminToken": TOKEN, "webhookSecret": TOKEN})
     base = {"FeatureFlag", "PrometheusRule"}  # flags, rules and the 4 dashboards are always there
     scale_out = [o for o in declared if o["kind"] not in base and "grafana_dashboard" not in o["metadata"]["labels"]]
     assert {component(o) for o in scale_out} == set().union(*(PARTS[p] for p in parts))
@@ -86,7 +112,7 @@ def test_objects_exist_only_when_enabled_and_pulumi_declares_what_render_writes(
     # the same objects as `cutover render`, plus the admin Secret filled from the secret config value
     secret = [o for o in declared if o["kind"] == "Secret"]
     assert normal([o for o in declared if o["kind"] != "Secret"]) == normal(r.manifests)
-    assert len(secret) == len(r.secrets) == (1 if "gateway" in parts else 0)
+    assert len(secret) == len(r.secrets) == ("gateway" in parts) + ("controller" in parts)
     for sec, bare in zip(secret, r.secrets):
         assert sec["stringData"]["value"] == {"token": TOKEN}
         assert sec["stringData"][pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
@@ -178,11 +204,39 @@ def test_every_cutover_command_in_a_container_parses(stack):
                 lines = [ln[: ln.index("||")] if "||" in ln else ln for ln in lines]
             for argv in lines:
                 seen.add(parse_cutover(argv).info_name)
-    assert seen == {"serve", "analyze", "loadtest", "migrate", "reconcile"}
+    assert seen == {"serve", "analyze", "loadtest", "migrate", "reconcile", "controller"}
+
+
+def test_controller_objects_fit_together():
+    """The controller may patch only its FeatureFlag; Alertmanager reaches its Service with the
+    webhook Secret; the abort alerts carry the namespace the AlertmanagerConfig routes."""
+    plan, r = rendered("production", settings("production", ("controller",)))
+    by = {(o["kind"], o["metadata"]["name"]): o for o in r.manifests}
+    n = workloads.names(plan)
+    (rule,) = by[("Role", n["controller"])]["rules"]
+    assert rule["resourceNames"] == [n["flags"]] and rule["verbs"] == ["get", "patch"]
+    deploy = by[("Deployment", n["controller"])]
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == n["controller"]
+    command = deploy["spec"]["template"]["spec"]["containers"][0]["command"]
+    ns = stack_settings("production")["namespace"]
+    assert command[command.index("--featureflag") + 1] == f"{ns}/{n['flags']}"
+    amc = by[("AlertmanagerConfig", n["controller"])]
+    hook = amc["spec"]["receivers"][0]["webhookConfigs"][0]
+    service = by[("Service", n["controller"])]
+    assert (
+        hook["url"]
+        == f"http://{service['metadata']['name']}.{ns}.svc:{service['spec']['ports'][0]['port']}/alertmanager"
+    )
+    assert hook["httpConfig"]["authorization"]["credentials"]["name"] == n["webhook"]
+    assert [x["metadata"]["name"] for x in r.secrets] == [n["webhook"]]
+    assert amc["metadata"]["labels"]["release"] == stack_settings("production").get("release", "kube-prometheus-stack")
+    abort = [x for g in r.rules["groups"] for x in g["rules"] if x.get("labels", {}).get("action") == "rollback"]
+    assert abort and all(x["labels"]["namespace"] == ns for x in abort)
+    assert "alertmanager-receiver.yaml" in r.files()
 
 
 def test_gateway_without_the_secret_admin_token_is_refused():
-    with pytest.raises(pulumi.RunError, match=r"adminToken is not set.*--secret"):
+    with pytest.raises(pulumi.RunError, match=r"adminToken, which is not set.*--secret"):
         run_program("staging", settings("staging", ("gateway",)), deployed_phase="canary")
 
 

@@ -38,12 +38,17 @@ TYPED = {
     ("v1", "Secret"): k8s.core.v1.Secret,
     ("v1", "Service"): k8s.core.v1.Service,
     ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
     ("batch/v1", "Job"): k8s.batch.v1.Job,
     ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
 }
-BODY = ("spec", "data", "stringData", "type")  # the top-level fields a manifest may carry besides metadata
+# the top-level fields a manifest may carry besides metadata, and their names as typed-resource arguments
+BODY = ("spec", "data", "stringData", "type", "rules", "roleRef", "subjects")
+ARG = {"stringData": "string_data", "roleRef": "role_ref"}
 
 
 def declare(
@@ -56,7 +61,7 @@ def declare(
     body.update(inputs)
     typed = TYPED.get((obj["apiVersion"], obj["kind"]))
     if typed is not None:
-        body = {"string_data" if k == "stringData" else k: v for k, v in body.items()}
+        body = {ARG.get(k, k): v for k, v in body.items()}
         return typed(name, metadata=metadata, opts=opts, **body)
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=metadata, opts=opts, **body
@@ -97,16 +102,16 @@ def program(root: Path) -> Rendering:
             # reconcile after every shard: pulumi-kubernetes waits for the migration Job to complete
             opts = pulumi.ResourceOptions(depends_on=[declared[("Job", workloads.names(plan)["migrate"])]])
         declared[(obj["kind"], obj["metadata"]["name"])] = declare(obj, gate, opts)
-    if rendering.secrets:
-        token = pulumi.Config(PROJECT).get_secret(workloads.SECRET_CONFIG_KEY)
+    for obj in rendering.secrets:  # each filled from the secret config value its annotation names
+        key = obj["metadata"]["annotations"][workloads.SECRET_CONFIG_ANNOTATION]
+        token = pulumi.Config(PROJECT).get_secret(key)
         if token is None:
             raise pulumi.RunError(
-                f"the gateway is enabled but {PROJECT}:{workloads.SECRET_CONFIG_KEY} is not set; set it with: "
-                f'pulumi config set --secret {PROJECT}:{workloads.SECRET_CONFIG_KEY} "$(openssl rand -base64 32)"'
+                f"{obj['metadata']['name']} needs {PROJECT}:{key}, which is not set; set it with: "
+                f'pulumi config set --secret {PROJECT}:{key} "$(openssl rand -hex 24)"'
             )
-        for obj in rendering.secrets:
-            secret_token: pulumi.Output[str] = pulumi.Output.secret(token)
-            declare(obj, gate, stringData=secret_token.apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
+        secret_token: pulumi.Output[str] = pulumi.Output.secret(token)
+        declare(obj, gate, stringData=secret_token.apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
     pulumi.export("phase", cfg.phase)
     pulumi.export("transition", gate)
     pulumi.export("planDigest", plan.digest())

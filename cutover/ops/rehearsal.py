@@ -499,7 +499,7 @@ class Rehearsal:
             return self.check("gate", f"gate into {phase} open", opened, detail)
         return self.check("gate", f"gate into {phase} stays closed", r.returncode == 1, detail)
 
-    def samples_for_verdict(self, phase: str, name: str, stop=lambda: False) -> list | None:
+    def samples_for_verdict(self, phase: str, name: str, stop=lambda: False) -> list[Path] | None:
         """`cutover loadtest canary` in chunks until every cohort and operation has the judge's
         minimum samples (`missing_samples`), bounded by JUDGE_TIMEOUT_S; None (a failed check with
         the counts) when the time is up."""
@@ -536,10 +536,10 @@ class Rehearsal:
             missing = missing_samples(data, a)
             if missing and stop():
                 self.say(f"  {phase}: flags rolled back after {len(files)} run(s); judging what was sampled")
-                return data
+                return files
             if not missing:
                 self.say(f"  {phase}: {len(data)} samples in {len(files)} run(s) of {CHUNK_S} s")
-                return data
+                return files
             if time.monotonic() > deadline:
                 self.check(
                     phase,
@@ -549,30 +549,60 @@ class Rehearsal:
                 )
                 return None
 
-    def judged(self, phase: str, name: str | None = None, expect: str = "PROMOTE", stop=lambda: False) -> bool:
-        """The canary scenario until the judge has its samples, then the judge with the plan's
-        thresholds (only min_samples lowered); the verdict becomes evidence. `expect`: the verdict
-        this run must give (a guard rail's check is that it closes)."""
-        from cutover.judge.report import write_analysis
-        from cutover.judge.share import expected_share
-        from cutover.judge.verdict import judge
+    def analyze(self, files: list[Path], phase: str, name: str, kind: str = "verdict") -> dict:
+        """`cutover analyze`, as an operator runs it, with the rehearsal's judge plan (the plan but
+        for min_samples); the verdict.json it writes is the gate's evidence."""
+        out = self.out / "evidence" / name
+        r = self.cutover(
+            "analyze", *map(str, files), "--phase", phase, "--kind", kind, "--stack", "staging",
+            "--out", str(out), "--file", str(self.judge_plan_file),
+        )  # fmt: skip
+        if r.returncode not in (0, 1, 3):  # PROMOTE, HOLD, ROLLBACK
+            raise RuntimeError(f"cutover analyze failed: {' '.join(r.stderr.split())[-300:]}")
+        return json.loads((out / "verdict.json").read_text())
 
+    def judged(self, phase: str, name: str | None = None, expect: str = "PROMOTE", stop=lambda: False) -> bool:
+        """The canary scenario until the judge has its samples, then `cutover analyze` with the
+        plan's thresholds (only min_samples lowered); the verdict is evidence. `expect`: the verdict
+        this run must give (a guard rail's check is that it closes)."""
         name = name or phase
-        data = self.samples_for_verdict(phase, name, stop)
-        if data is None:
+        files = self.samples_for_verdict(phase, name, stop)
+        if files is None:
             return False
-        eff = self.judge_plan.effective(phase)
-        verdict = judge(data, eff.analysis, expected_share(eff))
-        write_analysis(verdict, data, self.judge_plan, phase, "staging", self.out / "evidence" / name)
-        n = verdict.samples
+        ev = self.analyze(files, phase, name)
+        n = ev.get("samples", {})
         return self.check(
             phase,
-            f"judge verdict {verdict.verdict}{'' if expect == 'PROMOTE' else f' (expected {expect})'} "
+            f"judge verdict {ev['verdict']}{'' if expect == 'PROMOTE' else f' (expected {expect})'} "
             f"({n.get('control', 0)} control, {n.get('treatment', 0)} treatment samples)",
-            verdict.verdict == expect,
-            "; ".join(verdict.reasons)[:400],
-            score=verdict.score,
+            ev["verdict"] == expect,
+            "; ".join(ev.get("reasons", []))[:400],
+            score=ev.get("details", {}).get("score"),
         )
+
+    def step_pre_deployment(self) -> bool:
+        """Phase 0's exit evidence, as an operator collects it: a baseline and a soak run on the
+        legacy path (`cutover loadtest baseline|soak`, `cutover analyze --kind baseline|soak`)."""
+        self.say("pre-deployment: baseline and soak on the legacy path")
+        ok = True
+        for kind, scenario, seconds, extra in (
+            ("baseline", "baseline", 12, []),
+            ("soak", "soak", 20, ["--locust-arg=--probe-every=2"]),
+        ):
+            samples = self.out / "samples" / f"{scenario}.jsonl"
+            r = self.cutover(
+                "loadtest", scenario, "--users", "12", "--spawn-rate", "12", "--run-time", f"{seconds}s",
+                "--host", self.gw, "--samples", str(samples), *extra,
+            )  # fmt: skip
+            if r.returncode != 0:
+                ok = self.check("pre-deployment", f"Locust {scenario} run", False, r.stderr[-300:]) and ok
+                continue
+            ev = self.analyze([samples], "pre-deployment", f"pre-deployment/{kind}", kind)
+            ok = self.check(
+                "pre-deployment", f"{kind}: {ev['verdict']}", ev["verdict"] == "PROMOTE",
+                "; ".join(ev.get("reasons", []))[:300],
+            ) and ok  # fmt: skip
+        return ok
 
     def step_regression(self, phase: str) -> bool:
         """The guard rails closing: the MemoryOS path made slower (REGRESSION_MS added to each read),
@@ -799,11 +829,18 @@ class Rehearsal:
         self.judge_plan = self.plan.model_copy(
             update={"analysis": a.model_copy(update={"min_samples": min(a.min_samples, REHEARSAL_MIN_SAMPLES)})}
         )
+        self.judge_plan_file = self.out / "plan-judge.yaml"  # what `cutover analyze --file` reads here
+        self.judge_plan_file.write_text(
+            "# the plan with the rehearsal's one override (analysis.min_samples); see report.md\n"
+            + yaml.safe_dump(self.judge_plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+        )
         try:
             self.step_render()
             self.start()
             self.seed_migrate_reconcile()
             order = self.plan.phase_names
+            if not self.step_pre_deployment() or not self.gate(order[1]):
+                raise RuntimeError("pre-deployment did not pass its gate")
             for phase in order[1:]:
                 if phase not in phases:
                     continue

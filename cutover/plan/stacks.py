@@ -16,7 +16,8 @@ from cutover.plan.errors import StackError
 from cutover.plan.yamlsrc import SourceFile
 
 PROJECT = "memoryos-rollout"
-SECRET_KEYS = ("adminToken",)  # the gateway's admin token: a Pulumi secret config value
+# Pulumi secret config values: the gateway's admin token, the controller's webhook secret
+SECRET_KEYS = ("adminToken", "webhookSecret")
 LABEL_KEY = r"^([a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?/)?[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?$"
 
 
@@ -122,6 +123,25 @@ class MigrationWorkload(_Part):
     )
 
 
+class ControllerWorkload(_Part):
+    """The rollback controller (`cutover controller`): a Deployment with a Service, a ServiceAccount
+    that may patch only the stack's FeatureFlag, the webhook Secret, and an AlertmanagerConfig that
+    routes the rollback-labelled abort alerts to it."""
+
+    enabled: bool = False
+    port: int = Field(default=9095, ge=1, le=65535)
+    holdDown: str | None = Field(
+        default=None, pattern=r"^[0-9]+[smhd]$", description="override of the plan's abort_triggers.hold_down"
+    )
+    groupWait: str = Field(default="10s", pattern=r"^[0-9]+[smh]$", description="Alertmanager route group_wait")
+    repeatInterval: str = Field(
+        default="5m", pattern=r"^[0-9]+[smh]$", description="Alertmanager route repeat_interval"
+    )
+    resources: Resources = Field(
+        default_factory=lambda: Resources(requests={"cpu": "50m", "memory": "128Mi"}, limits={"memory": "256Mi"})
+    )
+
+
 class StackConfig(BaseModel):
     """Per-stack settings. Field names are the Pulumi config keys (without the project prefix)."""
 
@@ -150,6 +170,7 @@ class StackConfig(BaseModel):
     loadtest: LoadtestWorkload = Field(default_factory=LoadtestWorkload, description="distributed Locust")
     nightly: NightlyWorkload = Field(default_factory=NightlyWorkload, description="nightly canary comparison")
     migration: MigrationWorkload = Field(default_factory=MigrationWorkload, description="sharded migration")
+    controller: ControllerWorkload = Field(default_factory=ControllerWorkload, description="the rollback controller")
 
     def project_path(self, root: Path, value: str) -> Path:
         p = Path(value)

@@ -101,7 +101,13 @@ def _alert(
         "alert": name_,
         "expr": expr,
         "for": for_,
-        "labels": {"severity": severity, "phase": ctx["phase"], "stack": ctx["stack"], **labels},
+        "labels": {
+            "severity": severity,
+            "phase": ctx["phase"],
+            "stack": ctx["stack"],
+            **({"namespace": ctx["namespace"]} if ctx.get("namespace") else {}),
+            **labels,
+        },
         "annotations": {
             "summary": summary,
             "description": description,
@@ -297,12 +303,16 @@ def compress(rules: dict, scale: float) -> dict:
     return out
 
 
-def render_rules(plan: Plan, phase: str, stack: str, runbook_base: str, time_scale: float = 1.0) -> dict:
+def render_rules(
+    plan: Plan, phase: str, stack: str, runbook_base: str, time_scale: float = 1.0, namespace: str | None = None
+) -> dict:
     """A plain Prometheus rule file (`groups:`), as promtool and a PrometheusRule spec take it."""
     if time_scale != 1.0:
-        return compress(render_rules(plan, phase, stack, runbook_base), time_scale)
+        return compress(render_rules(plan, phase, stack, runbook_base, namespace=namespace), time_scale)
     eff = plan.effective(phase)
-    ctx = {"phase": phase, "stack": stack, "runbook_base": runbook_base}
+    # namespace: the stack's; the prometheus-operator's AlertmanagerConfig only routes alerts labelled
+    # with its own namespace (its default matcher strategy), and the sums drop the series' label
+    ctx = {"phase": phase, "stack": stack, "runbook_base": runbook_base, "namespace": namespace}
     return {
         "groups": [
             {"name": "cutover-sli-recording", "rules": recording_rules(plan, eff)},

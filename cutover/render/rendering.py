@@ -28,6 +28,7 @@ class Rendering:
     manifests: list[dict]
     secrets: list[dict]  # Secrets without data: only the Pulumi program fills them (from secret config)
     plan_digest: str
+    alertmanager: dict | None = None  # the controller's route for a hand-configured Alertmanager
 
     def header(self, what: str) -> str:
         return (
@@ -46,6 +47,13 @@ class Rendering:
             out[f"dashboards/{slug}.json"] = dashboards.dumps(board)
         for obj in self.manifests:
             out[f"manifests/{manifests.file_name(obj)}"] = yamlout.dumps(obj)
+        if self.alertmanager:
+            out["alertmanager-receiver.yaml"] = yamlout.dumps(
+                self.alertmanager,
+                "the controller's route and receiver, for an Alertmanager not run by the prometheus-operator:\n"
+                "merge route.routes and receivers into alertmanager.yml (the AlertmanagerConfig manifest is the\n"
+                "same for the operator)",
+            )
         return out
 
 
@@ -56,7 +64,7 @@ def render(
     plan.index(phase)  # unknown phase -> PlanError naming the known ones
     kill = cfg.killSwitch if kill_switch is None else kill_switch
     flag_doc = flags.render_flags(plan, phase, stack, kill_switch=kill)
-    rules = alerts.render_rules(plan, phase, stack, cfg.runbookBaseUrl)
+    rules = alerts.render_rules(plan, phase, stack, cfg.runbookBaseUrl, namespace=cfg.namespace)
     boards = dashboards.build(plan)
     objects = [
         manifests.feature_flag(plan, stack, cfg, phase, flag_doc),
@@ -78,6 +86,7 @@ def render(
         manifests=objects,
         secrets=workloads.secrets(plan, stack, cfg, phase),
         plan_digest=plan.digest(),
+        alertmanager=workloads.alertmanager_snippet(plan, stack, cfg) if cfg.controller.enabled else None,
     )
 
 

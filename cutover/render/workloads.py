@@ -31,6 +31,10 @@ LOCUST_DIR = "/locust"  # the locustfiles ConfigMap is mounted here
 PLAN_DIR = "/etc/cutover"  # the plan ConfigMap is mounted here
 ADMIN_TOKEN_KEY = "token"
 SECRET_CONFIG_KEY = "adminToken"  # memoryos-rollout:adminToken, a Pulumi secret
+WEBHOOK_CONFIG_KEY = "webhookSecret"  # memoryos-rollout:webhookSecret, a Pulumi secret
+SECRET_CONFIG_ANNOTATION = "cutover.io/secret-config"  # which secret config value fills a Secret
+ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
+WEBHOOK_DIR = "/etc/cutover-webhook"
 
 
 def names(plan: Plan) -> dict[str, str]:
@@ -49,6 +53,8 @@ def names(plan: Plan) -> dict[str, str]:
         "nightly": f"{n}-nightly-canary",
         "migrate": f"{n}-migrate",
         "reconcile": f"{n}-reconcile",
+        "controller": f"{n}-controller",
+        "webhook": f"{n}-controller-webhook",
     }
 
 
@@ -147,12 +153,13 @@ def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig, phase: str) ->
 def admin_secret(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
     """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
     secret config value; `cutover render` never writes it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": _meta(names(plan)["admin"], plan, stack, cfg, phase, "gateway"),
-    }
+    return _secret(names(plan)["admin"], SECRET_CONFIG_KEY, plan, stack, cfg, phase, "gateway")
+
+
+def _secret(name: str, config_key: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str) -> dict:
+    meta = _meta(name, plan, stack, cfg, phase, component)
+    meta["annotations"][SECRET_CONFIG_ANNOTATION] = config_key
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
 
 
 def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
@@ -554,7 +561,7 @@ def reconcile_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
 def build(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
     """Every scale-out object this stack enables (none when all parts are off)."""
     objs: list[dict] = []
-    if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled:
+    if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.controller.enabled:
         objs.append(plan_config_map(plan, stack, cfg, phase))
     if cfg.gateway.enabled:
         objs += [
@@ -572,6 +579,8 @@ def build(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
         objs.append(nightly_cron_job(plan, stack, cfg, phase))
     if cfg.migration.enabled:
         objs += [migration_job(plan, stack, cfg, phase), reconcile_job(plan, stack, cfg, phase)]
+    if cfg.controller.enabled:
+        objs += controller_objects(plan, stack, cfg, phase)
     for obj in objs:
         pod = pod_spec(obj)
         if pod is not None:  # volumes written by uid 10001: the results and data volumes, the outbox
@@ -588,5 +597,120 @@ def pod_spec(obj: dict) -> dict | None:
 
 
 def secrets(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
-    """Secrets whose values only Pulumi holds (filled by the program, never rendered)."""
-    return [admin_secret(plan, stack, cfg, phase)] if cfg.gateway.enabled else []
+    """Secrets whose values only Pulumi holds (filled by the program from the secret config value
+    their annotation names, never rendered); each holds its value under the key `token`."""
+    out = [admin_secret(plan, stack, cfg, phase)] if cfg.gateway.enabled else []
+    if cfg.controller.enabled:
+        out.append(_secret(names(plan)["webhook"], WEBHOOK_CONFIG_KEY, plan, stack, cfg, phase, "controller"))
+    return out
+
+
+# -- the rollback controller ------------------------------------------------------------------------
+
+
+def controller_url(plan: Plan, cfg: StackConfig) -> str:
+    return f"http://{names(plan)['controller']}.{cfg.namespace}.svc:{cfg.controller.port}/alertmanager"
+
+
+def controller_objects(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+    """`cutover controller` in the cluster: it patches only the stack's FeatureFlag (its Role names
+    that one object), and Alertmanager reaches it through the AlertmanagerConfig below."""
+    c, n = cfg.controller, names(plan)
+    meta = lambda name: _meta(name, plan, stack, cfg, phase, "controller")  # noqa: E731
+    plan_vol, plan_mount = _plan_volume(plan)
+    command = [
+        "cutover", "controller", "--stack", stack, "--plan", f"{PLAN_DIR}/rollout.yaml",
+        "--featureflag", f"{cfg.namespace}/{n['flags']}", "--secret-file", f"{WEBHOOK_DIR}/{ADMIN_TOKEN_KEY}",
+        "--host", "0.0.0.0", "--port", str(c.port), "--log", "/var/log/cutover/rollbacks.jsonl",
+        *(["--hold-down", c.holdDown] if c.holdDown else []),
+    ]  # fmt: skip
+    container = _container(
+        "controller", cfg, command, c.resources,
+        ports=[{"name": "http", "containerPort": c.port, "protocol": "TCP"}],
+        readinessProbe={"httpGet": {"path": "/status", "port": "http"}, "periodSeconds": 10},
+        volumeMounts=[plan_mount, {"name": "webhook", "mountPath": WEBHOOK_DIR, "readOnly": True},
+                      {"name": "log", "mountPath": "/var/log/cutover"}],
+    )  # fmt: skip
+    sel = _selector(plan, stack, "controller")
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(n["controller"])},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(n["controller"]),
+            "rules": [{"apiGroups": ["core.openfeature.dev"], "resources": ["featureflags"],
+                       "resourceNames": [n["flags"]], "verbs": ["get", "patch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(n["controller"]),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["controller"]},
+            "subjects": [{"kind": "ServiceAccount", "name": n["controller"], "namespace": cfg.namespace}],
+        },
+        {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(n["controller"]),
+            "spec": {
+                "replicas": 1,  # one controller: the hold-down lives in its memory
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": sel},
+                "template": {
+                    "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "controller")},
+                    "spec": {
+                        "serviceAccountName": n["controller"],
+                        "containers": [container],
+                        "volumes": [plan_vol, {"name": "webhook", "secret": {"secretName": n["webhook"]}},
+                                    {"name": "log", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1", "kind": "Service", "metadata": meta(n["controller"]),
+            "spec": {"selector": sel,
+                     "ports": [{"name": "http", "port": c.port, "targetPort": "http", "protocol": "TCP"}]},
+        },
+        alertmanager_config(plan, stack, cfg, phase),
+    ]  # fmt: skip
+
+
+def alertmanager_config(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+    """The route of the rollback-labelled abort alerts to the controller, for an Alertmanager run by
+    the prometheus-operator (labelled for the stack's kube-prometheus-stack release)."""
+    c, n = cfg.controller, names(plan)
+    meta = _meta(n["controller"], plan, stack, cfg, phase, "controller", release=cfg.release)
+    return {
+        "apiVersion": ALERTMANAGER_CONFIG_API, "kind": "AlertmanagerConfig", "metadata": meta,
+        "spec": {
+            "route": {
+                "receiver": n["controller"], "groupBy": ["alertname"], "groupWait": c.groupWait,
+                "groupInterval": c.groupWait, "repeatInterval": c.repeatInterval,
+                "matchers": [{"name": "action", "value": "rollback", "matchType": "="},
+                             {"name": "stack", "value": stack, "matchType": "="}],
+            },
+            "receivers": [{
+                "name": n["controller"],
+                "webhookConfigs": [{
+                    "url": controller_url(plan, cfg), "sendResolved": False,
+                    "httpConfig": {"authorization": {"type": "Bearer",
+                                                     "credentials": {"name": n["webhook"], "key": ADMIN_TOKEN_KEY}}},
+                }],
+            }],
+        },
+    }  # fmt: skip
+
+
+def alertmanager_snippet(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """The same route and receiver for an Alertmanager configured by hand (alertmanager.yml):
+    merge `route.routes` and `receivers`; the credentials file holds the webhook secret."""
+    c, n = cfg.controller, names(plan)
+    return {
+        "route": {"routes": [{
+            "receiver": n["controller"], "group_by": ["alertname"], "group_wait": c.groupWait,
+            "group_interval": c.groupWait, "repeat_interval": c.repeatInterval,
+            "matchers": ['action="rollback"', f'stack="{stack}"'], "continue": True,
+        }]},
+        "receivers": [{
+            "name": n["controller"],
+            "webhook_configs": [{
+                "url": controller_url(plan, cfg), "send_resolved": False,
+                "http_config": {"authorization": {"credentials_file": "/etc/alertmanager/secrets/cutover-webhook"}},
+            }],
+        }],
+    }  # fmt: skip
