@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import pulumi
 
 from cutover.infra.program import BODY
-
 from cutover.plan.stacks import PROJECT
 
 from .conftest import ROOT
@@ -56,11 +55,7 @@ def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: d
     for r in mocks.resources:
         inputs = dict(r.inputs)
         assert r.typ.startswith("kubernetes:"), r.typ
-        obj = {
-            k: inputs[k]
-            for k in ("apiVersion", "kind", "metadata", *BODY)
-            if k in inputs
-        }
+        obj = {k: inputs[k] for k in ("apiVersion", "kind", "metadata", *BODY) if k in inputs}
         if r.typ.startswith("kubernetes:core/v1:Secret"):
             obj.setdefault("apiVersion", "v1")
             obj.setdefault("kind", "Secret")

@@ -270,11 +270,14 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
 
 
 def watchdog(ctx: dict) -> dict:
+    """The dead man's switch. Severity `none`, as kube-prometheus-stack's own Watchdog: its default
+    Alertmanager configuration inhibits `severity: info` alerts (InfoInhibitor), which would silence
+    the heartbeat the switch listens for."""
     return _alert(
         "CutoverWatchdog",
         "vector(1)",
         "0s",
-        "info",
+        "none",
         "Alerting pipeline heartbeat",
         "Always firing. If it stops arriving, Prometheus, the rules or Alertmanager are down.",
         ctx,
