@@ -63,7 +63,15 @@ def flags_cmd(
     """
     import time as _time
 
-    from cutover.ops.controller import FeatureFlagObject, FlagBackend, FlagFile, FlagState, apply_state, state_of
+    from cutover.ops.controller import (
+        FeatureFlagObject,
+        FlagBackend,
+        FlagFile,
+        FlagState,
+        FlagStateError,
+        apply_state,
+        state_of,
+    )
 
     plan, _cfg = common.project(project_dir, stack)
     if bool(flags_file) == bool(featureflag):
@@ -79,8 +87,16 @@ def flags_cmd(
         if not flags_file.is_file():
             raise CutoverError("no such flag file", file=str(flags_file), fix="the gateway writes it in its --data-dir")
         backend = FlagFile(flags_file)
-    state = state_of(backend.read())
-    out.print(f"now: {state.describe(plan)}", highlight=False)
+    try:
+        state = state_of(backend.read())
+        out.print(f"now: {state.describe(plan)}", highlight=False)
+    except FlagStateError as exc:
+        if phase is None:
+            raise CutoverError(
+                f"the flag set cannot be read: {exc}", fix="write a good one: add --phase PHASE (the phase to serve)"
+            ) from None
+        out.print(f"now: unreadable ({exc}); --phase {phase} writes a new flag set", highlight=False)
+        state = FlagState(phase)
     if kill_switch not in (None, "on", "off"):
         raise CutoverError(f"--kill-switch {kill_switch!r}", fix="use on or off")
     if read_path not in (None, "legacy", "shadow", "memoryos"):

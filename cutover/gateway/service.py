@@ -147,6 +147,7 @@ class FlagReader:
         self.config_errors = self.evaluation_errors = 0
         self._last_log = -1e9
         self._defaults: Decision | None = None
+        self._last_write = "legacy"
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         rpc = flagd_address(path)
@@ -256,8 +257,10 @@ class FlagReader:
             self.evaluation_errors += 1
             self.on_error("evaluation")
             self._log_limited(f"flag evaluation failed ({type(exc).__name__}: {exc}): answering from the defaults")
-            fallback = self._defaults or Decision("control", "legacy", "legacy", False)
+            # the flag file's defaults; with flagd, legacy reads and the last write mode seen (mirroring goes on)
+            fallback = self._defaults or Decision("control", "legacy", self._last_write, False)
             return fallback, {}
+        self._last_write = result[0].write_mode
         if len(self._cache) >= self.CACHE_SIZE:
             self._cache.clear()
         self._cache[(targeting_key, group)] = result

@@ -72,9 +72,17 @@ def render_state(plan: Plan, state: FlagState, stack: str) -> dict:
     return doc
 
 
+class FlagStateError(ValueError):
+    """The flag set does not say which state it is in (not written by cutover, or damaged)."""
+
+
 def state_of(doc: dict) -> FlagState:
-    m = doc.get("metadata", {})
+    m = doc.get("metadata", {}) if isinstance(doc, dict) else None
+    if not isinstance(m, dict) or not isinstance(m.get("phase"), str):
+        raise FlagStateError("the flag set has no metadata.phase: not written by cutover, or damaged")
     pct = m.get("percentageOverride", -1)
+    if pct not in (-1, None) and (isinstance(pct, bool) or not isinstance(pct, int | float)):
+        raise FlagStateError("metadata.percentageOverride is not a number")
     return FlagState(
         m["phase"],
         bool(m.get("killSwitch")),
@@ -95,7 +103,10 @@ class FlagFile:
         self.path = Path(path)
 
     def read(self) -> dict:
-        return json.loads(self.path.read_text())
+        try:
+            return json.loads(self.path.read_bytes())
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+            raise FlagStateError(f"{self.path}: not a JSON flag set ({str(exc).splitlines()[0][:120]})") from None
 
     def write(self, doc: dict) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -317,7 +328,10 @@ def controller_app(ctrl: Controller):
         if payload is None:
             status = 400 if why and why.startswith("malformed") else 422
             return JSONResponse({"error": why}, status_code=status)
-        done = await run_in_threadpool(ctrl.handle, payload)
+        try:
+            done = await run_in_threadpool(ctrl.handle, payload)
+        except FlagStateError as exc:  # the flags cannot be read: nothing was changed; Alertmanager retries
+            return JSONResponse({"error": f"flags unreadable, no rollback applied: {exc}"}, status_code=503)
         return JSONResponse({"rollbacks": [r.__dict__ for r in done]})
 
     async def status(request: Request):

@@ -54,6 +54,8 @@ def parse_int(text: str) -> int | TooBig:
 
 def _path(path: tuple) -> str:
     out = ""
+    if len(path) > 12:  # a deep path: its start and its depth
+        path = (*path[:6], f"…{len(path) - 6} more levels")
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out or "body"
