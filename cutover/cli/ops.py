@@ -77,13 +77,30 @@ def flags_cmd(
     import time as _time
 
     from cutover.judge.evidence import check_transition, load_evidence
-    from cutover.ops.controller import Change, FlagState, Rollback, apply_state, log_rollback, rollback_level, state_of
+    from cutover.ops.controller import (
+        Change,
+        FlagState,
+        FlagStateError,
+        Rollback,
+        apply_state,
+        log_rollback,
+        rollback_level,
+        state_of,
+    )
     from cutover.plan.errors import TransitionError
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
-    state = state_of(backend.read())
-    out.print(f"now: {state.describe(plan)}", highlight=False)
+    try:
+        state = state_of(backend.read())
+        out.print(f"now: {state.describe(plan)}", highlight=False)
+    except FlagStateError as exc:
+        if phase is None:
+            raise CutoverError(
+                f"the flag set cannot be read: {exc}", fix="write a good one: add --phase PHASE (the phase to serve)"
+            ) from None
+        out.print(f"now: unreadable ({exc}); --phase {phase} writes a new flag set", highlight=False)
+        state = FlagState(phase)
     if kill_switch not in (None, "on", "off"):
         raise CutoverError(f"--kill-switch {kill_switch!r}", fix="use on or off")
     if read_path not in (None, "legacy", "shadow", "memoryos"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -45,6 +46,15 @@ def serve_cmd(
         help="where the mirror worker and shadow reads run: "
         "process (a niced child process) or thread (threads of the server)",
     ),
+    auth: str = typer.Option(
+        "none",
+        "--auth",
+        help="public API authentication: none, tokens:PATH (bearer tokens -> namespace prefixes) "
+        "or trusted-proxy:CIDR[,CIDR] (see the gateway runbook)",
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="allow a non-loopback --host with --auth none (anyone may read and write)"
+    ),
     project_dir: Path | None = ProjectDir,
 ) -> None:
     """Run the memory gateway on embedded defaults: two SQLite stores and the flag file of the stack's phase.
@@ -53,6 +63,7 @@ def serve_cmd(
     exits; entries still waiting stay in the outbox and drain on the next start.
     """
     from cutover.gateway.app import admin_token, run
+    from cutover.gateway.auth import is_loopback, load_auth
     from cutover.gateway.service import Gateway
     from cutover.render import flags as flagmod
     from cutover.store.stores import open_store
@@ -67,7 +78,17 @@ def serve_cmd(
     plan.index(phase)
     if background not in ("process", "thread"):
         raise CutoverError(f"--background {background!r}", fix="use process or thread")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    public_auth = load_auth(auth)
+    if not is_loopback(host) and not public_auth.enabled and not insecure_no_auth:
+        raise CutoverError(
+            f"--host {host} is not a loopback address and --auth is none: anyone who reaches it could read "
+            "and write every namespace",
+            fix="give --auth tokens:PATH or --auth trusted-proxy:CIDR, or --insecure-no-auth to accept that",
+        )
+    if not is_loopback(host) and not public_auth.enabled:
+        err.print(f"[yellow]warning:[/] --host {host} with --auth none (--insecure-no-auth): no authentication")
+    os.umask(0o077)  # stores, WALs, outboxes, flag file, token: owner only, from creation
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     flag_source: Path | str  # the flag file, or flagd://HOST:PORT
     if flagd is not None:
         if flags_file is not None:
@@ -96,6 +117,6 @@ def serve_cmd(
     admin_port = admin_port or port + 1
     err.print(
         f"cutover gateway: stack {stack}, phase {phase}, http://{host}:{port} (admin http://127.0.0.1:{admin_port}, "
-        f"token in {where}), flags {flag_source}, data {data_dir}"
+        f"token in {where}), auth {public_auth.describe()}, flags {flag_source}, data {data_dir}"
     )
-    run(gw, host, port, admin_port, token, drain_s=drain_s)
+    run(gw, host, port, admin_port, token, drain_s=drain_s, auth=public_auth)

@@ -12,10 +12,14 @@ The kill switch forces legacy reads for everyone.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import os
 import queue
 import random
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from cutover.gateway.background import Background, ChildSpec, OutboxSpec, StoreSpec
 from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.judge.drift import DriftWindow, pair_drift
+from cutover.plan.errors import CutoverError
 from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
 from cutover.render.flags import kill_write_mode
@@ -66,14 +71,66 @@ class Decision:
     kill: bool
 
 
+READ_PATHS = ("legacy", "shadow", "memoryos")
+
+
+def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
+    """(the flag document, None) when `raw` is a flag file the gateway can serve from, else (None, why):
+    valid JSON, a `flags` object holding the plan's three flags, each with a state, variants of the
+    right type and values, and a defaultVariant among them."""
+    if not raw.strip():
+        return None, "the file is empty"
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        return None, "malformed JSON: nested too deep"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"malformed JSON: {str(exc).splitlines()[0][:200]}"
+    if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
+        return None, "no `flags` object"
+    keys = plan.flag_keys
+    allowed: dict[str, tuple] = {
+        keys.kill_switch: (True, False),
+        keys.read_path: READ_PATHS,
+        keys.write_mode: tuple(WRITE_ROUTES),
+    }
+    for key, values in allowed.items():
+        flag = doc["flags"].get(key)
+        where = f"flags.{key}"
+        if not isinstance(flag, dict):
+            return None, f"{where}: missing"
+        if flag.get("state") not in ("ENABLED", "DISABLED"):
+            return None, f"{where}.state: not ENABLED or DISABLED"
+        variants = flag.get("variants")
+        if not isinstance(variants, dict) or not variants:
+            return None, f"{where}.variants: missing or empty"
+        for name_, value in variants.items():
+            if type(value) is not type(values[0]) or value not in values:
+                return None, f"{where}.variants.{name_}: {value!r} is not one of {list(values)}"
+        if flag.get("defaultVariant") not in variants:
+            return None, f"{where}.defaultVariant: not one of the variants"
+        if "targeting" in flag and not isinstance(flag["targeting"], dict):
+            return None, f"{where}.targeting: not an object"
+    if not isinstance(doc.get("$evaluators", {}), dict):
+        return None, "$evaluators: not an object"
+    return doc, None
+
+
 class FlagReader:
     """Evaluates the flag file with the flagd provider (openfeature-provider-flagd, FILE mode: the file
     is re-read on change). Decisions are cached per (targeting key, group) and the cache is dropped
-    whenever the provider reports a configuration change, so a flag flip applies on the next reload."""
+    whenever the provider reports a configuration change, so a flag flip applies on the next reload.
+
+    The provider never reads the operator's file itself: a watcher checks each new version of it
+    (`flag_doc_problem`) and only a good one is copied (atomically) to the private file the provider
+    reads. A bad version leaves the last good flag set in force, counted in
+    cutover_flag_config_errors_total{reason="invalid"}, shown in /admin/status (flags.config_ok,
+    flags.config_error) and logged at most once per LOG_EVERY_S. A bad file at start is refused."""
 
     CACHE_SIZE = 100_000
+    LOG_EVERY_S = 30.0
 
-    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500):
+    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500, on_error=None):
         """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
         sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
         from openfeature import api
@@ -85,13 +142,38 @@ class FlagReader:
 
         self.plan, self.path, self._ctx = plan, path, EvaluationContext
         self.domain = f"cutover-gateway-{next(_domains)}"
+        self.on_error = on_error or (lambda reason: None)
+        self.config_error: str | None = None
+        self.config_errors = self.evaluation_errors = 0
+        self._last_log = -1e9
+        self._defaults: Decision | None = None
+        self._last_write = "legacy"
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         rpc = flagd_address(path)
+        if rpc is None:
+            self._source = Path(path)
+            try:
+                raw = self._source.read_bytes()
+            except OSError as exc:
+                raise CutoverError(f"flag file unreadable: {exc.strerror}", file=str(path)) from None
+            doc, why = flag_doc_problem(plan, raw)
+            if doc is None:
+                raise CutoverError(
+                    f"flag file refused: {why}",
+                    file=str(path),
+                    fix="render a good one: cutover flags --flags-file PATH (or let cutover serve render it)",
+                )
+            self._dir = tempfile.mkdtemp(prefix="cutover-flags-")
+            self._effective = Path(self._dir) / "flags.json"
+            self._install(raw, doc)
+            self._poll_s = poll_ms / 1000
         if rpc is not None:
             # 2 s per evaluation call, per startup attempt and as the least reconnect backoff
             self.provider = FlagdProvider(resolver_type=ResolverType.RPC, host=rpc[0], port=rpc[1], deadline_ms=2000)
         else:
             self.provider = FlagdProvider(
-                resolver_type=ResolverType.FILE, offline_flag_source_path=str(path), deadline_ms=poll_ms
+                resolver_type=ResolverType.FILE, offline_flag_source_path=str(self._effective), deadline_ms=poll_ms
             )
         self._cache: dict[tuple[str, str | None], tuple[Decision, dict[str, str]]] = {}
         started = time.monotonic()
@@ -105,12 +187,80 @@ class FlagReader:
         self.client = api.get_client(domain=self.domain)
         self.client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, lambda _details: self._cache.clear())
         self.client.add_handler(ProviderEvent.PROVIDER_READY, lambda _details: self._cache.clear())
+        if rpc is None:
+            self._watcher = threading.Thread(target=self._watch, name="flag-file-watch", daemon=True)
+            self._watcher.start()
+
+    # -- the flag file: only good versions reach the provider -----------------------------------------
+    def _install(self, raw: bytes, doc: dict) -> None:
+        self._raw = raw
+        self._defaults = self._default_decision(doc)
+        tmp = self._effective.with_suffix(".tmp")
+        tmp.write_bytes(raw)
+        os.replace(tmp, self._effective)
+
+    def _default_decision(self, doc: dict) -> Decision:
+        """What the flag set answers without targeting: used for a request whose evaluation fails."""
+        keys, flags = self.plan.flag_keys, doc["flags"]
+        value = lambda key: flags[key]["variants"][flags[key]["defaultVariant"]]  # noqa: E731
+        write = value(keys.write_mode)
+        if value(keys.kill_switch):
+            return Decision("control", "legacy", kill_write_mode(self.plan, write), True)
+        return Decision("control", value(keys.read_path), write, False)
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(self._poll_s):
+            why: str | None
+            try:
+                raw = self._source.read_bytes()
+            except OSError as exc:
+                raw, why = None, f"flag file unreadable: {exc.strerror}"
+            if raw is not None and raw == self._raw:
+                continue
+            if raw is not None:
+                doc, why = flag_doc_problem(self.plan, raw)
+                if doc is not None:
+                    self._install(raw, doc)
+                    if self.config_error is not None:
+                        log.warning("flag file %s is good again: its flags are in force", self._source)
+                    self.config_error = None
+                    continue
+                self._raw = raw  # counted once per bad version, not once per poll
+            if why == self.config_error:
+                continue
+            self.config_error = why
+            self.config_errors += 1
+            self.on_error("invalid")
+            self._log_limited(f"flag file {self._source} refused ({why}): the last good flag set stays in force")
+
+    def _log_limited(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= self.LOG_EVERY_S:
+            self._last_log = now
+            log.error(message)
+
+    def state(self) -> dict:
+        return {
+            "config_ok": self.config_error is None,
+            "config_error": self.config_error,
+            "config_errors": self.config_errors,
+            "evaluation_errors": self.evaluation_errors,
+        }
 
     def evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
         hit = self._cache.get((targeting_key, group))
         if hit is not None:
             return hit
-        result = self._evaluate(targeting_key, group)
+        try:
+            result = self._evaluate(targeting_key, group)
+        except Exception as exc:  # a flag set the provider cannot evaluate: the safe answer, counted
+            self.evaluation_errors += 1
+            self.on_error("evaluation")
+            self._log_limited(f"flag evaluation failed ({type(exc).__name__}: {exc}): answering from the defaults")
+            # the flag file's defaults; with flagd, legacy reads and the last write mode seen (mirroring goes on)
+            fallback = self._defaults or Decision("control", "legacy", self._last_write, False)
+            return fallback, {}
+        self._last_write = result[0].write_mode
         if len(self._cache) >= self.CACHE_SIZE:
             self._cache.clear()
         self._cache[(targeting_key, group)] = result
@@ -127,6 +277,8 @@ class FlagReader:
             keys.read_path: read.variant or "default",
             keys.write_mode: write.variant or "default",
         }
+        if not isinstance(kill.value, bool) or read.value not in READ_PATHS or write.value not in WRITE_ROUTES:
+            raise ValueError(f"flag values out of range: {kill.value!r}, {read.value!r}, {write.value!r}")
         if kill.value:
             return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True), variants
         cohort = read.variant if read.variant in ("control", "treatment") else "control"
@@ -141,7 +293,10 @@ class FlagReader:
         return value if isinstance(value, str) and value in self.plan.phase_names else None
 
     def close(self) -> None:
+        self._watch_stop.set()
         self.provider.shutdown()
+        if getattr(self, "_dir", None):
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class GatewayMetrics:
@@ -166,6 +321,9 @@ class GatewayMetrics:
         )
         self.flag_evaluations = Counter(
             n("flag_evaluations"), "flag evaluations", ["flag", "variant"], registry=registry
+        )
+        self.flag_config_errors = Counter(
+            n("flag_config_errors"), "flag files refused and evaluations failed", ["reason"], registry=registry
         )
         self.rollbacks = Counter(n("rollbacks"), "rollbacks", ["trigger", "level"], registry=registry)
         self.phase_info = Gauge(name(plan, "phase_info"), "phase", ["phase", "stack"], registry=registry)
@@ -270,7 +428,9 @@ class Gateway:
         self.metrics = GatewayMetrics(plan, self.registry)
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
         self._phase_shown = phase
-        self.flags = FlagReader(plan, flags_path, flag_poll_ms)
+        self.flags = FlagReader(
+            plan, flags_path, flag_poll_ms, on_error=lambda r: self.metrics.flag_config_errors.labels(reason=r).inc()
+        )
         g = plan.gateway
         # One outbox per primary: inside a SQLite store's own file (the write and its mirror row commit
         # together), or a file of its own in data_dir for a remote store (enqueued before the write).
@@ -527,7 +687,12 @@ class Gateway:
             "phase": self.live_phase(),
             "started_in_phase": self.phase,
             "stack": self.stack,
-            "flags": {"file": str(self.flags.path), "kill_switch": probe.kill, "write_mode": probe.write_mode},
+            "flags": {
+                "file": str(self.flags.path),
+                "kill_switch": probe.kill,
+                "write_mode": probe.write_mode,
+                **self.flags.state(),
+            },
             "outbox": {
                 "depth": self.outbox_depth(),
                 "oldest_age_s": self.outbox_oldest_age(),

@@ -25,7 +25,7 @@ import orjson
 
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
-from cutover.store.records import MAX_TEXT, now_ms
+from cutover.store.records import MAX_TEXT, now_ms, record_problem
 from cutover.store.stores import COLUMNS, LegacyStore, MemoryOSStore, json_text, tier_columns, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
@@ -96,7 +96,7 @@ def problem(obj: object) -> str | None:
             return f"{key} is not a non-negative integer (ms)"
     if not isinstance(obj.get("metadata", {}), dict):
         return "metadata is not an object"
-    return None
+    return record_problem(obj)
 
 
 @dataclass
@@ -557,7 +557,10 @@ class _Preparer:
         if shard and shard_of(ns, shard[1]) != shard[0]:
             counts.skipped_other_shards += 1
             return None
-        rec, tier, rule, kept = (backfill_row if self.spec.rows else backfill)(obj, self.ctx)
+        try:
+            rec, tier, rule, kept = (backfill_row if self.spec.rows else backfill)(obj, self.ctx)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # orjson's errors are ValueErrors
+            return f"unstorable: {type(exc).__name__}: {str(exc)[:200]}"
         counts.migrated += 1
         counts.kept_existing_fields += kept
         counts.by_tier[tier] = counts.by_tier.get(tier, 0) + 1
@@ -665,14 +668,34 @@ def average_line_bytes(path: Path, start: str | None) -> int:
     return max(1, len(sample) // max(1, sample.count(b"\n")))
 
 
+def _die_with_parent() -> None:
+    """A worker ends when the migration's process does, even by kill -9 (Linux: PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != _worker.get("parent"):  # the parent died before the line above
+        os._exit(1)
+
+
+def _init_pool_worker(spec: ChunkSpec) -> None:
+    _die_with_parent()
+    _init_worker(spec)
+
+
 def _pool(workers: int, spec: ChunkSpec):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    _worker["parent"] = os.getpid()
+
     # fork, before the target is opened: the workers share the parent's imported code (copy on
     # write) and hold no database handle; they only compute, print nothing and leave by os._exit
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(spec,)
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_pool_worker, initargs=(spec,)
     )
     pool.submit(int).result()  # with fork, the first task starts every worker: now, not later
     return pool

@@ -94,9 +94,17 @@ def render_state(plan: Plan, state: FlagState, stack: str, change: Change | None
     return doc
 
 
+class FlagStateError(ValueError):
+    """The flag set does not say which state it is in (not written by cutover, or damaged)."""
+
+
 def state_of(doc: dict) -> FlagState:
-    m = doc.get("metadata", {})
+    m = doc.get("metadata", {}) if isinstance(doc, dict) else None
+    if not isinstance(m, dict) or not isinstance(m.get("phase"), str):
+        raise FlagStateError("the flag set has no metadata.phase: not written by cutover, or damaged")
     pct = m.get("percentageOverride", -1)
+    if pct not in (-1, None) and (isinstance(pct, bool) or not isinstance(pct, int | float)):
+        raise FlagStateError("metadata.percentageOverride is not a number")
     return FlagState(
         m["phase"],
         bool(m.get("killSwitch")),
@@ -117,7 +125,10 @@ class FlagFile:
         self.path = Path(path)
 
     def read(self) -> dict:
-        return json.loads(self.path.read_text())
+        try:
+            return json.loads(self.path.read_bytes())
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+            raise FlagStateError(f"{self.path}: not a JSON flag set ({str(exc).splitlines()[0][:120]})") from None
 
     def write(self, doc: dict) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -288,6 +299,46 @@ class Controller:
         }
 
 
+MAX_WEBHOOK_BYTES = 1_048_576  # Alertmanager sends a group of alerts; 1 MiB is thousands of them
+MAX_WEBHOOK_DEPTH = 16
+
+
+def webhook_payload(body: bytes) -> tuple[dict | None, str | None]:
+    """(payload, None) for a well-formed Alertmanager webhook body, else (None, why, naming the field):
+    an object whose `alerts` is a list of objects, each with a string `status` and string `labels`."""
+    from cutover.store.records import NotFinite, json_problem, parse_int
+
+    try:
+        data = json.loads(body, parse_int=parse_int, parse_constant=NotFinite)
+    except RecursionError:
+        return None, f"malformed JSON: nested deeper than {MAX_WEBHOOK_DEPTH} levels"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"malformed JSON: {str(exc).splitlines()[0][:200]}"
+    if not isinstance(data, dict):
+        return None, "body: not a JSON object (an Alertmanager webhook payload)"
+    bad = json_problem(data, MAX_WEBHOOK_DEPTH)
+    if bad:
+        return None, bad
+    alerts = data.get("alerts", [])
+    if not isinstance(alerts, list):
+        return None, "alerts: not a list"
+    for i, alert in enumerate(alerts):
+        if not isinstance(alert, dict):
+            return None, f"alerts[{i}]: not an object"
+        if not isinstance(alert.get("status", ""), str):
+            return None, f"alerts[{i}].status: not a string"
+        labels = alert.get("labels", {})
+        if not isinstance(labels, dict):
+            return None, f"alerts[{i}].labels: not an object"
+        for k, v in labels.items():
+            if not isinstance(v, str):
+                return None, f"alerts[{i}].labels.{k}: not a string"
+        level = labels.get("rollback_level")
+        if level and level not in ("immediate", "partial", "full"):
+            return None, f"alerts[{i}].labels.rollback_level: {level[:40]!r} is not immediate, partial or full"
+    return data, None
+
+
 def controller_app(ctrl: Controller):
     """Starlette app: POST /alertmanager (webhook), GET /status, GET /metrics."""
     from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -306,11 +357,22 @@ def controller_app(ctrl: Controller):
     async def webhook(request: Request):
         if not ctrl.authorized(request.headers):
             return JSONResponse({"error": "missing or wrong shared secret"}, status_code=401)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_WEBHOOK_BYTES:
+            return JSONResponse({"error": f"body over the limit of {MAX_WEBHOOK_BYTES} bytes"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return JSONResponse({"error": f"body over the limit of {MAX_WEBHOOK_BYTES} bytes"}, status_code=413)
+        payload, why = webhook_payload(body)
+        if payload is None:
+            status = 400 if why and why.startswith("malformed") else 422
+            return JSONResponse({"error": why}, status_code=status)
         try:
-            payload = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "malformed JSON"}, status_code=400)
-        done = await run_in_threadpool(ctrl.handle, payload)
+            done = await run_in_threadpool(ctrl.handle, payload)
+        except FlagStateError as exc:  # the flags cannot be read: nothing was changed; Alertmanager retries
+            return JSONResponse({"error": f"flags unreadable, no rollback applied: {exc}"}, status_code=503)
         return JSONResponse({"rollbacks": [r.__dict__ for r in done]})
 
     async def status(request: Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -20,6 +21,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 2h, 1d or 1w")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration: write e.g. 90s, 15m, 2h, 1d or 1w")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

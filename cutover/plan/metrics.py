@@ -54,6 +54,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "retrieval drift per shadow read, 0 (same answer) to 1: jaccard distance and rbo distance of the top k",
     ),
     MetricSpec("flag_evaluations", "counter", ("flag", "variant"), "flag evaluations by flag and variant"),
+    MetricSpec(
+        "flag_config_errors",
+        "counter",
+        ("reason",),
+        "flag files refused (the last good flag set stays in force) and evaluations that failed, by reason "
+        "(invalid: the file, evaluation: one request)",
+    ),
     MetricSpec("rollbacks", "counter", ("trigger", "level"), "automated and manual rollbacks by trigger and level"),
     MetricSpec("phase_info", "gauge", ("phase", "stack"), "1 for the phase the service runs in"),
     MetricSpec("drift_ready", "gauge", (), "1 when the drift gate is ready for cutover, else 0"),

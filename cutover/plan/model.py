@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cutover.plan.durations import Duration, format_duration
 from cutover.plan.errors import PlanError
@@ -29,7 +29,17 @@ PERCENT_SCALE = 100  # fractional weights are integers: percentage x 100 (basis 
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v, info: ValidationInfo):
+        """YAML's true/false are not numbers (pydantic would read `percentage: true` as 1)."""
+        if isinstance(v, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError(f"{str(v).lower()} is a boolean, not a number")
+        return v
 
 
 class Treatment(Strict):
@@ -140,7 +150,17 @@ class GatewaySettings(Strict):
     outbox_max_attempts: int = Field(default=12, ge=1, description="mirror attempts before a write is dead-lettered")
     outbox_backoff_s: float = Field(default=0.2, gt=0, description="first retry delay; doubles per attempt")
     outbox_backoff_max_s: float = Field(default=30, gt=0, description="longest retry delay")
-    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body accepted")
+    # The gateway's input limits, in one place (each over-limit request is a 4xx naming the limit).
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576, description="largest request body accepted"
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="largest request line plus headers accepted (431 past it)"
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=64, description="deepest nesting of a JSON body (content, metadata) accepted"
+    )
+    max_group_chars: int = Field(default=64, ge=1, le=1024, description="longest X-Group header accepted")
     drift_confidence: float = Field(
         default=0.95, gt=0.5, lt=1, description="one-sided confidence of the drift upper bound"
     )
@@ -197,6 +217,7 @@ class MetricNames(Strict):
     mirror_failures: str = "cutover_mirror_failures_total"
     drift: str = "cutover_drift_distance"
     flag_evaluations: str = "cutover_flag_evaluations_total"
+    flag_config_errors: str = "cutover_flag_config_errors_total"
     rollbacks: str = "cutover_rollbacks_total"
     phase_info: str = "cutover_phase_info"
     drift_ready: str = "cutover_drift_gate_ready"

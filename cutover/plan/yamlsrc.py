@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,9 @@ from pydantic_core import ErrorDetails
 from cutover.plan.errors import CutoverError
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DEPTH = 64  # nesting of mappings and sequences (PyYAML's composer recurses: 600 deep exhausts the stack)
+MAX_INT_DIGITS = 100  # a plan's numbers are small; Python refuses to convert past 4 300 digits
+_INT = re.compile(r"^[-+]?(0x[0-9a-fA-F_]+|0o?[0-7_]+|[0-9][0-9_]*)$")
 
 
 def field_path(loc: tuple) -> str:
@@ -28,7 +32,7 @@ def field_path(loc: tuple) -> str:
 def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     """The line of the deepest part of `loc` present in the file (a missing field: its parent's line)."""
     if root is None:
-        return None
+        return 1  # an empty document: its first line
     node, line = root, root.start_mark.line + 1
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -65,21 +69,87 @@ class SourceFile:
         self.path, self.error_cls = Path(path), error_cls
         if not self.path.is_file():
             raise error_cls("file not found", file=str(path), fix="check the path, or run from the project directory")
-        text = self.path.read_text(encoding="utf-8")
+        raw = self.path.read_bytes()
         try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error_cls(
+                f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}",
+                file=str(path),
+                line=raw[: exc.start].count(b"\n") + 1,
+                fix="save the file as UTF-8",
+            ) from None
+        try:
+            self._scan(text)
             self.root = yaml.compose(text)
+            self._no_duplicate_keys(self.root)
             self.data: Any = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            line = mark.line + 1 if mark else None
+            if line is None and isinstance(getattr(exc, "position", None), int):  # a reader error: bad character
+                line = text[: exc.position].count("\n") + 1  # type: ignore[attr-defined]
             raise error_cls(
                 f"malformed YAML: {problem}",
                 file=str(path),
-                line=mark.line + 1 if mark else None,
-                fix="fix the YAML syntax at that line (indentation, a missing colon, an unclosed quote)",
+                line=line,
+                fix="fix the YAML syntax at that line (indentation, a missing colon, an unclosed quote, "
+                "a control character such as NUL)",
             ) from None
         if self.data is None:
             self.data = {}
+
+    def _scan(self, text: str) -> None:
+        """Before building anything: nesting depth and integer length, from the parser's events
+        (iterative), so that neither exhausts the stack nor Python's integer conversion."""
+        depth = 0
+        for event in yaml.parse(text):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise self.error_cls(
+                        f"nested deeper than {MAX_DEPTH} levels",
+                        file=str(self.path),
+                        line=event.start_mark.line + 1 if event.start_mark else None,
+                        fix="a plan is a few levels deep: check the indentation or the brackets here",
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif (
+                isinstance(event, yaml.ScalarEvent)
+                and event.style is None
+                and len(event.value) > MAX_INT_DIGITS
+                and _INT.match(event.value)
+            ):
+                raise self.error_cls(
+                    f"an integer of {len(event.value)} digits (at most {MAX_INT_DIGITS})",
+                    file=str(self.path),
+                    line=event.start_mark.line + 1 if event.start_mark else None,
+                    fix="give a value inside the allowed range",
+                )
+
+    def _no_duplicate_keys(self, root: yaml.Node | None) -> None:
+        stack = [(root, "")]
+        while stack:
+            node, where = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[str, int] = {}
+                for k, v in node.value:
+                    key = str(k.value)
+                    path = f"{where}.{key}" if where else key
+                    if key in seen:
+                        raise self.error_cls(
+                            f"duplicate key `{key}` (first at line {seen[key]}); YAML keeps only the last",
+                            file=str(self.path),
+                            line=k.start_mark.line + 1,
+                            field=path,
+                            fix="remove one of the two, or merge them",
+                        )
+                    seen[key] = k.start_mark.line + 1
+                    stack.append((v, path))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node.value))
 
     def line_of(self, loc: tuple) -> int | None:
         return _line_of(self.root, loc)

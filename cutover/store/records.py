@@ -7,6 +7,7 @@ MemoryOS lifecycle metadata lives under `metadata.mem_os`, provenance under `met
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any, Literal
@@ -19,6 +20,151 @@ MAX_TEXT = 64 * 1024
 MAX_LIMIT = 1000
 _WS = re.compile(r"\s+")
 
+# Keys. An id is one segment; a namespace is segments joined by "/". A segment is ASCII letters,
+# digits and `_ . : @ + = ~ -`, starting with a letter, a digit or `_` (so no "", ".", ".." and no
+# leading "-"): nothing that a URL, a path, SQLite's JSON functions or a shell would read differently.
+SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.:@+=~-]*"
+ID_PATTERN = rf"^{SEGMENT}$"
+NAMESPACE_PATTERN = rf"^{SEGMENT}(?:/{SEGMENT})*$"
+MAX_KEY = 256
+# Values: every integer a signed 64-bit one (SQLite's and orjson's range), every float finite, every
+# string valid Unicode (no lone surrogates), JSON nested at most MAX_DEPTH deep (the gateway's
+# plan setting gateway.max_json_depth can only lower it).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_DEPTH = 64
+
+
+class TooBig:
+    """An integer literal too long to convert (json.loads(parse_int=...)): reported, never built."""
+
+    def __init__(self, digits: str):
+        self.digits = digits
+
+
+class NotFinite:
+    """NaN or Infinity in JSON text (json.loads(parse_constant=...)): reported, never stored."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def parse_int(text: str) -> int | TooBig:
+    return int(text) if len(text) <= 20 else TooBig(text)
+
+
+def _path(path: tuple) -> str:
+    out = ""
+    if len(path) > 12:  # a deep path: its start and its depth
+        path = (*path[:6], f"…{len(path) - 6} more levels")
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _string_problem(s: str) -> str | None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a lone surrogate (not valid Unicode)"
+    return None
+
+
+def json_problem(value: Any, max_depth: int = MAX_DEPTH, path: tuple = ()) -> str | None:
+    """Why a decoded JSON value cannot be stored as it is ("field.path: reason"), or None.
+    Iterative, so hostile nesting cannot exhaust the stack."""
+    stack = [(value, path, 0)]
+    while stack:
+        v, where, depth = stack.pop()
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, int):
+            if not INT_MIN <= v <= INT_MAX:
+                return f"{_path(where)}: integer out of the signed 64-bit range"
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return f"{_path(where)}: {v} is not a finite number"
+        elif isinstance(v, str):
+            bad = _string_problem(v)
+            if bad:
+                return f"{_path(where)}: {bad}"
+        elif isinstance(v, TooBig):
+            return f"{_path(where)}: integer of {len(v.digits)} digits is out of the signed 64-bit range"
+        elif isinstance(v, NotFinite):
+            return f"{_path(where)}: {v.text} is not a number JSON allows"
+        elif isinstance(v, dict | list):
+            if depth >= max_depth:
+                return f"{_path(where)}: nested deeper than {max_depth} levels"
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    if not isinstance(k, str):
+                        return f"{_path(where)}: key {k!r} is not a string"
+                    bad = _string_problem(k)
+                    if bad:
+                        return f"{_path(where)}: a key {bad}"
+                    stack.append((item, (*where, k), depth + 1))
+            else:
+                stack.extend((item, (*where, i), depth + 1) for i, item in enumerate(v))
+        else:
+            return f"{_path(where)}: {type(v).__name__} is not a JSON value"
+    return None
+
+
+def mem_os_problem(metadata: Any) -> str | None:
+    """Why `metadata.mem_os` has fields of the wrong type (the store's tier columns read them), or None."""
+    mo = metadata.get("mem_os") if isinstance(metadata, dict) else None
+    if mo is None:
+        return None
+    if not isinstance(mo, dict):
+        return "metadata.mem_os: not an object"
+    for key in ("heat", "promotion_score"):
+        v = mo.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return f"metadata.mem_os.{key}: {type(v).__name__}, not a number"
+    for key in ("last_accessed_at", "consolidation_version"):
+        v = mo.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            return f"metadata.mem_os.{key}: {type(v).__name__}, not an integer"
+    for key in ("tier", "chain_id"):
+        v = mo.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"metadata.mem_os.{key}: {type(v).__name__}, not a string"
+    return None
+
+
+_ID_RE, _NS_RE = re.compile(ID_PATTERN), re.compile(NAMESPACE_PATTERN)
+
+
+def record_problem(obj: dict) -> str | None:
+    """Why a decoded record object (the migration's input) cannot be stored as it is, or None:
+    the key patterns, string fields, 64-bit integers and storable JSON values, as `Record` checks them."""
+    for key, pattern in (("id", _ID_RE), ("namespace", _NS_RE)):
+        v = obj.get(key)
+        if isinstance(v, str) and (len(v) > MAX_KEY or not pattern.match(v)):
+            return f"{key} {v[:80]!r} does not match {pattern.pattern}"
+    for key in ("kind", "source"):
+        v = obj.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"{key} is {type(v).__name__}, not a string"
+    for key in ("observed_at", "expires_at", "version"):
+        v = obj.get(key)
+        if isinstance(v, int) and v > INT_MAX:
+            return f"{key} is out of the signed 64-bit range"
+    return json_problem(obj, MAX_DEPTH) or mem_os_problem(obj.get("metadata"))
+
+
+def _checked(v: Any, field: str) -> Any:
+    bad = json_problem(v, MAX_DEPTH, (field,))
+    if bad:
+        raise ValueError(bad)
+    return v
+
+
+def _valid_str(v: str) -> str:
+    bad = _string_problem(v)
+    if bad:
+        raise ValueError(bad)
+    return v
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -27,7 +173,7 @@ def now_ms() -> int:
 class MemOS(BaseModel):
     """MemoryOS lifecycle metadata (`metadata.mem_os`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     tier: Tier
     chain_id: str | None = None
@@ -39,25 +185,45 @@ class MemOS(BaseModel):
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
-    id: str = Field(min_length=1, max_length=256)
-    namespace: str = Field(min_length=1, max_length=256)
+    id: str = Field(min_length=1, max_length=MAX_KEY, pattern=ID_PATTERN)
+    namespace: str = Field(min_length=1, max_length=MAX_KEY, pattern=NAMESPACE_PATTERN)
     class_: RecordClass = Field(default="episodic", alias="class")
-    kind: str = "note"
+    kind: str = Field(default="note", max_length=256)
     text: str = Field(default="", max_length=MAX_TEXT)
     content: Any = None
     tags: list[str] = Field(default_factory=list, max_length=256)
-    source: str | None = None
-    observed_at: int = Field(default_factory=now_ms, ge=0)
-    expires_at: int | None = Field(default=None, ge=0)
+    source: str | None = Field(default=None, max_length=4096)
+    observed_at: int = Field(default_factory=now_ms, ge=0, le=INT_MAX)
+    expires_at: int | None = Field(default=None, ge=0, le=INT_MAX)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, le=INT_MAX)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
+        for t in v:
+            _valid_str(t)
         return sorted(set(v))
+
+    @field_validator("kind", "text", "source")
+    @classmethod
+    def _strings(cls, v: str | None) -> str | None:
+        return v if v is None else _valid_str(v)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, v: Any) -> Any:
+        return _checked(v, "content")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict) -> dict:
+        bad = json_problem(v, MAX_DEPTH, ("metadata",)) or mem_os_problem(v)
+        if bad:
+            raise ValueError(bad)
+        return v
 
     def dump(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
@@ -83,12 +249,24 @@ class RecallQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    namespace: str = Field(min_length=1)
+    namespace: str = Field(min_length=1, max_length=MAX_KEY, pattern=NAMESPACE_PATTERN)
     query: str = Field(default="", max_length=4096, description="free text; legacy matches any term, MemoryOS ranks")
     classes: list[RecordClass] = Field(default_factory=list)
-    tags_any: list[str] = Field(default_factory=list)
-    tags_all: list[str] = Field(default_factory=list)
-    text_contains: str | None = None
-    since: int | None = None
-    until: int | None = None
+    tags_any: list[str] = Field(default_factory=list, max_length=256)
+    tags_all: list[str] = Field(default_factory=list, max_length=256)
+    text_contains: str | None = Field(default=None, max_length=4096)
+    since: int | None = Field(default=None, ge=INT_MIN, le=INT_MAX)
+    until: int | None = Field(default=None, ge=INT_MIN, le=INT_MAX)
     limit: int = Field(default=10, ge=1, le=MAX_LIMIT)
+
+    @field_validator("tags_any", "tags_all")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for t in v:
+            _valid_str(t)
+        return v
+
+    @field_validator("query", "text_contains")
+    @classmethod
+    def _strings(cls, v: str | None) -> str | None:
+        return v if v is None else _valid_str(v)

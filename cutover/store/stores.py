@@ -7,7 +7,9 @@ changes nothing, so a retried or mirrored write is never a new record.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -147,7 +149,9 @@ class SqliteStore:
         """autocheckpoint=False: writers never run the WAL checkpoint (and its fsync) themselves;
         the owner keeps the WAL from a background thread (the gateway's WAL keeper: `keep_wal`)."""
         self.path, self.autocheckpoint = str(path), autocheckpoint
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # owner-only from creation; SQLite gives its WAL the same mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._local = threading.local()
         # One writer at a time, queued here rather than in SQLite's busy handler (which sleeps in
         # growing steps and puts 100 ms spikes into the write tail).
@@ -545,12 +549,19 @@ class HttpStore:
         r.raise_for_status()
         return Record.model_validate(r.json()["record"])
 
+    @staticmethod
+    def _path(namespace: str, id: str) -> str:
+        """The record's URL path, each part escaped: no ?, # or %2F can move it to another record."""
+        from urllib.parse import quote
+
+        return f"/v1/memories/{quote(namespace, safe='/')}/{quote(id, safe='')}"
+
     def get(self, namespace: str, id: str) -> Record | None:
-        r = self._call("GET", f"/v1/memories/{namespace}/{id}")
+        r = self._call("GET", self._path(namespace, id))
         return Record.model_validate(r.json()["record"]) if r.status_code == 200 else None
 
     def delete(self, namespace: str, id: str) -> bool:
-        return self._call("DELETE", f"/v1/memories/{namespace}/{id}").status_code == 200
+        return self._call("DELETE", self._path(namespace, id)).status_code == 200
 
     def recall(self, q: RecallQuery) -> list[Record]:
         r = self._call("POST", "/v1/recall", json=q.model_dump(mode="json"))
