@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# engines/build.sh (make engines) - build the real programs cutover's tests drive ("engines"),
+# from source through the Go module proxy, into
+#     ~/.cache/cutover/engines/NAME-VERSION/bin/
+# and write ~/.cache/cutover/engines/env (NAME=/abs/path lines) for the tests.
+#
+#   bash engines/build.sh              # every engine
+#   bash engines/build.sh pulumi etcd     # only these (names as in ENGINE_ORDER)
+#
+# Idempotent: an engine whose binary is there, answers with its version and
+# was built from the same module files and flags (a stamp) is not rebuilt, so
+# a second run takes seconds. An engine already on PATH at a usable version
+# (pulumi >= 3.272, kube-apiserver/kube-controller-manager >= 1.37, etcd >= 3.4,
+# flagd >= 0.11) is used instead.
+#
+# Environment:
+#   CUTOVER_ENGINES_DIR  cache root (default ~/.cache/cutover/engines)
+#   ENGINES_NICE         nice level of the builds (default 15)
+#   ENGINES_NO_PATH=1    ignore engines on PATH and apt: build every one of ours
+#   ENGINES_NO_APT=1     never apt-get install etcd-server (build etcd instead)
+#   GOTOOLCHAIN          default "local" (every module here needs Go <= 1.26.6)
+#
+# Exit status: 0 when every selected engine is available; 1 otherwise, after
+# a "BUILD FAILED: <engine> <version>" block with the error for each one.
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MODULES="$HERE/modules"
+CACHE="${CUTOVER_ENGINES_DIR:-$HOME/.cache/cutover/engines}"
+NICE="${ENGINES_NICE:-15}"
+
+# ---- pinned versions -------------------------------------------------------
+# pulumi Python SDK pinned by the project: 3.272.0. github.com/pulumi/pulumi/
+# pkg/v3 v3.272.0 is refused by the module proxy here (403 "not available");
+# v3.274.1 is the nearest served release at or above it.
+PULUMI_VERSION=3.274.1
+PULUMI_MIN_MINOR=272          # a pulumi 3.x on PATH from 3.272 on is usable
+# Python language host: our own small host (modules/pulumi-language-python),
+# built on github.com/pulumi/pulumi/sdk/v3 at the SDK's own tag; upstream's
+# host module is not served at any version (see modules/.../main.go).
+PYHOST_VERSION=3.272.0
+# pulumi-kubernetes provider: the module proxy serves provider/v4 only at
+# this pseudo-version (commit of 2026-01-15); v4.34.2 is not a tag of it.
+K8S_PROVIDER_MODVER=v4.0.0-20260115033456-f47bc2d6f199
+K8S_PROVIDER_VERSION=${K8S_PROVIDER_MODVER#v}
+KUBE_VERSION=1.37.2           # kubernetes-validate 1.37.0 validates 1.37 schemas
+KUBE_MIN_MINOR=37
+ETCD_BUILD_VERSION=3.6.17     # only if no etcd >= 3.4 is on PATH or from apt
+ETCD_MIN="3.4"
+FLAGD_MIN="0.11"
+FLAGD_VERSION=0.16.1          # latest flagd release; flagd/core is served, flagd/flagd is not
+
+ENGINE_ORDER="pulumi pulumi-language-python pulumi-resource-kubernetes kube-apiserver kube-controller-manager etcd flagd"
+
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
+
+mkdir -p "$CACHE/.build"
+
+declare -A ENV_OUT=()      # NAME -> abs path of binary
+PATH_DIRS=()               # dirs to put on PATH, in order
+FAILED=()                  # "engine version" of failures
+SUMMARY=()
+
+say() { printf '%s\n' "$*"; }
+now() { date +%s; }
+
+add_path_dir() {  # only our own dirs: a binary found on PATH is on PATH already
+  local d=$1 x
+  case "$d" in "$CACHE"/*) ;; *) return 0;; esac
+  for x in "${PATH_DIRS[@]+"${PATH_DIRS[@]}"}"; do [ "$x" = "$d" ] && return 0; done
+  PATH_DIRS+=("$d")
+}
+
+envname() { printf '%s' "$1" | tr 'a-z-' 'A-Z_'; }
+
+record() {  # record BINARY_NAME ABS_PATH
+  ENV_OUT[$(envname "$1")]=$2
+  add_path_dir "$(dirname "$2")"
+}
+
+fail() {  # fail ENGINE VERSION LOGFILE MESSAGE
+  FAILED+=("$1 $2: $4")
+  {
+    say ""
+    say "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    say "BUILD FAILED: $1 $2: $4"
+    if [ -n "$3" ] && [ -s "$3" ]; then
+      say "---- last lines of $3 ----"
+      tail -n 40 "$3"
+    fi
+    say "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  } >&2
+}
+
+disk() { du -sh "$1" 2>/dev/null | cut -f1; }
+
+# version_ge A B: true if dotted version A >= B (numeric parts only).
+version_ge() {
+  [ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n -k3,3n | head -n1)" = "$2" ]
+}
+
+# stamp_key FILES...: what a build depends on besides the Go toolchain.
+stamp_key() {
+  { go env GOVERSION; printf '%s\n' "$@"; for f in "$@"; do [ -f "$f" ] && cat "$f"; done; } |
+    sha256sum | cut -c1-16
+}
+
+# go_build ENGINE VERSION MODULE PKG OUT VERSION_CMD VERSION_WANT LDFLAGS TAGS [PREHOOK]
+#   builds package PKG inside our module MODULE (modules/MODULE, copied to a
+#   scratch dir so generated files stay out of the source tree) into
+#   $CACHE/ENGINE-VERSION/bin/OUT.
+#   VERSION_CMD: arguments that make OUT print its version ("" = none);
+#   VERSION_WANT: a string that output must contain.
+go_build() {
+  local engine=$1 version=$2 module=$3 pkg=$4 out=$5 vcmd=$6 vwant=$7 ldflags=$8 tags=$9
+  local prehook=${10:-}
+  local dest="$CACHE/$engine-$version" src="$MODULES/$module"
+  local bin="$dest/bin/$out" log="$dest/build.log" stamp="$dest/.stamp"
+  local key t0 t1 vout
+  key=$(stamp_key "$src/go.mod" "$src/go.sum" "$src"/*.go "$pkg" "$ldflags" "$tags" "$prehook")
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+    if [ -z "$vcmd" ] || { vout=$("$bin" $vcmd 2>&1) && case "$vout" in *"$vwant"*) true;; *) false;; esac; }; then
+      say "==> $engine $version: already built ($bin), 0 s, $(disk "$dest")"
+      SUMMARY+=("$engine $version: cached, $(disk "$dest")")
+      record "$out" "$bin"
+      return 0
+    fi
+  fi
+  say "==> $engine $version: building $pkg (module $module, nice $NICE) ..."
+  mkdir -p "$dest/bin"
+  local work="$CACHE/.build/$engine"
+  rm -rf "$work" && mkdir -p "$work" && cp "$src"/go.mod "$src"/go.sum "$src"/*.go "$work"/
+  t0=$(now)
+  # (set -e does not apply here: go_build runs on the left of ||)
+  (
+    cd "$work" || exit 1
+    if [ -n "$prehook" ]; then "$prehook" "$work" "$version" || { echo "pre-build step $prehook failed"; exit 1; }; fi
+    nice -n "$NICE" go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$bin.new" "$pkg" || exit $?
+    mv -f "$bin.new" "$bin"
+  ) >"$log" 2>&1
+  local rc=$?
+  t1=$(now)
+  if [ $rc -ne 0 ]; then
+    rm -f "$bin.new" "$stamp"
+    fail "$engine" "$version" "$log" "go build exited $rc after $((t1 - t0)) s"
+    return 1
+  fi
+  if [ -n "$vcmd" ]; then
+    if ! vout=$("$bin" $vcmd 2>&1) || case "$vout" in *"$vwant"*) false;; *) true;; esac; then
+      fail "$engine" "$version" "$log" "built, but '$out $vcmd' printed '$vout', not '$vwant'"
+      return 1
+    fi
+  fi
+  printf '%s\n' "$key" >"$stamp"
+  say "    built $bin in $((t1 - t0)) s, disk $(disk "$dest") (log: $log)"
+  SUMMARY+=("$engine $version: built in $((t1 - t0)) s, $(disk "$dest")")
+  record "$out" "$bin"
+}
+
+# on_path CMD: the absolute path of CMD on PATH unless it is one of ours.
+on_path() {
+  local p
+  [ "${ENGINES_NO_PATH:-}" = 1 ] && return 1
+  p=$(command -v "$1" 2>/dev/null) || return 1
+  case "$p" in "$CACHE"/*) return 1;; esac
+  printf '%s' "$p"
+}
+
+# ---- 1. pulumi CLI ---------------------------------------------------------
+USER_PULUMI=""
+engine_pulumi() {
+  local p v
+  if p=$(on_path pulumi); then
+    v=$("$p" version 2>/dev/null | tr -d 'v\r')
+    if [ "${v%%.*}" = 3 ] && version_ge "$v" "3.$PULUMI_MIN_MINOR"; then
+      say "==> pulumi: using $p (version $v >= 3.$PULUMI_MIN_MINOR, found on PATH)"
+      SUMMARY+=("pulumi $v: from PATH ($p)")
+      USER_PULUMI=$p
+      record pulumi "$p"
+      return 0
+    fi
+    say "    (pulumi on PATH at $p is version '$v', too old: building our own)"
+  fi
+  go_build pulumi "$PULUMI_VERSION" pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi pulumi \
+    version "v$PULUMI_VERSION" \
+    "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" ""
+}
+
+# ---- 1b. Python language host ---------------------------------------------
+pyhost_prehook() {  # copy the upstream runner script next to the binary
+  local work=$1 sdkdir
+  sdkdir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3) || return 1
+  [ -n "$sdkdir" ] || { go mod download github.com/pulumi/pulumi/sdk/v3 &&
+    sdkdir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3); }
+  install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" \
+    "$CACHE/pulumi-language-python-$PYHOST_VERSION/bin/pulumi-language-python-exec"
+}
+engine_pulumi_language_python() {
+  local p
+  if [ -n "$USER_PULUMI" ] && [ -x "$(dirname "$USER_PULUMI")/pulumi-language-python" ]; then
+    p="$(dirname "$USER_PULUMI")/pulumi-language-python"
+    say "==> pulumi-language-python: using $p (next to the pulumi found on PATH)"
+    SUMMARY+=("pulumi-language-python: from PATH ($p)")
+    record pulumi-language-python "$p"
+    return 0
+  fi
+  go_build pulumi-language-python "$PYHOST_VERSION" pulumi-language-python \
+    cutover.local/engines/pulumi-language-python pulumi-language-python \
+    -version "$PYHOST_VERSION" "-s -w -X main.version=$PYHOST_VERSION" grpcnotrace pyhost_prehook ||
+    return 1
+  local dir="$CACHE/pulumi-language-python-$PYHOST_VERSION/bin"
+  [ -x "$dir/pulumi-language-python-exec" ] || {
+    fail pulumi-language-python "$PYHOST_VERSION" "" "runner script pulumi-language-python-exec missing in $dir"
+    rm -f "$CACHE/pulumi-language-python-$PYHOST_VERSION/.stamp"
+    return 1
+  }
+  # Pulumi looks for its language hosts next to its own executable first
+  # ("bundled"); a host found only on PATH works but earns a warning on every
+  # run. So our pulumi gets hard links (copies across file systems) of both.
+  local pdir="$CACHE/pulumi-$PULUMI_VERSION/bin" f
+  if [ -z "$USER_PULUMI" ] && [ -d "$pdir" ]; then
+    for f in pulumi-language-python pulumi-language-python-exec; do
+      if ! [ "$pdir/$f" -ef "$dir/$f" ]; then
+        ln -f "$dir/$f" "$pdir/$f" 2>/dev/null || cp -f "$dir/$f" "$pdir/$f"
+      fi
+    done
+    record pulumi-language-python "$pdir/pulumi-language-python"
+  fi
+}
+
+# ---- 2. Kubernetes resource provider ----------------------------------------
+k8s_provider_prehook() {  # upstream's `VERSION=... go generate` step
+  local work=$1 version=$2 dir
+  dir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4) || return 1
+  if [ -z "$dir" ]; then
+    go mod download github.com/pulumi/pulumi-kubernetes/provider/v4 || return 1
+    dir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+  fi
+  python3 - "$dir/cmd/pulumi-resource-kubernetes" "$work" "$version" <<'PY'
+import json, os, sys
+src, work, version = sys.argv[1:4]
+schema = json.load(open(os.path.join(src, "schema.json")))
+schema["version"] = version
+json.dump(schema, open(os.path.join(work, "schema-embed.json"), "w"), separators=(",", ":"))
+mapping = json.load(open(os.path.join(src, "terraform-mapping.json")))
+json.dump(mapping, open(os.path.join(work, "terraform-mapping-embed.json"), "w"), separators=(",", ":"))
+PY
+}
+engine_pulumi_resource_kubernetes() {
+  go_build pulumi-resource-kubernetes "$K8S_PROVIDER_VERSION" pulumi-kubernetes \
+    cutover.local/engines/pulumi-kubernetes pulumi-resource-kubernetes "" "" \
+    "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$K8S_PROVIDER_VERSION" "" \
+    k8s_provider_prehook
+}
+
+# ---- 3. kube-apiserver and etcd ---------------------------------------------
+kube_ldflags() {  # hack/lib/version.sh's -X stamps
+  local kv=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version ld="-s -w" k
+  for k in "gitVersion=v$KUBE_VERSION" "gitMajor=${KUBE_VERSION%%.*}" \
+    "gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" gitTreeState=clean \
+    "buildDate=1970-01-01T00:00:00Z"; do
+    ld="$ld -X $kv.$k -X $cv.$k"
+  done
+  printf '%s' "$ld"
+}
+
+kube_engine() {  # kube_engine NAME: kube-apiserver or kube-controller-manager
+  local name=$1 p v
+  if p=$(on_path "$name"); then
+    v=$("$p" --version 2>/dev/null | sed -n 's/^Kubernetes v\([0-9.]*\).*/\1/p')
+    if [ -n "$v" ] && version_ge "$v" "1.$KUBE_MIN_MINOR"; then
+      say "==> $name: using $p (version $v, found on PATH)"
+      SUMMARY+=("$name $v: from PATH ($p)")
+      record "$name" "$p"
+      return 0
+    fi
+  fi
+  # hack/lib/golang.sh: -tags selinux,notest,grpcnotrace; static (CGO off).
+  go_build "$name" "$KUBE_VERSION" kubernetes "k8s.io/kubernetes/cmd/$name" \
+    "$name" --version "Kubernetes v$KUBE_VERSION" "$(kube_ldflags)" selinux,notest,grpcnotrace
+}
+engine_kube_apiserver() { kube_engine kube-apiserver; }
+# Only its garbage collector and namespace controllers are used (kubecluster.py):
+# without them foreground deletes (pulumi destroy) and namespace deletes hang.
+engine_kube_controller_manager() { kube_engine kube-controller-manager; }
+
+engine_etcd() {
+  local p v
+  if p=$(on_path etcd); then
+    v=$("$p" --version 2>/dev/null | sed -n 's/^etcd Version: *\([0-9.]*\).*/\1/p')
+    if [ -n "$v" ] && version_ge "$v" "$ETCD_MIN"; then
+      say "==> etcd: using $p (version $v >= $ETCD_MIN, found on PATH)"
+      SUMMARY+=("etcd $v: from PATH ($p)")
+      record etcd "$p"
+      return 0
+    fi
+  fi
+  if [ "${ENGINES_NO_APT:-}" != 1 ] && [ "${ENGINES_NO_PATH:-}" != 1 ] && [ "$(id -u)" = 0 ] &&
+    command -v apt-get >/dev/null; then
+    local t0 t1
+    t0=$(now)
+    say "==> etcd: apt-get install -y etcd-server (Debian) ..."
+    mkdir -p "$CACHE/etcd-apt"
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >"$CACHE/etcd-apt/apt.log" 2>&1 ||
+      { apt-get update -q >>"$CACHE/etcd-apt/apt.log" 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >>"$CACHE/etcd-apt/apt.log" 2>&1; }; then
+      t1=$(now)
+      p=$(command -v etcd) && v=$("$p" --version 2>/dev/null | sed -n 's/^etcd Version: *\([0-9.]*\).*/\1/p')
+      if [ -n "$v" ] && version_ge "$v" "$ETCD_MIN"; then
+        say "    installed etcd $v at $p in $((t1 - t0)) s"
+        SUMMARY+=("etcd $v: apt-get install etcd-server in $((t1 - t0)) s")
+        record etcd "$p"
+        return 0
+      fi
+    fi
+    say "    (apt-get did not give a usable etcd, see $CACHE/etcd-apt/apt.log: building it)"
+  fi
+  go_build etcd "$ETCD_BUILD_VERSION" etcd go.etcd.io/etcd/server/v3 etcd \
+    --version "etcd Version: $ETCD_BUILD_VERSION" \
+    "-s -w" ""
+}
+
+# ---- 4. flagd ----------------------------------------------------------------
+engine_flagd() {
+  local p v
+  if p=$(on_path flagd); then
+    v=$("$p" version 2>&1 | sed -n 's/.*[Vv]ersion:* *v\{0,1\}\([0-9][0-9.]*\).*/\1/p' | head -n1)
+    if [ -n "$v" ] && version_ge "$v" "$FLAGD_MIN"; then
+      say "==> flagd: using $p (version $v >= $FLAGD_MIN, found on PATH)"
+      SUMMARY+=("flagd $v: from PATH ($p)")
+      record flagd "$p"
+      return 0
+    fi
+  fi
+  # Upstream's command module (github.com/open-feature/flagd/flagd) is not
+  # served by the module proxy here; modules/flagd is a flagd-compatible
+  # daemon on the served github.com/open-feature/flagd/core (same release).
+  go_build flagd "$FLAGD_VERSION" flagd cutover.local/engines/flagd flagd \
+    version "flagd version $FLAGD_VERSION" "-s -w -X main.version=$FLAGD_VERSION" grpcnotrace
+}
+
+# ---- main -----------------------------------------------------------------
+selected=("$@")
+[ ${#selected[@]} -gt 0 ] || read -r -a selected <<<"$ENGINE_ORDER"
+for e in "${selected[@]}"; do
+  case " $ENGINE_ORDER " in *" $e "*) ;; *) say "engines/build.sh: unknown engine '$e' (known: $ENGINE_ORDER)" >&2; exit 2;; esac
+done
+
+T_START=$(now)
+for e in $ENGINE_ORDER; do
+  case " ${selected[*]} " in *" $e "*) ;; *) continue;; esac
+  "engine_$(printf '%s' "$e" | tr - _)" || true
+done
+T_END=$(now)
+
+# env: merge with what an earlier run wrote for engines not selected now.
+envfile="$CACHE/env"
+declare -A OLD=()
+if [ -f "$envfile" ]; then
+  while IFS='=' read -r k v; do
+    case "$k" in ''|'#'*|ENGINES_PATH) continue;; esac
+    OLD[$k]=$v
+  done <"$envfile"
+fi
+for k in "${!OLD[@]}"; do
+  [ -n "${ENV_OUT[$k]+x}" ] || { [ -x "${OLD[$k]}" ] && ENV_OUT[$k]=${OLD[$k]} && add_path_dir "$(dirname "${OLD[$k]}")"; }
+done
+{
+  say "# written by $HERE/build.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  say "# NAME=/abs/path/to/binary; ENGINES_PATH lists their directories (prepend it to PATH:"
+  say "# pulumi finds its plugins there; keep PULUMI_IGNORE_AMBIENT_PLUGINS unset)."
+  for k in $(printf '%s\n' "${!ENV_OUT[@]}" | sort); do say "$k=${ENV_OUT[$k]}"; done
+  say "ENGINES_PATH=$(IFS=:; printf '%s' "${PATH_DIRS[*]+"${PATH_DIRS[*]}"}")"
+} >"$envfile.new" && mv -f "$envfile.new" "$envfile"
+
+say ""
+say "---- engines: $((T_END - T_START)) s in all; cache $CACHE ($(disk "$CACHE"))"
+for s in "${SUMMARY[@]+"${SUMMARY[@]}"}"; do say "   $s"; done
+say "   env file: $envfile"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  for f in "${FAILED[@]}"; do say "BUILD FAILED: $f (log and error above)" >&2; done
+  exit 1
+fi
+exit 0
