@@ -349,3 +349,46 @@ def test_flags_from_a_flagd_daemon_over_rpc_and_a_flip_reaches_the_gateway(tmp_p
     finally:
         g.stop()
         flagd.stop()
+
+
+def test_dead_letters_of_an_outage_are_counted_and_cleared_by_the_repair(tmp_path):
+    """Shadow phase: mirrored writes are built by the policy (a plain reconcile, tiers compared, says
+    parity); copies given up during a MemoryOS outage show in status and the metric; after recovery
+    `cutover reconcile --repair` copies them and clears their dead letters."""
+    import subprocess
+    import sys
+
+    project = project_copy(tmp_path, gateway={"outbox_max_attempts": 2, "outbox_backoff_s": 0.05})
+    with gateway(tmp_path, "shadow", project) as g:
+        c = g.client()
+        old = {**rec(100), "class": "semantic", "observed_at": int(time.time() * 1000) - 40 * 86_400_000}
+        for body in [rec(i) for i in range(5)] + [old]:
+            assert c.post("/v1/memories", json=body).status_code == 200
+        g.wait_drained()
+        src, dst = f"sqlite:{g.data / 'legacy.db'}", f"sqlite:{g.data / 'memoryos.db'}"
+
+        def reconcile(*extra: str) -> subprocess.CompletedProcess:
+            args = [sys.executable, "-m", "cutover.cli", "reconcile", "--source", src, "--target", dst, *extra]
+            return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+        plain = reconcile()
+        assert plain.returncode == 0 and "parity: yes" in plain.stdout, plain.stdout + plain.stderr
+        _, memoryos = stores(g)
+        assert memoryos.get("agents/a", old["id"]).tier == "long"  # the policy's tier, not the store's default
+        g.faults("memoryos", outage=True)
+        for i in range(10, 20):
+            assert c.post("/v1/memories", json=rec(i)).status_code == 200
+        end = time.monotonic() + 30
+        while time.monotonic() < end and g.status()["outbox"]["dead_letters"] < 10:
+            time.sleep(0.2)
+        s = g.status()["outbox"]
+        assert s["dead_letters"] == 10 and s["dead_letters_by_target"] == {"memoryos": 10} and not s["depth"]
+        assert 'cutover_outbox_dead_letters{target="memoryos"} 10.0' in c.get("/metrics").text
+        g.faults("memoryos")
+        assert reconcile().returncode == 1
+        fix = reconcile("--repair")
+        assert fix.returncode == 0 and "10 copied" in fix.stdout and "10 dead letters cleared" in fix.stdout, fix.stdout
+        assert g.status()["outbox"]["dead_letters"] == 0
+        assert 'cutover_outbox_dead_letters{target="memoryos"} 0.0' in c.get("/metrics").text
+        after = reconcile()
+        assert after.returncode == 0 and "parity: yes" in after.stdout, after.stdout

@@ -322,3 +322,204 @@ def test_a_crash_inside_a_batch_of_several_chunks_resumes_from_its_last_commit(t
     report = migration.migrate(migration.Options(**opts))
     assert report["resumed"] and report["read"] == n and report["migrated"] == n and report["unchanged"] == 0
     assert MemoryOSStore(tmp_path / "m.db").count() == n
+
+
+def _stored_rows(path) -> list[tuple]:
+    """Every stored row of a store, every column, in key order: what byte-for-byte comparisons compare."""
+    import sqlite3
+
+    from cutover.store.stores import COLUMNS
+
+    with sqlite3.connect(path) as c:
+        return c.execute(f"SELECT {COLUMNS} FROM records ORDER BY namespace, id").fetchall()
+
+
+def _boundary_export(path, as_of: int, n: int = 600) -> None:
+    """A jido-style export whose ages straddle the 30-day boundary: one record a second around it."""
+    write_jsonl(
+        path,
+        [
+            {
+                "id": f"m{k}",
+                "namespace": f"agents/{k % 3}",
+                "class": "episodic",
+                "kind": "note",
+                "text": f"note {k}",
+                "tags": ["persona:alice"] if k % 2 else [],
+                "source": "jido",
+                "observed_at": as_of - 30 * DAY + (k - n // 2) * 1000,
+                "version": 1,
+                "metadata": {"agent": "a"},
+            }
+            for k in range(n)
+        ],
+    )
+
+
+def test_tiers_at_the_30_day_boundary_reconcile_at_parity_right_after_and_minutes_later(tmp_path):
+    """The tier is a function of (record, policy, as-of): migrate records its as-of (the run's start by
+    default) in the checkpoint and each record's provenance; reconcile classifies the export at the
+    as-of the target recorded, so a reconcile told it runs ten minutes or a year later (an explicit
+    later --as-of: records move across the 30-day line meanwhile) still says parity."""
+    _boundary_export(tmp_path / "export.jsonl", NOW)
+    src, dst = f"jsonl:{tmp_path / 'export.jsonl'}", f"sqlite:{tmp_path / 'mos.db'}"
+    r = cli("migrate", "--from", src, "--to", dst, "--report", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    as_of = json.loads((tmp_path / "m.json").read_text())["as_of"]
+    store = MemoryOSStore(tmp_path / "mos.db")
+    recs = list(store.scan())
+    assert {rec.metadata["migration"]["as_of"] for rec in recs} == {as_of}
+    assert [tuple(x) for x in store._conn().execute("SELECT as_of FROM migration_checkpoints")] == [(as_of,)]
+    longs = sum(rec.tier == "long" for rec in recs)
+    assert longs == sum(rec.observed_at < as_of - 30 * DAY for rec in recs) and 0 < longs < len(recs)
+    later = as_of + 10 * 60_000
+    assert sum(rec.observed_at < later - 30 * DAY for rec in recs) > longs  # ten minutes on, more are old
+    for extra in ([], ["--as-of", str(later)], ["--as-of", str(as_of + 365 * DAY)]):
+        rc = cli("reconcile", "--source", src, "--target", dst, *extra)
+        assert rc.returncode == 0 and "parity: yes" in rc.stdout and "mismatched 0" in rc.stdout, (
+            extra,
+            rc.stdout + rc.stderr,
+        )
+    # the same export migrated again at the same as-of: the same stores, row for row, byte for byte
+    iso = __import__("datetime").datetime.fromtimestamp(as_of / 1000, __import__("datetime").UTC).isoformat()
+    r2 = cli("migrate", "--from", src, "--to", f"sqlite:{tmp_path / 'again.db'}", "--as-of", iso)
+    assert r2.returncode == 0, r2.stderr
+    assert _stored_rows(tmp_path / "again.db") == _stored_rows(tmp_path / "mos.db")
+    both = cli(
+        "reconcile", "--source", dst, "--target", f"sqlite:{tmp_path / 'again.db'}", "--report", str(tmp_path / "rc")
+    )
+    assert both.returncode == 0, both.stdout
+    report = json.loads((tmp_path / "rc" / "reconcile.json").read_text())["report"]
+    for ns in report["per_namespace"].values():
+        for t in ns["tiers"].values():
+            assert t["source_checksum"] == t["target_checksum"] and t["source_count"] == t["target_count"]
+    # a resume keeps the as-of the run began with; a different explicit one is refused
+    other = cli("migrate", "--from", src, "--to", dst, "--as-of", str(as_of + 1))
+    assert other.returncode == 2 and "--restart" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_migrate_mirror_and_repair_build_the_same_memoryos_rows(tmp_path):
+    """One builder: the same legacy records written by `cutover migrate`, by the mirror worker and by
+    `cutover reconcile --repair` (into an empty MemoryOS store) are the same stored rows, byte for
+    byte: the policy's tier, metadata.mem_os in full, the provenance. A plain reconcile then says
+    parity on each (tiers compared), and a second repair copies nothing."""
+    from cutover.gateway.outbox import MirrorWorker, Outbox
+
+    as_of = NOW - DAY  # a day ago: a record 30 days old then (mid) is past the boundary now (long)
+    legacy = LegacyStore(tmp_path / "legacy.db")
+    recs = [
+        Record(id="plain", namespace="agents/a", text="plain note", observed_at=as_of - DAY),
+        Record(id="boundary", namespace="agents/a", text="at the line", observed_at=as_of - 30 * DAY + 3_600_000),
+        Record(id="old", namespace="agents/a", text="old", observed_at=as_of - 45 * DAY, tags=["persona:bob"]),
+        Record(id="sem", namespace="agents/b", class_="semantic", text="fact", content={"k": [1, "é"]}),
+        Record(id="exp", namespace="agents/b", text="soon", expires_at=as_of + 60_000, source="s", kind="todo"),
+        Record(id="kept", namespace="agents/b", text="x", metadata={"mem_os": {"tier": "long", "heat": 2.5}}),
+        Record(id="bad", namespace="agents/b", text="y", metadata={"mem_os": {"tier": "bogus"}, "z": 1}),
+        Record(id="v3", namespace="agents/c", text="third", version=3, tags=["short_term", "b", "a"]),
+    ]
+    legacy.put_many(recs)
+    ls = f"sqlite:{tmp_path / 'legacy.db'}"
+    assert (
+        cli("migrate", "--from", ls, "--to", f"sqlite:{tmp_path / 'migrated.db'}", "--as-of", str(as_of)).returncode
+        == 0
+    )
+    mirrored = MemoryOSStore(tmp_path / "mirrored.db")
+    box = Outbox(store=legacy)
+    for rec in recs:
+        box.enqueue("legacy", "memoryos", rec.namespace, rec.id)
+    MirrorWorker([box], {"legacy": legacy, "memoryos": mirrored}, as_of=lambda e: as_of).drain_once()
+    assert box.depth() == {}
+    fix = cli(
+        "reconcile", "--source", ls, "--target", f"sqlite:{tmp_path / 'repaired.db'}", "--repair", "--as-of", str(as_of)
+    )
+    assert fix.returncode == 0 and "8 copied" in fix.stdout and "parity: yes" in fix.stdout, fix.stdout + fix.stderr
+    rows = _stored_rows(tmp_path / "migrated.db")
+    assert len(rows) == len(recs)
+    assert _stored_rows(tmp_path / "mirrored.db") == rows
+    assert _stored_rows(tmp_path / "repaired.db") == rows
+    repaired = MemoryOSStore(tmp_path / "repaired.db")
+    tiers = {r.id: r.tier for r in repaired.scan()}
+    assert tiers == {
+        "plain": "mid",
+        "boundary": "mid",
+        "old": "long",
+        "sem": "long",
+        "exp": "short",
+        "kept": "long",
+        "bad": "mid",
+        "v3": "short",
+    }
+    for rec in repaired.scan():
+        mo, mig = rec.metadata["mem_os"], rec.metadata["migration"]
+        assert mo["chain_id"] and mo["consolidation_version"] == 1 and "promotion_score" in mo
+        assert mig["as_of"] == as_of and mig["policy"] == "default" and mig["legacy_namespace"] == rec.namespace
+    assert repaired.get("agents/a", "old").metadata["mem_os"]["persona_keys"] == ["bob"]
+    assert repaired.get("agents/b", "kept").metadata["mem_os"]["heat"] == 2.5
+    for name in ("migrated", "mirrored", "repaired"):  # plain reconciles, today: tiers compared
+        rc = cli("reconcile", "--source", ls, "--target", f"sqlite:{tmp_path / name}.db")
+        assert rc.returncode == 0 and "parity: yes" in rc.stdout, (name, rc.stdout + rc.stderr)
+    again = cli("reconcile", "--source", ls, "--target", f"sqlite:{tmp_path / 'mirrored.db'}", "--repair")
+    assert again.returncode == 0 and "repair: 0 copied, 0 stale replaced" in again.stdout, again.stdout
+
+
+def test_repair_fixes_a_wrong_tier_and_then_has_nothing_left_to_do(tmp_path):
+    """A record copied as it was (tier short by the store's default, no chain id, no provenance) is
+    stale: repair rebuilds it by the policy, a plain reconcile then says parity, a second repair copies nothing."""
+    legacy = LegacyStore(tmp_path / "l.db")
+    legacy.put_many([Record(id=f"r{i}", namespace="n", text=f"t{i}", class_="semantic") for i in range(20)])
+    mos = MemoryOSStore(tmp_path / "m.db")
+    mos.put_many([legacy.get("n", f"r{i}") for i in range(20)])  # as a copy without the builder did
+    assert {r.tier for r in mos.scan()} == {"short"}
+    src, dst = f"sqlite:{tmp_path / 'l.db'}", f"sqlite:{tmp_path / 'm.db'}"
+    check = cli("reconcile", "--source", src, "--target", dst)
+    assert check.returncode == 1 and "mismatched 20" in check.stdout, check.stdout
+    fix = cli("reconcile", "--source", src, "--target", dst, "--repair")
+    assert fix.returncode == 0 and "0 copied, 20 stale replaced" in fix.stdout, fix.stdout
+    assert {r.tier for r in mos.scan()} == {"long"}
+    assert cli("reconcile", "--source", src, "--target", dst).returncode == 0
+    again = cli("reconcile", "--source", src, "--target", dst, "--repair")
+    assert again.returncode == 0 and "0 copied, 0 stale replaced" in again.stdout
+
+
+def test_reconcile_reads_an_export_by_the_migrations_rules(tmp_path):
+    """Duplicate ids (the highest version kept, the first of equal ones, as migrate keeps them) and
+    the lines migrate quarantines (counted apart, not missing) reconcile at parity, with no traceback."""
+    lines = [
+        {"id": "dup", "namespace": "n", "text": "second version", "version": 2},
+        {"id": "dup", "namespace": "n", "text": "first version", "version": 1},
+        {"id": "tie", "namespace": "n", "text": "kept", "version": 1},
+        {"id": "tie", "namespace": "n", "text": "not kept", "version": 1},
+        {"id": "up", "namespace": "m", "text": "v1", "version": 1},
+        {"id": "up", "namespace": "m", "text": "v3", "version": 3},
+        {"id": "meta", "namespace": "n", "metadata": [1]},
+        {"id": "when", "namespace": "n", "observed_at": "2024"},
+        {"id": "kind", "namespace": "n", "kind": ["x"]},
+        {"id": "src", "namespace": "n", "source": {"a": 1}},
+        {"id": "null-observed", "namespace": "n", "text": "no time", "observed_at": None},
+        {"id": "bad-tier", "namespace": "n", "text": "z", "metadata": {"mem_os": {"tier": "huge"}}},
+        "{not json",
+        "[1, 2]",
+        "",
+        {"id": "ok", "namespace": "n", "text": "fine", "observed_at": NOW - 30 * DAY},
+    ]
+    write_jsonl(tmp_path / "e.jsonl", lines)
+    src, dst = f"jsonl:{tmp_path / 'e.jsonl'}", f"sqlite:{tmp_path / 'm.db'}"
+    r = cli("migrate", "--from", src, "--to", dst, "--report", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["quarantined"] == 6
+    store = MemoryOSStore(tmp_path / "m.db")
+    assert store.get("n", "dup").text == "second version" and store.get("n", "tie").text == "kept"
+    assert store.get("m", "up").text == "v3" and store.get("n", "bad-tier").tier == "mid"
+    rc = cli("reconcile", "--source", src, "--target", dst, "--report", str(tmp_path / "rc"))
+    assert rc.returncode == 0 and "parity: yes" in rc.stdout, rc.stdout + rc.stderr
+    assert (
+        "Traceback" not in rc.stderr and "quarantined source 6" in rc.stdout and "duplicate ids source 3" in rc.stdout
+    )
+    rep = json.loads((tmp_path / "rc" / "reconcile.json").read_text())["report"]
+    assert rep["totals"] == {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0}
+    assert rep["quarantined"]["source"] == 6 and rep["superseded"]["source"] == 3
+    # the export against itself, and against a JSONL migration of it (which keeps every line)
+    assert cli("migrate", "--from", src, "--to", f"jsonl:{tmp_path / 'out.jsonl'}").returncode == 0
+    rj = cli("reconcile", "--source", src, "--target", f"jsonl:{tmp_path / 'out.jsonl'}")
+    assert rj.returncode == 0 and "parity: yes" in rj.stdout, rj.stdout + rj.stderr

@@ -10,6 +10,10 @@ commit). So a crash at any point leaves either nothing to do or a row that conve
 a retried row is never a new record, and a row can never delete what a newer write created.
 Failures retry with exponential backoff; a row that keeps failing moves to the dead-letter table
 with its last error.
+
+A copy into MemoryOS is built by the migration's builder (`cutover.migration.build`): the tier by
+the policy, lifecycle fields and provenance, at the as-of of the write (its enqueue time, to the
+second), so a mirrored record is the row migrate or `reconcile --repair` would write for it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from cutover.migration.build import Builder, legacy_of_row
+from cutover.migration.tiering import Policy, load_policy
 from cutover.store.records import Record
 from cutover.store.stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError, keep_wal
 
@@ -161,6 +167,9 @@ class Outbox:
             t: now - ts for t, ts in self._conn().execute("SELECT target, min(enqueued_at) FROM outbox GROUP BY target")
         }
 
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT target, count(*) FROM dead_letter GROUP BY target").fetchall())
+
     def dead_letters(self) -> list[dict]:
         cur = self._conn().execute("SELECT * FROM dead_letter ORDER BY seq")
         cols = [d[0] for d in cur.description]
@@ -208,6 +217,8 @@ class MirrorWorker(threading.Thread):
         on_done: Callable[[int, list[int]], None] | None = None,
         write_scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
         on_start: Callable[[], None] = lambda: None,
+        policy: Policy | None = None,
+        as_of: Callable[[Entry], int] | None = None,
     ):
         """done_flush_s > 0: copied entries are deleted from their outbox in batches at most that often
         (fewer write transactions on the primary's file, whose lock the requests' writes need; in
@@ -226,7 +237,11 @@ class MirrorWorker(threading.Thread):
 
         write_scope(): entered around every write (a transaction holds a lock others
         may wait for); on_start(): called first in the worker's thread. The gateway's child process
-        uses them to read and prepare at idle priority and write at normal priority."""
+        uses them to read and prepare at idle priority and write at normal priority.
+
+        policy: the classification policy of copies into MemoryOS (default: the built-in one, as
+        `cutover migrate`); as_of(entry): the as-of of an entry's copy (default: its enqueue time,
+        to the second, so a retried copy is the same row)."""
         super().__init__(name="mirror-worker", daemon=True)
         self.outboxes = outboxes if isinstance(outboxes, list) else [outboxes]
         self.stores, self.on_failure, self.idle_s = stores, on_failure, idle_s
@@ -237,6 +252,9 @@ class MirrorWorker(threading.Thread):
         self._seen = {i: 0 for i in range(len(self.outboxes))}  # highest seq handled per outbox
         self._deferred: dict[int, set[int]] = {i: set() for i in range(len(self.outboxes))}  # put off by us
         self.stop_event = threading.Event()
+        self.policy = policy if policy is not None else load_policy()
+        self.as_of = as_of if as_of is not None else (lambda e: int(e.enqueued_at) * 1000)
+        self._builders: dict[int, Builder] = {}
         self.copied = 0
         self._pending: dict[int, set[int]] = {i: set() for i in range(len(self.outboxes))}
         self._pending_since: float | None = None
@@ -314,6 +332,8 @@ class MirrorWorker(threading.Thread):
             store = self.stores[target]
             copies = [c for _, c in items]  # rows from a SQLite source, else records
             try:
+                if getattr(store, "name", target) == "memoryos":
+                    copies = [self._memoryos_row(e, c) for e, c in items]
                 with self.write_scope():
                     if _holds_rows(store) and all(isinstance(c, tuple) for c in copies):
                         store.put_rows(copies)  # rows as stored: no record built only to be written again
@@ -339,6 +359,16 @@ class MirrorWorker(threading.Thread):
                     outbox.done(done)
             self.copied += len(done)
         return len(entries)
+
+    def _memoryos_row(self, e: Entry, copy: tuple | Record) -> tuple:
+        """The MemoryOS row of a legacy row or record, built as migrate builds it."""
+        at = self.as_of(e)
+        builder = self._builders.get(at)
+        if builder is None:
+            if len(self._builders) > 16:
+                self._builders.clear()
+            builder = self._builders[at] = Builder(self.policy, at)
+        return builder.row(copy.dump() if isinstance(copy, Record) else legacy_of_row(copy))[0]
 
     def _fetch(self, entries: list[Entry]) -> dict[str, dict]:
         """The sources' current state of the batch's keys, one query per SQLite source, as rows (a

@@ -315,6 +315,9 @@ class GatewayMetrics:
         self.outbox_age = Gauge(
             name(plan, "outbox_oldest_age"), "oldest outbox entry age, s", ["target"], registry=registry
         )
+        self.outbox_dead = Gauge(
+            name(plan, "outbox_dead_letters"), "dead-lettered mirror writes", ["target"], registry=registry
+        )
         self.mirror_failures = Counter(n("mirror_failures"), "mirror failures", ["target", "reason"], registry=registry)
         self.drift = Histogram(
             name(plan, "drift"), "retrieval drift", ["measure"], buckets=DRIFT_BUCKETS, registry=registry
@@ -652,6 +655,13 @@ class Gateway:
     def dead_letters(self) -> list[dict]:
         return [d for box in self.outboxes.values() for d in box.dead_letters()]
 
+    def dead_letter_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for box in self.outboxes.values():
+            for target, n in box.dead_letter_counts().items():
+                out[target] = out.get(target, 0) + n
+        return out
+
     def restart_drift_window(self) -> dict:
         """A new drift window (after `cutover reconcile --repair`): the gate judges only shadow reads
         from now on. Returns the window that was dropped."""
@@ -674,10 +684,11 @@ class Gateway:
             self.metrics.phase_info.remove(self._phase_shown, self.stack)
             self.metrics.phase_info.labels(phase=phase, stack=self.stack).set(1)
             self._phase_shown = phase
-        depth, age = self.outbox_depth(), self.outbox_oldest_age()
+        depth, age, dead = self.outbox_depth(), self.outbox_oldest_age(), self.dead_letter_counts()
         for target in ("legacy", "memoryos"):
             self.metrics.outbox_depth.labels(target=target).set(depth.get(target, 0))
             self.metrics.outbox_age.labels(target=target).set(age.get(target, 0.0))
+            self.metrics.outbox_dead.labels(target=target).set(dead.get(target, 0))
 
     def status(self) -> dict:
         self.refresh_gauges()
@@ -696,7 +707,8 @@ class Gateway:
             "outbox": {
                 "depth": self.outbox_depth(),
                 "oldest_age_s": self.outbox_oldest_age(),
-                "dead_letters": len(self.dead_letters()),
+                "dead_letters": sum(self.dead_letter_counts().values()),
+                "dead_letters_by_target": self.dead_letter_counts(),
                 "mirrored": self.mirrored,
             },
             "drift": {

@@ -15,29 +15,27 @@ import json
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from cutover.migration.build import Builder
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
 from cutover.store.records import MAX_TEXT, now_ms, record_problem
-from cutover.store.stores import COLUMNS, LegacyStore, MemoryOSStore, json_text, tier_columns, upsert_sql
+from cutover.store.stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
 WAL_PAGES_BULK = 65536  # checkpoint after this many WAL pages (256 MiB) in bulk mode (--defer-index)
 WAL_PAGES = 8192  # and with the live index (32 MiB: readers, such as a gateway, search the WAL too)
 CLASSES = frozenset({"episodic", "semantic", "procedural", "working"})
-PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
 CHECKPOINTS = """
 CREATE TABLE IF NOT EXISTS migration_checkpoints(
   run_key TEXT PRIMARY KEY, position TEXT NOT NULL, quarantine_offset INTEGER NOT NULL,
-  counts TEXT NOT NULL, updated_at REAL NOT NULL
+  counts TEXT NOT NULL, updated_at REAL NOT NULL, as_of INTEGER
 );
 """
 
@@ -87,6 +85,10 @@ def problem(obj: object) -> str | None:
         return f"text of {len(text)} characters is over the limit of {MAX_TEXT}"
     if obj.get("class", "episodic") not in CLASSES:
         return f"class {obj.get('class')!r} is not one of {sorted(CLASSES)}"
+    for key in ("kind", "source"):
+        v = obj.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"{key} is {type(v).__name__}, not a string"
     tags = obj.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         return "tags is not a list of strings"
@@ -97,128 +99,6 @@ def problem(obj: object) -> str | None:
     if not isinstance(obj.get("metadata", {}), dict):
         return "metadata is not an object"
     return record_problem(obj)
-
-
-@dataclass
-class Context:
-    source: str
-    run_id: str
-    policy: Policy
-    now: int
-    classify: Callable[[dict], tuple[str, str]]
-
-
-def backfill(rec: dict, ctx: Context) -> tuple[dict, str, str, int]:
-    """Add metadata.mem_os and metadata.migration; existing fields are kept. Returns
-    (record, tier, rule, number of existing fields kept over computed ones)."""
-    tier, rule = ctx.classify(rec)
-    meta = dict(rec.get("metadata") or {})
-    mem_os = meta.get("mem_os")
-    existing: dict = mem_os if isinstance(mem_os, dict) else {}
-    tags = rec.get("tags") or []
-    computed = {
-        "tier": tier,
-        "chain_id": f"{rec['namespace']}:{rec.get('kind', 'note')}",
-        "heat": 0.0,
-        "promotion_score": PROMOTION_SCORE[tier],
-        "last_accessed_at": rec.get("observed_at"),
-        "consolidation_version": 1,
-        "persona_keys": sorted(t.split(":", 1)[1] for t in tags if t.startswith("persona:") and len(t) > 8),
-    }
-    kept = sum(1 for k, v in existing.items() if k in computed and computed[k] != v)
-    meta["mem_os"] = {**computed, **existing}
-    if "migration" not in meta:
-        meta["migration"] = {
-            "source": ctx.source,
-            "run_id": ctx.run_id,
-            "migrated_at": ctx.now,
-            "legacy_namespace": rec["namespace"],
-            "policy": ctx.policy.name,
-            "policy_hash": ctx.policy.digest,
-        }
-    out = {
-        "id": rec["id"],
-        "namespace": rec["namespace"],
-        "class": rec.get("class", "episodic"),
-        "kind": rec.get("kind", "note"),
-        "text": rec.get("text", ""),
-        "content": rec.get("content"),
-        "tags": sorted(set(tags)),
-        "source": rec.get("source"),
-        "observed_at": rec.get("observed_at", ctx.now),
-        "expires_at": rec.get("expires_at"),
-        "metadata": meta,
-        "version": rec.get("version") or 1,
-    }
-    return out, meta["mem_os"]["tier"], rule, kept
-
-
-def backfill_row(rec: dict, ctx: Context) -> tuple[tuple, str, str, int]:
-    """`row_of(backfill(rec))` in one step (the migration's hot path): (row, tier, rule, kept)."""
-    tier, rule = ctx.classify(rec)
-    meta = rec.get("metadata")
-    meta = dict(meta) if meta else {}
-    existing = meta.get("mem_os")
-    tags = rec.get("tags") or []
-    ns, kind, observed = rec["namespace"], rec.get("kind", "note"), rec.get("observed_at")
-    mo: dict[str, Any] = {
-        "tier": tier,
-        "chain_id": f"{ns}:{kind}",
-        "heat": 0.0,
-        "promotion_score": PROMOTION_SCORE[tier],
-        "last_accessed_at": observed,
-        "consolidation_version": 1,
-        "persona_keys": sorted(t[8:] for t in tags if t.startswith("persona:") and len(t) > 8),
-    }
-    kept = 0
-    if isinstance(existing, dict) and existing:
-        kept = sum(1 for k, v in existing.items() if k in mo and mo[k] != v)
-        mo = {**mo, **existing}
-    meta["mem_os"] = mo
-    if "migration" not in meta:
-        meta["migration"] = {
-            "source": ctx.source,
-            "run_id": ctx.run_id,
-            "migrated_at": ctx.now,
-            "legacy_namespace": ns,
-            "policy": ctx.policy.name,
-            "policy_hash": ctx.policy.digest,
-        }
-    dumps = orjson.dumps
-    row = (
-        ns,
-        rec["id"],
-        rec.get("version") or 1,
-        rec.get("class", "episodic"),
-        kind,
-        rec.get("text", ""),
-        dumps(rec.get("content")).decode(),
-        dumps(sorted(set(tags))).decode(),
-        rec.get("source"),
-        ctx.now if observed is None else observed,
-        rec.get("expires_at"),
-        dumps(meta).decode(),
-        *tier_columns(meta),
-    )
-    return row, mo["tier"], rule, kept
-
-
-def row_of(d: dict) -> tuple:
-    return (
-        d["namespace"],
-        d["id"],
-        d["version"],
-        d["class"],
-        d["kind"],
-        d["text"],
-        json_text(d["content"]),
-        json_text(d["tags"]),
-        d["source"],
-        d["observed_at"],
-        d["expires_at"],
-        json_text(d["metadata"]),
-        *tier_columns(d["metadata"]),
-    )
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -324,6 +204,10 @@ class SqliteTarget:
         self.store = MemoryOSStore(path)
         self.conn = self.store._conn()
         self.conn.executescript(CHECKPOINTS)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(migration_checkpoints)")}
+        if "as_of" not in cols:  # a store migrated before the as-of was recorded
+            self.conn.execute("ALTER TABLE migration_checkpoints ADD COLUMN as_of INTEGER")
+        self.as_of: int | None = None
         self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # fewer B-tree page reads per insert
         # WAL checkpoints (each with two fsyncs) every WAL_PAGES rather than SQLite's 1 000 pages: a
         # batch dirties pages all over the (namespace, id) index, which were copied back again and
@@ -385,8 +269,9 @@ class SqliteTarget:
                 counts.unchanged += unchanged
                 counts.migrated -= unchanged
                 c.execute(
-                    "INSERT OR REPLACE INTO migration_checkpoints VALUES (?,?,?,?,?)",
-                    (run_key, position, q_offset, json.dumps(counts.as_dict()), time.time()),
+                    "INSERT OR REPLACE INTO migration_checkpoints"
+                    "(run_key, position, quarantine_offset, counts, updated_at, as_of) VALUES (?,?,?,?,?,?)",
+                    (run_key, position, q_offset, json.dumps(counts.as_dict()), time.time(), self.as_of),
                 )
                 if commit:
                     c.execute("COMMIT")
@@ -416,6 +301,7 @@ class JsonlTarget:
         self.path, self.ckpt = path, path.with_name(path.name + ".checkpoint.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(path, "ab")
+        self.as_of: int | None = None
 
     def checkpoint(self, run_key: str) -> dict | None:
         if not self.ckpt.is_file():
@@ -443,6 +329,7 @@ class JsonlTarget:
                     "quarantine_offset": q_offset,
                     "target_offset": self.f.tell(),
                     "counts": counts.as_dict(),
+                    "as_of": self.as_of,
                 }
             )
         )
@@ -497,6 +384,7 @@ class Options:
     quarantine: Path | None = None
     restart: bool = False
     defer_index: bool = False
+    as_of: int | None = None  # epoch ms the age rules count from (None: the run's start)
     progress: Callable[[Counts, int], None] | None = None  # (counts, source bytes done or records)
     workers: int | None = None  # processes preparing records (JSONL sources); None: one per core
     chunk: int = CHUNK_RECORDS  # records prepared at a time (a batch spans batch / chunk of them)
@@ -508,9 +396,8 @@ class ChunkSpec:
     """What a worker needs to prepare records exactly as the main process would."""
 
     source: str
-    run_id: str
     policy: Policy
-    now: int
+    as_of: int
     namespaces: list[str] | None
     shard: tuple[int, int] | None
     on_error: str
@@ -531,7 +418,7 @@ _worker: dict = {}
 
 def _init_worker(spec: ChunkSpec) -> None:
     _worker["spec"] = spec
-    _worker["ctx"] = Context(spec.source, spec.run_id, spec.policy, spec.now, spec.policy.compile(spec.now))
+    _worker["builder"] = Builder(spec.policy, spec.as_of)
     _worker["wanted"] = set(spec.namespaces) if spec.namespaces else None
 
 
@@ -539,7 +426,7 @@ class _Preparer:
     """Check, filter, classify and backfill records one by one into a Chunk."""
 
     def __init__(self):
-        self.spec, self.ctx, self.wanted = _worker["spec"], _worker["ctx"], _worker["wanted"]
+        self.spec, self.builder, self.wanted = _worker["spec"], _worker["builder"], _worker["wanted"]
         self.counts, self.out, self.quarantined = Counts(), [], []
 
     def take(self, obj, error: str | None) -> str | None:
@@ -558,7 +445,7 @@ class _Preparer:
             counts.skipped_other_shards += 1
             return None
         try:
-            rec, tier, rule, kept = (backfill_row if self.spec.rows else backfill)(obj, self.ctx)
+            rec, tier, rule, kept = (self.builder.row if self.spec.rows else self.builder.record)(obj)
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # orjson's errors are ValueErrors
             return f"unstorable: {type(exc).__name__}: {str(exc)[:200]}"
         counts.migrated += 1
@@ -714,6 +601,32 @@ def _ordered(pool, chunks, workers: int):
         yield pending.popleft().result()
 
 
+def checkpoint_as_of(target: str, run_key: str | None = None) -> int | None:
+    """The as-of a migration into `target` recorded: that run's (`run_key`), or the latest run's.
+    Read with a connection of its own, closed again (the migration forks its workers after this)."""
+    kind, path = parse_uri(target)
+    if not path.is_file():
+        return None
+    if kind == "jsonl":
+        ckpt = path.with_name(path.name + ".checkpoint.json")
+        if not ckpt.is_file():
+            return None
+        data = json.loads(ckpt.read_text())
+        return data.get("as_of") if run_key is None or data.get("run_key") == run_key else None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(migration_checkpoints)")}
+        if "as_of" not in cols:
+            return None
+        where, args = ("WHERE run_key = ? AND", (run_key,)) if run_key else ("WHERE", ())
+        row = conn.execute(
+            f"SELECT as_of FROM migration_checkpoints {where} as_of IS NOT NULL ORDER BY updated_at DESC LIMIT 1", args
+        ).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
 def run_key(o: Options) -> str:
     blob = json.dumps([o.source, o.target, sorted(o.namespaces or []), o.shard, o.policy.digest])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -728,12 +641,21 @@ def migrate(o: Options) -> dict:
         raise MigrationError(f"unknown --on-error {o.on_error!r}", fix="use quarantine or halt")
     key = run_key(o)
     started = time.monotonic()
-    ctx = Context(o.source, uuid.uuid4().hex[:12], o.policy, now_ms(), o.policy.compile(now_ms()))
+    as_of = o.as_of if o.as_of is not None else now_ms()
+    if not o.restart and not o.dry_run:
+        began = checkpoint_as_of(o.target, key)  # a resumed run keeps the as-of it began with
+        if began is not None:
+            if o.as_of is not None and o.as_of != began:
+                raise MigrationError(
+                    f"this run began at as-of {began}, not {o.as_of}",
+                    fix=f"resume with --as-of {began} (or without --as-of), or start over with --restart",
+                )
+            as_of = began
+    builder = Builder(o.policy, as_of)
     spec = ChunkSpec(
         o.source,
-        ctx.run_id,
         o.policy,
-        ctx.now,
+        as_of,
         o.namespaces,
         o.shard,
         o.on_error,
@@ -746,6 +668,8 @@ def migrate(o: Options) -> dict:
         if o.dry_run
         else (SqliteTarget(dst_path, o.defer_index) if dst_kind == "sqlite" else JsonlTarget(dst_path))
     )
+    if target is not None:
+        target.as_of = as_of
     qpath = o.quarantine or dst_path.with_name(dst_path.name + ".quarantine.jsonl")
     counts, position, q_offset, resumed, uncommitted = Counts(), None, 0, False, 0
     ckpt = target.checkpoint(key) if target and not o.restart else None
@@ -813,7 +737,8 @@ def migrate(o: Options) -> dict:
         "dry_run": o.dry_run,
         "resumed": resumed,
         "run_key": key,
-        "run_id": ctx.run_id,
+        "run_id": builder.run_id,
+        "as_of": as_of,
         "policy": {"name": o.policy.name, "hash": o.policy.digest},
         "shard": f"{o.shard[0]}/{o.shard[1]}" if o.shard else None,
         "quarantine_file": None if o.dry_run else str(qpath),

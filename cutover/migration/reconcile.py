@@ -21,15 +21,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from cutover.migration.migrate import MigrationError, parse_uri
+from cutover.migration.build import TIERS, Builder, legacy_of_row
+from cutover.migration.migrate import MigrationError, checkpoint_as_of, parse_uri, problem
 from cutover.migration.tiering import Policy
-from cutover.store.records import Record, now_ms
-from cutover.store.stores import LegacyStore, MemoryOSStore
+from cutover.store.records import now_ms
+from cutover.store.stores import MEMORYOS_APP_ID, LegacyStore, MemoryOSStore
 
 MASK = (1 << 64) - 1
+VALID_TIERS = "(" + ", ".join(f"'{t}'" for t in TIERS) + ")"  # SQL: a tier column that is a tier
 SAMPLE = 50  # ids listed per kind of difference and namespace
 
 
@@ -39,8 +42,31 @@ class Row:
     id: str
     version: int
     text: str
-    tier: str
+    tier: str | None  # None: a legacy record, classified when it is compared (see `Tiers`)
     observed_at: int
+    as_of: int | None = None  # the as-of in the record's provenance (metadata.migration.as_of)
+    legacy: dict | None = None  # what the policy reads, for a record without a tier
+
+
+class Tiers:
+    """Tiers of legacy records at an as-of: the one a record's counterpart recorded in its
+    provenance, else the default (`--as-of`, or the as-of the target's migration recorded)."""
+
+    def __init__(self, policy: Policy, as_of: int):
+        self.policy, self.as_of = policy, as_of
+        self._compiled: dict[int, Any] = {as_of: policy.compile(as_of)}
+
+    def classify(self, rec: dict, as_of: int | None = None) -> str:
+        at = self.as_of if as_of is None else as_of
+        fn = self._compiled.get(at)
+        if fn is None:
+            fn = self._compiled[at] = self.policy.compile(at)
+        return fn(rec)[0]
+
+    def resolve(self, r: Row, other: Row | None = None) -> None:
+        if r.tier is None:
+            assert r.legacy is not None  # a row without a tier keeps what the policy reads
+            r.tier = self.classify(r.legacy, other.as_of if other is not None else None)
 
 
 def _digest_of(id_: str, version: int, text: str, tier: str | None = None) -> int:
@@ -67,62 +93,119 @@ def _open_sqlite(path: Path, namespaces, window) -> tuple[sqlite3.Connection, li
     return LegacyStore(path)._conn(), where, args
 
 
-def _rows_sqlite(path: Path, classify, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
+def _provenance_as_of(meta: object) -> int | None:
+    mig = meta.get("migration") if isinstance(meta, dict) else None
+    at = mig.get("as_of") if isinstance(mig, dict) else None
+    return at if isinstance(at, int) and not isinstance(at, bool) else None
+
+
+def _rows_sqlite(path: Path, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
     conn, where, args = _open_sqlite(path, namespaces, window)
     sql = (
         f"SELECT namespace, id, version, text, tier, class, tags, observed_at, expires_at, metadata FROM records "
         f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY namespace, id"
     )
     for ns, id_, ver, text, tier, cls, tags, obs, exp, meta in conn.execute(sql, args):
-        if tier is None:
-            tier = classify(
-                {
-                    "class": cls,
-                    "tags": json.loads(tags),
-                    "observed_at": obs,
-                    "expires_at": exp,
-                    "metadata": json.loads(meta),
-                    "text": text,
-                }
-            )[0]
-        yield Row(ns, id_, ver, text, tier, obs)
+        metadata = orjson.loads(meta)
+        legacy = None
+        if tier not in TIERS:  # a legacy record (or one with a tier that is none): classified
+            tier = None
+            legacy = {"class": cls, "tags": orjson.loads(tags), "observed_at": obs, "expires_at": exp}
+            legacy |= {"metadata": metadata, "text": text}
+        yield Row(ns, id_, ver, text, tier, obs, _provenance_as_of(metadata), legacy)
 
 
-def _valid_jsonl(path: Path, classify, namespaces, window, span: tuple[int, int] | None = None) -> Iterator[Row]:
-    """The export's valid records, in file order (migrate quarantines the others); with `span`, only
-    the lines that start in that byte range."""
+def _valid_jsonl(
+    path: Path,
+    tiers: Tiers,
+    namespaces,
+    window,
+    span: tuple[int, int] | None = None,
+    counts: dict | None = None,
+    defer: bool = False,
+) -> Iterator[Row]:
+    """The export's records as migrate reads them, in file order: a line migrate quarantines (the
+    same checks: `migrate.problem`) is counted in counts["quarantined"] and left out. With `span`,
+    only the lines that start in that byte range; with `defer`, records without a valid tier keep
+    what the policy reads (Row.legacy) and are classified when compared."""
     if not path.is_file():
         raise MigrationError("no such file", file=str(path), fix="check the jsonl: path")
     with open(path, "rb") as f:
         lines: Iterable[bytes] = f
         if span is not None:
             lines = _lines_in(f, *span)
+        bad = 0
         for line in lines:
+            text = line.strip()
+            if not text:
+                continue  # migrate skips blank lines too
             try:
-                d = orjson.loads(line)
+                d = orjson.loads(text)
             except orjson.JSONDecodeError:
+                bad += 1
                 continue
-            if not isinstance(d, dict) or not isinstance(d.get("namespace"), str) or not isinstance(d.get("id"), str):
+            if problem(d) is not None:
+                bad += 1
                 continue
             if namespaces and d["namespace"] not in namespaces:
                 continue
-            obs = d.get("observed_at", 0)
+            obs = d.get("observed_at")
+            if obs is None:
+                obs = tiers.as_of  # what migrate stores for a record without one
             if window and not (window[0] <= obs <= window[1]):
                 continue
-            meta = d.get("metadata")
-            mo = meta.get("mem_os") if isinstance(meta, dict) else None
-            tier = kept if isinstance(mo, dict) and (kept := mo.get("tier")) else classify(d)[0]
-            yield Row(d["namespace"], d["id"], d.get("version") or 1, d.get("text", ""), tier, obs)
+            meta = d.get("metadata") or {}
+            mo = meta.get("mem_os")
+            tier = mo.get("tier") if isinstance(mo, dict) else None
+            legacy = None
+            if tier not in TIERS:
+                tier = None
+                if defer:
+                    legacy = d
+                else:
+                    tier = tiers.classify(d)
+            yield Row(
+                d["namespace"],
+                d["id"],
+                d.get("version") or 1,
+                d.get("text", ""),
+                tier,
+                obs,
+                _provenance_as_of(meta),
+                legacy,
+            )
+        if counts is not None:
+            counts["quarantined"] = counts.get("quarantined", 0) + bad
 
 
-def _rows_jsonl(path: Path, classify, namespaces, window) -> Iterator[Row]:
-    """Sorted by (namespace, id) in memory: the detail pass asks only for the namespaces that differ."""
-    return iter(sorted(_valid_jsonl(path, classify, namespaces, window), key=lambda r: (r.namespace, r.id)))
+def _rows_jsonl(path: Path, tiers: Tiers, namespaces, window, counts: dict | None = None) -> Iterator[Row]:
+    """Sorted by (namespace, id) in memory (the detail pass asks only for the namespaces that
+    differ), one per id as migrate keeps it: the highest version, the first of equal ones (a stable
+    sort keeps file order within an id); the others are counted in counts["superseded"]."""
+    ordered = sorted(_valid_jsonl(path, tiers, namespaces, window, defer=True), key=lambda r: (r.namespace, r.id))
+    best: Row | None = None
+    superseded = 0
+    for r in ordered:
+        if best is not None and (best.namespace, best.id) == (r.namespace, r.id):
+            superseded += 1
+            if r.version > best.version:
+                best = r
+            continue
+        if best is not None:
+            yield best
+        best = r
+    if best is not None:
+        yield best
+    if counts is not None:
+        counts["superseded"] = counts.get("superseded", 0) + superseded
 
 
-def rows(uri: str, classify, namespaces=None, window=None) -> Iterator[Row]:
+def rows(uri: str, tiers: Tiers, namespaces=None, window=None, counts: dict | None = None) -> Iterator[Row]:
+    """A side's records in (namespace, id) order, tiers as stored (None: classified when compared)."""
     kind, path = parse_uri(uri)
-    return (_rows_sqlite if kind == "sqlite" else _rows_jsonl)(path, classify, namespaces, window)
+    if kind == "sqlite":
+        return _rows_sqlite(path, namespaces, window)
+    return _rows_jsonl(path, tiers, namespaces, window, counts)
 
 
 @dataclass
@@ -158,12 +241,13 @@ def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
     conn.row_factory = None
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     yield from conn.execute(
-        f"SELECT namespace, id, version, text, tier FROM records {cond} {'AND' if cond else 'WHERE'} tier IS NOT NULL",
+        f"SELECT namespace, id, version, text, tier FROM records {cond} "
+        f"{'AND' if cond else 'WHERE'} tier IN {VALID_TIERS}",
         args,
     )
     for ns, id_, ver, text, cls, tags, obs, exp, meta in conn.execute(
         f"SELECT namespace, id, version, text, class, tags, observed_at, expires_at, metadata FROM records {cond} "
-        f"{'AND' if cond else 'WHERE'} tier IS NULL",
+        f"{'AND' if cond else 'WHERE'} (tier IS NULL OR tier NOT IN {VALID_TIERS})",
         args,
     ):
         tier = classify(
@@ -193,8 +277,8 @@ def _lines_in(f, start: int, end: int) -> Iterator[bytes]:
         yield line
 
 
-def _raw_jsonl(path: Path, classify, namespaces, window, span=None) -> Iterator[tuple]:
-    for r in _valid_jsonl(path, classify, namespaces, window, span):
+def _raw_jsonl(path: Path, tiers: Tiers, namespaces, window, span=None, counts=None) -> Iterator[tuple]:
+    for r in _valid_jsonl(path, tiers, namespaces, window, span, counts):
         yield r.namespace, r.id, r.version, r.text, r.tier
 
 
@@ -217,10 +301,14 @@ def summarize(
     with_tier: bool,
     now: int,
     span: tuple[int, int] | None = None,
+    counts: dict | None = None,
 ) -> dict:
     """Per namespace: {tier: [count, checksum]} and, under "*", [count, checksum] over all its records
-    (without the tier when with_tier is False). `span`: a byte range of a jsonl: file."""
+    (without the tier when with_tier is False); records without a tier classified at the as-of
+    `now`. `span`: a byte range of a jsonl: file; `counts` gets the lines left out as migrate
+    quarantines them ("quarantined")."""
     kind, path = parse_uri(uri)
+    tiers = Tiers(policy, now)
     classify = policy.compile(now)
     wanted = set(namespaces) if namespaces else None
     out: dict[str, dict] = {}
@@ -228,7 +316,7 @@ def summarize(
     rows_ = (
         _raw_sqlite(path, classify, wanted, window)
         if kind == "sqlite"
-        else _raw_jsonl(path, classify, wanted, window, span)
+        else _raw_jsonl(path, tiers, wanted, window, span, counts)
     )
     for ns, id_, ver, text, tier in rows_:
         d = _digest_of(id_, ver, text, tier)
@@ -248,13 +336,20 @@ def summarize(
     return out
 
 
-def _summaries(source: str, target: str, policy: Policy, namespaces, window, with_tier: bool) -> tuple[dict, dict]:
+def _summary_job(uri, policy, namespaces, window, with_tier, as_of, span) -> tuple[dict, int]:
+    counts: dict = {}
+    return summarize(uri, policy, namespaces, window, with_tier, as_of, span, counts), counts.get("quarantined", 0)
+
+
+def _summaries(
+    source: str, target: str, policy: Policy, namespaces, window, with_tier: bool, as_of: int
+) -> tuple[dict, dict, dict]:
     """Both sides at once in worker processes. A jsonl: side (parsing and classifying in Python is the
-    slow part) is split into byte ranges summarized in parallel and added up."""
+    slow part) is split into byte ranges summarized in parallel and added up. Also returns the lines
+    of each side left out as migrate quarantines them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    now = now_ms()
     jobs = [(side, span) for side, uri in (("source", source), ("target", target)) for span in _spans(uri)]
     with ProcessPoolExecutor(
         min(len(jobs), max(2, os.cpu_count() or 1) + 1), mp_context=multiprocessing.get_context("forkserver")
@@ -263,15 +358,38 @@ def _summaries(source: str, target: str, policy: Policy, namespaces, window, wit
             (
                 side,
                 pool.submit(
-                    summarize, source if side == "source" else target, policy, namespaces, window, with_tier, now, span
+                    _summary_job,
+                    source if side == "source" else target,
+                    policy,
+                    namespaces,
+                    window,
+                    with_tier,
+                    as_of,
+                    span,
                 ),
             )
             for side, span in jobs
         ]
         out: dict[str, dict] = {"source": {}, "target": {}}
+        quarantined = {"source": 0, "target": 0}
         for side, fut in futures:
-            _merge(out[side], fut.result())
-    return out["source"], out["target"]
+            summary, bad = fut.result()
+            _merge(out[side], summary)
+            quarantined[side] += bad
+    return out["source"], out["target"], quarantined
+
+
+def default_as_of(source: str, target: str, as_of: int | None = None) -> int:
+    """The as-of records without one in their counterpart's provenance are classified at: `as_of`
+    (--as-of), else the one the target's latest migration recorded (the source's, for a reverse
+    reconcile), else now."""
+    if as_of is not None:
+        return as_of
+    for uri in (target, source):
+        recorded = checkpoint_as_of(uri)
+        if recorded is not None:
+            return recorded
+    return now_ms()
 
 
 def _spans(uri: str, parts: int = 2) -> list:
@@ -293,14 +411,18 @@ def compare(
     namespaces: list[str] | None = None,
     window: tuple[int, int] | None = None,
     compare_tier: bool = True,
+    as_of: int | None = None,
 ) -> dict:
-    sa, sb = _summaries(source, target, policy, namespaces, window, compare_tier)
+    """Source against target. Records without a tier are classified as migrate classified them: at
+    the as-of their counterpart recorded in its provenance, else at `default_as_of`."""
+    at = default_as_of(source, target, as_of)
+    sa, sb, quarantined = _summaries(source, target, policy, namespaces, window, compare_tier, at)
     same = {ns for ns in set(sa) & set(sb) if sa[ns]["*"] == sb[ns]["*"]}
     differ = sorted((set(sa) | set(sb)) - same)
     # many differing namespaces: one full detail pass rather than a huge IN (...) list
     detail_ns = differ if len(differ) <= 500 else None
     report = (
-        _detail(source, target, policy, detail_ns, window, compare_tier)
+        _detail(source, target, policy, detail_ns, window, compare_tier, at)
         if differ
         else _empty(source, target, window, compare_tier)
     )
@@ -328,6 +450,9 @@ def compare(
     report["parity"] = all(v["parity"] for v in report["per_namespace"].values())
     report["detail_namespaces"] = len(differ)
     report["records_scanned"] = sum(v["*"][0] for side in (sa, sb) for v in side.values())
+    report["as_of"] = at
+    report["quarantined"] = quarantined
+    report.setdefault("superseded", {"source": 0, "target": 0})
     return report
 
 
@@ -353,11 +478,14 @@ def _detail(
     namespaces: list[str] | None = None,
     window: tuple[int, int] | None = None,
     compare_tier: bool = True,
+    as_of: int | None = None,
 ) -> dict:
     """Merge-join both sides in (namespace, id) order: every missing and mismatched id."""
-    classify = policy.compile(now_ms())
+    tiers = Tiers(policy, default_as_of(source, target, as_of))
     wanted = set(namespaces) if namespaces else None
-    a, b = rows(source, classify, wanted, window), rows(target, classify, wanted, window)
+    counts_a: dict = {}
+    counts_b: dict = {}
+    a, b = rows(source, tiers, wanted, window, counts_a), rows(target, tiers, wanted, window, counts_b)
     results: dict[str, NamespaceResult] = {}
     ra, rb = next(a, None), next(b, None)
     scanned = 0
@@ -367,18 +495,22 @@ def _detail(
         if kb is None or (ka is not None and ka < kb):
             assert ra is not None  # only the source has a row left, or the smaller key
             res = results.setdefault(ra.namespace, NamespaceResult())
+            tiers.resolve(ra)
             _add(res.source, ra)
             _note(res, "missing_in_target", ra.id)
             ra, scanned = next(a, None), scanned + 1
         elif ka is None or kb < ka:
             assert rb is not None  # only the target has a row left, or the smaller key
             res = results.setdefault(rb.namespace, NamespaceResult())
+            tiers.resolve(rb)
             _add(res.target, rb)
             _note(res, "missing_in_source", rb.id)
             rb, scanned = next(b, None), scanned + 1
         else:
             assert ra is not None and rb is not None  # the same key on both sides
             res = results.setdefault(ra.namespace, NamespaceResult())
+            tiers.resolve(ra, rb)
+            tiers.resolve(rb, ra)
             if not compare_tier:
                 rb.tier = ra.tier
             _add(res.source, ra)
@@ -427,6 +559,7 @@ def _detail(
         "parity": all(v["parity"] for v in per_ns.values()),
         "totals": totals,
         "per_namespace": per_ns,
+        "superseded": {"source": counts_a.get("superseded", 0), "target": counts_b.get("superseded", 0)},
     }
 
 
@@ -439,50 +572,125 @@ def repair(
     delete_extra: bool = False,
     batch: int = 2000,
     compare_tier: bool = True,
+    as_of: int | None = None,
 ) -> dict:
-    """Copy what is missing or stale in the target from the source (the source of truth)."""
+    """Copy what is missing or stale in the target from the source (the source of truth). Into a
+    MemoryOS store each record is built as migrate builds it (`build.Builder`, at `default_as_of`),
+    so a plain reconcile after it has parity; into a legacy store (after a rollback) rows go as they
+    are. A record whose tier differs from the policy's is stale too (unless compare_tier is False).
+    Dead-lettered mirror copies of keys now equal on both sides are cleared."""
     skind, spath = parse_uri(source)
     tkind, tpath = parse_uri(target)
     if skind != "sqlite" or tkind != "sqlite":
         raise MigrationError("repair works between stores", fix="use sqlite: URIs for --source and --target")
-    src, dst = LegacyStore(spath), (MemoryOSStore if _is_memoryos(tpath) else LegacyStore)(tpath)
-    classify = policy.compile(now_ms())
+    if not spath.is_file():
+        raise MigrationError("no such store", file=str(spath), fix="check the sqlite: path")
+    kind = target_kind(spath, tpath)
+    src, dst = LegacyStore(spath), (MemoryOSStore if kind == "memoryos" else LegacyStore)(tpath)
+    at = default_as_of(source, target, as_of)
+    tiers = Tiers(policy, at)
+    builder = Builder(policy, at) if kind == "memoryos" else None
     wanted = set(namespaces) if namespaces else None
-    target_rows = {(r.namespace, r.id): r for r in rows(target, classify, wanted, window)}
+    target_rows = {(r.namespace, r.id): r for r in rows(target, tiers, wanted, window)}
     copied = stale = deleted = 0
-    pending: list[Record] = []
+    keys: list[tuple[str, str]] = []
+
+    def copy() -> None:
+        got = src.get_rows(keys)
+        out = [got[k] for k in keys if k in got]
+        if builder is not None:
+            out = [builder.row(legacy_of_row(row))[0] for row in out]
+        if out:
+            dst.put_rows(out)
+        keys.clear()
+
     seen = set()
-    for r in rows(source, classify, wanted, window):
-        seen.add((r.namespace, r.id))
-        t = target_rows.get((r.namespace, r.id))
-        if t is not None and (t.version, t.text) == (r.version, r.text):
-            continue
-        if t is not None and t.version > r.version:
-            continue  # the target is newer: not the source's to overwrite; reported by compare()
-        rec = src.get(r.namespace, r.id)
-        if rec is None:
-            continue
-        pending.append(rec)
+    for r in rows(source, tiers, wanted, window):
+        key = (r.namespace, r.id)
+        seen.add(key)
+        t = target_rows.get(key)
+        if t is not None:
+            if t.version > r.version:
+                continue  # the target is newer: not the source's to overwrite; reported by compare()
+            tiers.resolve(r, t)
+            tiers.resolve(t, r)
+            if (t.version, t.text) == (r.version, r.text) and (not compare_tier or t.tier == r.tier):
+                continue
+        keys.append(key)
         copied += t is None
         stale += t is not None
-        if len(pending) >= batch:
-            dst.put_many(pending)
-            pending = []
-    if pending:
-        dst.put_many(pending)
+        if len(keys) >= batch:
+            copy()
+    if keys:
+        copy()
     if delete_extra:
         for key in set(target_rows) - seen:
             deleted += dst.delete(*key)
-    after = compare(source, target, policy, namespaces, window, compare_tier=compare_tier)
-    return {"copied_missing": copied, "replaced_stale": stale, "deleted_extra": deleted, "after": after}
+    cleared = clear_dead_letters(src, dst)
+    after = compare(source, target, policy, namespaces, window, compare_tier=compare_tier, as_of=as_of)
+    return {
+        "copied_missing": copied,
+        "replaced_stale": stale,
+        "deleted_extra": deleted,
+        "dead_letters_cleared": cleared,
+        "as_of": at,
+        "target_kind": kind,
+        "after": after,
+    }
 
 
-def _is_memoryos(path: Path) -> bool:
-    """A store whose records carry tiers is a MemoryOS store."""
+def target_kind(source: Path, target: Path) -> str:
+    """What the target of a repair is: memoryos or legacy. A store says so itself (MemoryOS stores
+    carry their marker, `stores.MEMORYOS_APP_ID`); an absent or empty target is the other kind
+    than the source (legacy -> MemoryOS, or back after a rollback)."""
+    kind = store_kind(target)
+    if kind is not None:
+        return kind
+    return "legacy" if store_kind(source) == "memoryos" else "memoryos"
+
+
+def store_kind(path: Path) -> str | None:
+    """memoryos (marked as such), legacy (records, no marker), or None (no store, or an empty one)."""
     if not path.is_file():
-        return False
-    row = LegacyStore(path)._conn().execute("SELECT count(*) FROM records WHERE tier IS NOT NULL").fetchone()
-    return bool(row and row[0])
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] == MEMORYOS_APP_ID:
+            return "memoryos"
+        try:
+            any_record = conn.execute("SELECT 1 FROM records LIMIT 1").fetchone()
+        except sqlite3.OperationalError:  # not a store (yet)
+            return None
+    finally:
+        conn.close()
+    return "legacy" if any_record else None
+
+
+def clear_dead_letters(*stores: LegacyStore | MemoryOSStore) -> int:
+    """Delete the dead-lettered mirror copies (in these stores' files: the gateway's in-store
+    outboxes) of keys the two stores now hold alike (same version and text, or both without the
+    record): what the copy was to do is done. Returns how many went."""
+    a, b = stores[0], stores[-1]
+    cleared = 0
+    for store in stores:
+        c = store._conn()
+        dead = c.execute("SELECT seq, namespace, id FROM dead_letter").fetchall()
+        if not dead:
+            continue
+        keys = [(ns, i) for _, ns, i in dead]
+        ra, rb = a.get_rows(keys), b.get_rows(keys)
+
+        def alike(x, y) -> bool:  # rows in COLUMNS order: version [2], text [5]
+            return (x is None and y is None) or (x is not None and y is not None and (x[2], x[5]) == (y[2], y[5]))
+
+        done = [seq for seq, ns, i in dead if alike(ra.get((ns, i)), rb.get((ns, i)))]
+        if done:
+            with store._write:
+                c.execute("BEGIN IMMEDIATE")
+                c.executemany("DELETE FROM dead_letter WHERE seq = ?", [(s,) for s in done])
+                c.execute("COMMIT")
+            cleared += len(done)
+    return cleared
 
 
 def markdown(report: dict, repaired: dict | None = None) -> str:

@@ -96,6 +96,12 @@ def _existing_tier(rec: dict) -> str | None:
     return tier if tier in ("short", "mid", "long") else None
 
 
+def _observed(rec: dict, now: int) -> int:
+    """A record's observed_at; one without (absent or null) is observed at the as-of, as migrate stores it."""
+    at = rec.get("observed_at")
+    return now if at is None else at
+
+
 def _predicate(w: When, now: int) -> Callable[[dict], bool]:
     # Each check closes over its own precomputed value (assigned once, never rebound).
     checks: list[Callable[[dict], bool]] = []
@@ -122,10 +128,10 @@ def _predicate(w: When, now: int) -> Callable[[dict], bool]:
         checks.append(lambda r: len(r.get("text") or "") <= max_length)
     if w.older_than is not None:
         older_before = now - w.older_than * 1000
-        checks.append(lambda r: r.get("observed_at", now) < older_before)
+        checks.append(lambda r: _observed(r, now) < older_before)
     if w.newer_than is not None:
         newer_from = now - w.newer_than * 1000
-        checks.append(lambda r: r.get("observed_at", now) >= newer_from)
+        checks.append(lambda r: _observed(r, now) >= newer_from)
     if w.expires_within is not None:
         expires_by = now + w.expires_within * 1000
         checks.append(lambda r: r.get("expires_at") is not None and r["expires_at"] <= expires_by)

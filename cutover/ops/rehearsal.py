@@ -461,7 +461,7 @@ class Rehearsal:
         self.gate("canary", expect_open=False)
         # the playbook's mitigation: repair parity with the production command, then a new window
         legacy, mos = f"sqlite:{self.out / 'data' / 'legacy.db'}", f"sqlite:{self.out / 'data' / 'memoryos.db'}"
-        repair = self.cutover("reconcile", "--source", legacy, "--target", mos, "--repair", "--ignore-tier")
+        repair = self.cutover("reconcile", "--source", legacy, "--target", mos, "--repair")
         self.check("shadow", "cutover reconcile --repair: parity", repair.returncode == 0, repair.stdout.strip()[-300:])
         dropped = self.admin.post("/admin/drift/restart").json()
         ready, drift = self.drift_evidence("drift")
@@ -754,7 +754,7 @@ class Rehearsal:
         self.wait_outbox()
         src, dst = f"sqlite:{self.out / 'data' / 'legacy.db'}", f"sqlite:{self.out / 'data' / 'memoryos.db'}"
         window = (window_start - 60_000, int(time.time() * 1000) + 60_000)
-        repaired = rc.repair(src, dst, load_policy(), window=window, compare_tier=False)  # tiers are MemoryOS's own
+        repaired = rc.repair(src, dst, load_policy(), window=window)  # tiers compared: mirror and repair build alike
         rc.write_reports(repaired["after"], self.out / "reconcile-after-rollback", repaired)
         self.check(
             "drill",
@@ -808,7 +808,6 @@ class Rehearsal:
             f"sqlite:{self.out / 'data' / 'legacy.db'}",
             f"sqlite:{self.out / 'data' / 'memoryos.db'}",
             load_policy(),
-            compare_tier=False,
         )
         self.check("full", "final reconcile legacy vs MemoryOS: parity", rep["parity"], json.dumps(rep["totals"]))
 

@@ -42,6 +42,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("outbox_depth", "gauge", ("target",), "mirror writes waiting in the durable outbox, by target store"),
     MetricSpec("outbox_oldest_age", "gauge", ("target",), "age in seconds of the oldest waiting mirror write"),
     MetricSpec(
+        "outbox_dead_letters",
+        "gauge",
+        ("target",),
+        "mirror writes given up after their retries (dead letters), by target store: "
+        "cleared by `cutover reconcile --repair` or requeued by POST /admin/outbox/requeue",
+    ),
+    MetricSpec(
         "mirror_failures",
         "counter",
         ("target", "reason"),

@@ -214,6 +214,7 @@ class MetricNames(Strict):
     fallbacks: str = "cutover_fallbacks_total"
     outbox_depth: str = "cutover_outbox_depth"
     outbox_oldest_age: str = "cutover_outbox_oldest_age_seconds"
+    outbox_dead_letters: str = "cutover_outbox_dead_letters"
     mirror_failures: str = "cutover_mirror_failures_total"
     drift: str = "cutover_drift_distance"
     flag_evaluations: str = "cutover_flag_evaluations_total"

@@ -396,6 +396,7 @@ class LegacyStore(SqliteStore):
 
 
 TIER_WEIGHT = {"long": 0.3, "mid": 0.15, "short": 0.0}
+MEMORYOS_APP_ID = 0x4D4F5331  # PRAGMA application_id of a MemoryOS store ("MOS1"): what repair writes into
 
 
 class MemoryOSStore(SqliteStore):
@@ -409,6 +410,8 @@ class MemoryOSStore(SqliteStore):
 
     def __init__(self, path: str | Path, autocheckpoint: bool = True):
         super().__init__(path, autocheckpoint)
+        if self._conn().execute("PRAGMA application_id").fetchone()[0] != MEMORYOS_APP_ID:
+            self._conn().execute(f"PRAGMA application_id={MEMORYOS_APP_ID}")
         self._touched: list[tuple[str, str, int]] = []
         self._touch_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
