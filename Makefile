@@ -72,18 +72,19 @@ test: setup lint engines
 	sh .ci/install
 	$(BIN)/python -m pytest -q
 
-# Benchmarks print figures; they are not tests. wrk (Debian) is the gateway's load generator.
+# Benchmarks print figures; they are not tests. They run as modules from the repository root (the gateway
+# bench imports tests.gatewayproc). wrk (Debian) is the gateway's load generator.
 bench: bench-gateway bench-migration bench-judge
 
 bench-gateway: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python benchmarks/gateway_bench.py
+	$(BIN)/python -m benchmarks.gateway_bench
 
 bench-migration: setup
-	$(BIN)/python benchmarks/migration_bench.py
+	$(BIN)/python -m benchmarks.migration_bench
 
 bench-judge: setup
-	$(BIN)/python benchmarks/judge_simulation.py
+	$(BIN)/python -m benchmarks.judge_simulation
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

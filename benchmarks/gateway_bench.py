@@ -1,7 +1,8 @@
 """Gateway benchmark: p50/p99 latency and throughput of recall and remember in legacy-only, shadow and
 mirror modes, side by side in one run, load from a separate process on loopback. Prints figures.
 
-    make bench-gateway        (or: .venv/bin/python benchmarks/gateway_bench.py [--seconds 6] [--rounds 10])
+    make bench-gateway
+    .venv/bin/python -m benchmarks.gateway_bench [--seconds 6] [--rounds 10]    (the same, from the repository root)
 
 About 17 minutes with the defaults. Fewer rounds run faster but give no confidence interval: with
 the legacy-only runs of one benchmark 5-16 % apart in p99 (A/A) on a shared 2-core machine, a
@@ -45,9 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from tests.gatewayproc import GatewayProcess, project_copy  # noqa: E402
+from tests.gatewayproc import GatewayProcess, project_copy
 
 WORDS = [
     "apple",

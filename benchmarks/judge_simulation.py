@@ -1,6 +1,7 @@
 """Decision quality of the judge, by simulation. Prints a table; not a test.
 
-    make bench-judge     (or: .venv/bin/python benchmarks/judge_simulation.py [--runs 1000])
+    make bench-judge
+    .venv/bin/python -m benchmarks.judge_simulation [--runs 1000]    (the same, from the repository root)
 
 Latencies: lognormal body (median 40 ms, sigma 0.45) with a heavy tail (3 % of requests drawn from a
 lognormal with median 120 ms, sigma 0.8). Each case runs `--runs` simulated canaries at 2 000 samples

@@ -1,6 +1,7 @@
 """Migration benchmark: N synthetic legacy records (default 1 000 000) -> MemoryOS, then reconcile.
 
-    make bench-migration    (or: .venv/bin/python benchmarks/migration_bench.py [--records 1000000])
+    make bench-migration
+    .venv/bin/python -m benchmarks.migration_bench [--records 1000000]    (the same, from the repository root)
 
 Prints records/s and peak memory (the process and its worker processes together: the sum of their
 proportional set sizes, sampled every 50 ms) against the targets of issue 5:
