@@ -1,25 +1,37 @@
-"""Gateway benchmark: p50/p99 latency and throughput of recall and remember in legacy-only, shadow and
-mirror modes, side by side in one run, load from a separate process on loopback. Prints figures.
+"""Gateway benchmark: p50/p99 latency, throughput and CPU per request of recall and remember in
+legacy-only, shadow, mirror and MemoryOS-read modes, side by side in one run, load from a separate
+process on loopback. Prints figures.
 
     make bench-gateway
     .venv/bin/python -m benchmarks.gateway_bench [--seconds 6] [--rounds 10]    (the same, from the repository root)
+    .venv/bin/python -m benchmarks.gateway_bench --quick     (recall only, 5 rounds of 4 s: about 5 minutes)
 
-About 17 minutes with the defaults. Fewer rounds run faster but give no confidence interval: with
+About 25 minutes with the defaults. Fewer rounds run faster but give wide confidence intervals: with
 the legacy-only runs of one benchmark 5-16 % apart in p99 (A/A) on a shared 2-core machine, a
-10 % target needs about ten bracketed rounds (`--rounds 3` prints medians only).
+5-10 % target needs about ten bracketed rounds.
 
 Load comes from wrk (Debian package `wrk`, C, closed loop) so the load generator takes little of the
-two cores the gateway shares with it.
+two cores the gateway shares with it; the CPU wrk (and the open-loop client) took is printed, with
+the gateway's and its child's, so what the machine had left shows.
 
-Targets (issue 4): shadow adds <= 10 % to legacy-only p99 recall; mirror adds <= 10 % to legacy-only
-p99 remember; flag evaluation <= 50 us per request; >= 500 recall requests/s in legacy-only mode.
-Modes are measured in one gateway process, switched by its flag file, in interleaved rounds (legacy,
-dual-run, legacy, ...) so that machine noise hits them alike; all recall runs come before the remember
-runs, so that every recall run sees the same seeded corpus; the p99 of each mode is the median over
-rounds; each dual-run run is compared with the geometric mean of the legacy-only runs just before
-and after it, and the headline is the median of those ratios. The legacy-only runs compared with
-each other (A/A) print the noise floor of the run: a p99 difference smaller than that is not seen.
-Before each run the outbox is empty: no copying from one run spills into the next.
+Targets. Issue 4: shadow adds <= 10 % to legacy-only p99 recall; mirror adds <= 10 % to legacy-only
+p99 remember; flag evaluation <= 50 us per request. Issue 17: MemoryOS-path p99 recall / legacy-path
+p99 recall <= 1.05; legacy-path recall <= 1 000 us of gateway CPU and >= 1 000 recall requests/s
+(saturated, legacy-only).
+
+The corpus is seeded through the gateway with mirror writes and the outbox drained, so both stores
+hold the same records. Modes are measured in one gateway process, switched by its flag file: legacy
+only is phase 0's flag set; dual-run is the shadow phase's (shadow reads and mirror writes for all:
+recall runs measure the shadow reads, remember runs the mirror writes); MemoryOS is the full phase's
+(read path memoryos for every request: recall runs only). Rounds are interleaved (recall: legacy,
+shadow, legacy, MemoryOS, legacy, ...; remember: legacy, mirror, legacy, ...) so that machine noise
+hits the modes alike, and every recall run of a round sends the same request sequence (the same
+seed); all recall runs come before the remember runs, so that every recall run sees the same seeded
+corpus. The p99 of each mode is the median over rounds; each treatment run is compared with the
+geometric mean of the legacy-only runs just before and after it, and the headline is the median of
+those ratios. The legacy-only runs compared with each other (A/A) print the noise floor of the run:
+a p99 difference smaller than that is not seen. Before each run the outbox is empty: no copying from
+one run spills into the next.
 
 Each run also records the CPU time the gateway process and its child (mirror worker, shadow reads)
 spent per request, and the CPU time the hypervisor stole from this machine meanwhile (cores): CPU
@@ -28,7 +40,8 @@ comes from. The headline's 90 % confidence interval of the median is distributio
 statistics); rounds whose three runs all saw less than QUIET_STEAL cores of steal are summarized
 apart. At the operating point (open loop, a few hundred requests/s) one run's p99 rests on its 20
 slowest requests, so the open-loop runs are also pooled: the p99 of every request of a mode over all
-rounds, with a confidence interval from resampling whole rounds (see `pooled_p99`).
+rounds, with a confidence interval from resampling whole rounds (see `pooled_p99`); the MemoryOS /
+legacy recall ratio's headline is this pooled figure.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -140,48 +154,65 @@ def steal_seconds() -> float:
     return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / TICK
 
 
+def load_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children: the load generators (wrk, openloop.py)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measured(pid: int, run) -> dict:
-    """Run one load run; add the gateway's and its child's CPU per request and the steal (cores)."""
+    """Run one load run; add the gateway's and its child's CPU per request, the cores the gateway,
+    its child and the load generator used, and the steal (cores)."""
     gw0, bg0 = cpu_seconds(pid)
-    st0, t0 = steal_seconds(), time.monotonic()
+    ld0, st0, t0 = load_cpu_seconds(), steal_seconds(), time.monotonic()
     r = run()
     gw1, bg1 = cpu_seconds(pid)
+    wall = time.monotonic() - t0
     n = max(1, r["requests"])
     return {
         **r,
         "gw_us": (gw1 - gw0) / n * 1e6,
         "bg_us": (bg1 - bg0) / n * 1e6,
-        "steal": (steal_seconds() - st0) / (time.monotonic() - t0),
+        "gw_cores": (gw1 - gw0) / wall,
+        "bg_cores": (bg1 - bg0) / wall,
+        "load_cores": (load_cpu_seconds() - ld0) / wall,
+        "steal": (steal_seconds() - st0) / wall,
     }
 
 
-def pooled_p99(legacy: list, dual: list, resamples: int = 2000, confidence: float = 0.90, seed: int = 1) -> dict:
+def brackets(legacy: list, runs: list, j: int, per_round: int) -> list[tuple]:
+    """(legacy-only run before, treatment run, legacy-only run after) of treatment j in each round:
+    a round runs legacy, treatment 0, legacy, treatment 1, ..., and one legacy-only run ends the op."""
+    return [(legacy[i * per_round + j], r, legacy[i * per_round + j + 1]) for i, r in enumerate(runs)]
+
+
+def pooled_p99(triples: list[tuple], resamples: int = 2000, confidence: float = 0.90, seed: int = 1) -> dict:
     """The open-loop runs pooled: p99 of every request of a mode over all rounds (at the operating
-    point a run's own p99 rests on its 20 slowest requests; ten rounds pooled, on 200), the overhead
-    as the ratio of the pooled p99s, and its confidence interval by resampling rounds (round i: the
-    dual-run run and the two legacy-only runs around it, so a resample keeps the bracketing). A/A:
-    the legacy-only runs of even rounds pooled against those of odd rounds."""
+    point a run's own p99 rests on its 20 slowest requests; ten rounds pooled, on 200), the
+    treatment / legacy-only ratio of the pooled p99s, and its confidence interval by resampling
+    rounds (round i: the treatment run and the two legacy-only runs around it, `brackets`, so a
+    resample keeps the bracketing). A/A: the legacy-only runs before the treatment pooled against
+    those after it."""
     import numpy as np
 
-    lat_l = [np.asarray(r["lat"]) for r in legacy]
-    lat_d = [np.asarray(r["lat"]) for r in dual]
-    n = len(lat_d)
+    before = [np.asarray(a["lat"]) for a, _, _ in triples]
+    treat = [np.asarray(d["lat"]) for _, d, _ in triples]
+    after = [np.asarray(b["lat"]) for _, _, b in triples]
+    n = len(treat)
 
     def ratio(rounds) -> float:
-        d = np.concatenate([lat_d[i] for i in rounds])
-        a = np.concatenate([lat_l[j] for i in rounds for j in (i, i + 1)])
-        return float(np.percentile(d, 99) / np.percentile(a, 99) - 1)
+        d = np.concatenate([treat[i] for i in rounds])
+        a = np.concatenate([x for i in rounds for x in (before[i], after[i])])
+        return float(np.percentile(d, 99) / np.percentile(a, 99))
 
     rng = np.random.default_rng(seed)
     boot = sorted(ratio(rng.integers(0, n, n)) for _ in range(resamples))
     lo, hi = boot[int(resamples * (1 - confidence) / 2)], boot[int(resamples * (1 + confidence) / 2) - 1]
-    even = np.concatenate(lat_l[0::2])
-    odd = np.concatenate(lat_l[1::2])
     return {
-        "over": ratio(range(n)),
+        "ratio": ratio(range(n)),
         "ci": (lo, hi),
-        "aa": float(np.percentile(odd, 99) / np.percentile(even, 99) - 1),
-        "requests": sum(len(x) for x in lat_d),
+        "aa": float(np.percentile(np.concatenate(after), 99) / np.percentile(np.concatenate(before), 99)),
+        "requests": sum(len(x) for x in treat),
     }
 
 
@@ -255,9 +286,50 @@ def flag_eval_us(project: Path, n: int = 10000, repeats: int = 5) -> tuple[float
     return statistics.median(uncached), statistics.median(cached)
 
 
+def answering_path(g: GatewayProcess) -> str:
+    """The store that answers a recall now (X-Cutover-Path): checks that a flag switch applied."""
+    import httpx
+
+    r = httpx.post(
+        f"{g.url}/v1/recall",
+        json={"namespace": "agents/1", "query": "apple travel", "limit": 10},
+        headers={"X-Agent-Id": "bench-probe"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.headers["x-cutover-path"]
+
+
+def fallbacks(g: GatewayProcess) -> float:
+    """MemoryOS reads that fell back to legacy so far (the gateway's fallbacks counter)."""
+    import httpx
+
+    text = httpx.get(f"{g.url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("cutover_fallbacks_total{")
+    )
+
+
+# flag set -> (the phase whose flags it is, the store that answers recalls)
+FLAG_SETS = {
+    "legacy-only": ("pre-deployment", "legacy"),
+    "dual-run": ("shadow", "legacy"),
+    "memoryos": ("full", "memoryos"),
+}
+# (flag set, op) -> the mode's name in the output
+LABEL = {
+    ("legacy-only", "recall"): "legacy-only",
+    ("legacy-only", "remember"): "legacy-only",
+    ("dual-run", "recall"): "shadow",
+    ("dual-run", "remember"): "mirror",
+    ("memoryos", "recall"): "memoryos",
+}
+TREATMENTS = {"recall": ("dual-run", "memoryos"), "remember": ("dual-run",)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=int, default=6, help="wrk duration per mode, op and round")
+    ap.add_argument("--seconds", type=int, default=6, help="load duration per mode, op and round")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seed-records", type=int, default=3000)
@@ -267,44 +339,43 @@ def main() -> None:
         default=0.5,
         help="open-loop rate as a share of the legacy-only saturated throughput (the operating point)",
     )
+    ap.add_argument("--ops", default="recall,remember", help="recall, remember or both (comma-separated)")
+    ap.add_argument("--quick", action="store_true", help="recall only, 5 rounds of 4 s (about 5 minutes)")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.ops = 5, 4, "recall"
+    ops = [op for op in ("recall", "remember") if op in args.ops.split(",")]
+    if not ops or args.rounds < 1:
+        sys.exit("--ops names recall and/or remember; --rounds is at least 1")
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk (make bench-gateway does)")
 
     tmp = Path(tempfile.mkdtemp(prefix="cutover-bench-"))
     project = project_copy(tmp)
     # One gateway process for every mode: the mode is the flag file (the gateway evaluates flags per
-    # request and re-reads the file on change), so modes differ in nothing but the flags. Legacy-only
-    # is phase 0's flag set; dual-run is the shadow phase's (shadow reads and mirror writes for all):
-    # recall runs measure the shadow reads, remember runs the mirror writes.
+    # request and re-reads the file on change), so modes differ in nothing but the flags.
     from cutover.plan.model import load_plan
     from cutover.render.flags import dumps, render_flags
 
     plan = load_plan(project / "rollout.yaml")
-    flag_sets = {
-        "legacy-only": dumps(render_flags(plan, "pre-deployment", "bench")),
-        "dual-run": dumps(render_flags(plan, "shadow", "bench")),
-    }
-    label = {
-        ("legacy-only", "recall"): "legacy-only",
-        ("legacy-only", "remember"): "legacy-only",
-        ("dual-run", "recall"): "shadow",
-        ("dual-run", "remember"): "mirror",
-    }
+    flag_sets = {k: dumps(render_flags(plan, phase, "bench")) for k, (phase, _) in FLAG_SETS.items()}
     flags_file = tmp / "flags.json"
-    flags_file.write_text(flag_sets["legacy-only"])
+    flags_file.write_text(flag_sets["dual-run"])
     (tmp / "data").mkdir()
     g = GatewayProcess(project, tmp / "data", "shadow").start(flags_file)
-    results: dict = {(m, op): [] for m in ("legacy-only", "shadow", "mirror") for op in ("recall", "remember")}
+    results: dict = {(LABEL[(f, op)], op): [] for (f, op) in LABEL if op in ops}
     fixed: dict = {k: [] for k in results}
     lag: dict = {"saturated": [], "operating point": []}
     sizes: dict = {}
+    fell_back = 0.0
 
-    def use(mode: str) -> None:
+    def use(flag_set: str, op: str) -> None:
         """Switch the flags, then wait for the reload and for an empty outbox (an idle start)."""
-        flags_file.write_text(flag_sets[mode])
+        flags_file.write_text(flag_sets[flag_set])
         time.sleep(1.0)  # the gateway polls the file every 200 ms
         g.wait_drained(300)
+        if op == "recall" and (path := answering_path(g)) != FLAG_SETS[flag_set][1]:
+            raise RuntimeError(f"flags {flag_set}: recall answered from {path}, not {FLAG_SETS[flag_set][1]}")
 
     def settle(kind: str) -> None:
         """The mirror's lag at the end of a run."""
@@ -312,36 +383,44 @@ def main() -> None:
         lag[kind].append((sum(s["depth"].values()), max(s["oldest_age_s"].values(), default=0.0)))
 
     try:
+        # Seeded with mirror writes (the shadow phase's flags): both stores hold the same corpus.
         seed_store(g, args.seed_records)
         g.wait_drained(120)
         # Recall first, remember after: remember runs add tens of thousands of records, and a recall
         # costs more in a bigger store, so recall rounds all see the same seeded corpus. Within each
         # op, the saturated rounds set the operating point's rate, then the open-loop rounds run.
         rates: dict[str, float] = {}
-        for op in ("recall", "remember"):
-            # legacy, dual, legacy, dual, ..., legacy: each dual-run run is bracketed by two legacy-only
-            # runs; the legacy-only pairs (A/A) show how far the machine alone moves a p99
+        for op in ops:
+            treatments = TREATMENTS[op]
+            # legacy, treatment 0, legacy, treatment 1, ..., legacy: each treatment run is bracketed by
+            # two legacy-only runs; the legacy-only pairs (A/A) show how far the machine alone moves a p99
             for kind, store, run in (
                 (
                     "saturated",
                     results,
-                    lambda mode, seed, op=op: run_load(g.url, op, args.seconds, args.concurrency, seed=seed),
+                    lambda seed, op=op: run_load(g.url, op, args.seconds, args.concurrency, seed=seed),
                 ),
                 (
                     "operating point",
                     fixed,
-                    lambda mode, seed, op=op: run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + seed),
+                    lambda seed, op=op: run_open_loop(g.url, op, rates[op], args.seconds, seed=100 + seed),
                 ),
             ):
                 for rnd in range(args.rounds + 1):
-                    modes = ("legacy-only",) if rnd == args.rounds else ("legacy-only", "dual-run")
-                    for mode in modes:
-                        use(mode)
-                        seed = rnd * 10 + len(mode)
-                        store[(label[(mode, op)], op)].append(
-                            measured(g.proc.pid, lambda run=run, mode=mode, seed=seed: run(mode, seed))
+                    sequence = (
+                        [x for t in treatments for x in ("legacy-only", t)] if rnd < args.rounds else ["legacy-only"]
+                    )
+                    for k, flag_set in enumerate(sequence):
+                        use(flag_set, op)
+                        # recall: every run of a round sends the same requests; remember: new ids each run
+                        seed = rnd * 100 + (k if op == "remember" else 0)
+                        before = fallbacks(g) if flag_set == "memoryos" else 0.0
+                        store[(LABEL[(flag_set, op)], op)].append(
+                            measured(g.proc.pid, lambda run=run, seed=seed: run(seed))
                         )
-                        if mode == "dual-run" and op == "remember":
+                        if flag_set == "memoryos":
+                            fell_back += fallbacks(g) - before
+                        if flag_set == "dual-run" and op == "remember":
                             settle(kind)
                 if kind == "saturated":
                     # the slowest legacy-only run sets the operating point: on a shared machine capacity
@@ -352,20 +431,32 @@ def main() -> None:
     finally:
         g.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    results = {k: v for k, v in results.items() if v}
-    fixed = {k: v for k, v in fixed.items() if v}
 
     print(
-        f"gateway benchmark, {os.cpu_count()} cores, {args.seed_records} seeded records, load from a separate "
-        f"process on 127.0.0.1, {args.rounds} interleaved rounds per mode and op (median shown); legacy store "
-        f"after the recall runs {sizes['recall']:,} records, after the remember runs {sizes['remember']:,}"
+        f"gateway benchmark, {args.seed_records} seeded records in both stores, load from a separate process on "
+        f"127.0.0.1, {args.rounds} interleaved rounds per mode and op of {args.seconds} s (median shown); legacy "
+        "store " + ", ".join(f"after the {op} runs {n:,} records" for op, n in sizes.items())
+    )
+    sat_recall = results[("legacy-only", "recall")] if "recall" in ops else []
+    print(
+        f"machine: {os.cpu_count()} cores, shared by the gateway (one process; its event loop and store calls "
+        "share one GIL), its background child, the load generator and anything else on the host"
+        + (
+            f"; during the saturated legacy-only recall runs the gateway used "
+            f"{statistics.median(r['gw_cores'] for r in sat_recall):.2f} cores, its child "
+            f"{statistics.median(r['bg_cores'] for r in sat_recall):.2f}, wrk "
+            f"{statistics.median(r['load_cores'] for r in sat_recall):.2f}, the hypervisor's steal "
+            f"{statistics.median(r['steal'] for r in sat_recall):.2f}"
+            if sat_recall
+            else ""
+        )
     )
 
     def table(title: str, res: dict) -> dict:
         print(f"\n{title}")
         print(
             f"{'mode':<12} {'op':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7} "
-            f"{'gateway CPU':>12} {'child CPU':>10} {'steal':>6}"
+            f"{'gateway CPU':>12} {'child CPU':>10} {'load gen':>9} {'steal':>6}"
         )
         summary = {}
         for (mode, op), runs in res.items():
@@ -377,79 +468,73 @@ def main() -> None:
             summary[(mode, op)] = (p50, p99, rps)
             print(
                 f"{mode:<12} {op:<9} {p50:>8.2f} {p99:>8.2f} {rps:>8.0f} {errors:>7} "
-                f"{med('gw_us'):>9.0f} us {med('bg_us'):>7.0f} us {med('steal'):>6.2f}"
+                f"{med('gw_us'):>9.0f} us {med('bg_us'):>7.0f} us {med('load_cores'):>5.2f} cr {med('steal'):>6.2f}"
             )
         return summary
 
-    sat = table(f"saturated: wrk closed loop, {args.concurrency} connections, {args.seconds} s", results)
+    sat = table(
+        f"saturated: wrk closed loop, {args.concurrency} connections, {args.seconds} s (CPU per request; load "
+        "generator and steal in cores)",
+        results,
+    )
     table(
-        f"operating point: open loop at {args.load:.0%} of the slowest legacy-only round's capacity "
-        f"({rates['recall']:.0f} recall/s, {rates['remember']:.0f} remember/s), {args.seconds} s",
+        f"operating point: open loop at {args.load:.0%} of the slowest legacy-only round's capacity ("
+        + ", ".join(f"{rates[op]:.0f} {op}/s" for op in ops)
+        + f"), {args.seconds} s",
         fixed,
     )
     print()
 
-    # Bracketed comparison: each dual-run run against the geometric mean of the legacy-only runs just
+    def triples(res: dict, mode: str, op: str) -> list[tuple]:
+        j = [LABEL[(t, op)] for t in TREATMENTS[op]].index(mode)
+        return brackets(res[("legacy-only", op)], res[(mode, op)], j, len(TREATMENTS[op]))
+
+    # Bracketed comparison: each treatment run against the geometric mean of the legacy-only runs just
     # before and after it (same machine, linear drift cancels); the headline is the median over
     # rounds. A/A: each legacy-only run against the one before it, the noise floor of this run.
-    def bracketed(legacy: list, dual: list) -> tuple[list, list]:
-        over = [d["p99"] / (a["p99"] * b["p99"]) ** 0.5 - 1 for a, d, b in zip(legacy, dual, legacy[1:])]
-        aa = [b["p99"] / a["p99"] - 1 for a, b in itertools.pairwise(legacy)]
-        return over, aa
+    def bracketed(res: dict, mode: str, op: str) -> list[float]:
+        return [d["p99"] / (a["p99"] * b["p99"]) ** 0.5 for a, d, b in triples(res, mode, op)]
 
-    def quiet(legacy: list, dual: list) -> list[float]:
-        """The bracketed overheads of the rounds whose three runs saw little steal."""
-        over, _ = bracketed(legacy, dual)
+    def quiet(res: dict, mode: str, op: str) -> list[float]:
+        """The bracketed ratios of the rounds whose three runs saw little steal."""
         return [
-            o
-            for o, a, d, b in zip(over, legacy, dual, legacy[1:])
+            d["p99"] / (a["p99"] * b["p99"]) ** 0.5
+            for a, d, b in triples(res, mode, op)
             if max(a["steal"], d["steal"], b["steal"]) < QUIET_STEAL
         ]
 
+    def aa(res: dict, op: str) -> list[float]:
+        return [b["p99"] / a["p99"] - 1 for a, b in itertools.pairwise(res[("legacy-only", op)])]
+
+    comparisons = [(m, op) for m, op in (("shadow", "recall"), ("mirror", "remember")) if op in ops]
     for label, res in (("operating point", fixed), ("saturated", results)):
-        shadow, shadow_aa = bracketed(res[("legacy-only", "recall")], res[("shadow", "recall")])
-        mirror, mirror_aa = bracketed(res[("legacy-only", "remember")], res[("mirror", "remember")])
-        shadow_over, mirror_over = statistics.median(shadow), statistics.median(mirror)
-        print(
-            f"{label:>15}: p99 overhead, median of {len(shadow)} bracketed rounds: shadow recall {shadow_over:+.1%}, "
-            f"mirror remember {mirror_over:+.1%}  (targets <= +10 %: "
-            f"{'OK' if max(shadow_over, mirror_over) <= 0.10 else 'MISSED'})"
-        )
-        for name, over in (("shadow recall", shadow), ("mirror remember", mirror)):
-            ci = median_ci(over)
+        for mode, op in comparisons:
+            over = [x - 1 for x in bracketed(res, mode, op)]
+            ci, q, med = median_ci(over), [x - 1 for x in quiet(res, mode, op)], statistics.median(over)
             print(
-                f"{'':>15}  {name}: 90 % confidence interval of the median "
+                f"{label:>15}: {mode} {op} p99 overhead, median of {len(over)} bracketed rounds {med:+.1%} "
+                f"(target <= +10 %: {'OK' if med <= 0.10 else 'MISSED'}), 90 % confidence interval of the median "
                 + (f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else f"needs more than {len(over)} rounds")
+                + f"; per round {', '.join(f'{x:+.0%}' for x in over)}; rounds with steal < {QUIET_STEAL} cores in "
+                "all three runs: " + (f"{len(q)}, median {statistics.median(q):+.1%}" if q else "none")
             )
-        print(
-            f"{'':>15}  per round: shadow {', '.join(f'{x:+.0%}' for x in shadow)}; "
-            f"mirror {', '.join(f'{x:+.0%}' for x in mirror)}"
-        )
-        for name, over in (
-            ("shadow recall", quiet(res[("legacy-only", "recall")], res[("shadow", "recall")])),
-            ("mirror remember", quiet(res[("legacy-only", "remember")], res[("mirror", "remember")])),
-        ):
-            print(
-                f"{'':>15}  {name}, rounds with steal < {QUIET_STEAL} cores in all three runs: "
-                + (f"{len(over)}, median {statistics.median(over):+.1%}" if over else "none")
-            )
-        print(
-            f"{'':>15}  A/A (legacy-only vs the legacy-only run before it): recall "
-            f"{', '.join(f'{x:+.0%}' for x in shadow_aa)}"
-            f" (median |A/A| {statistics.median(abs(x) for x in shadow_aa):.0%}); remember "
-            f"{', '.join(f'{x:+.0%}' for x in mirror_aa)}"
-            f" (median |A/A| {statistics.median(abs(x) for x in mirror_aa):.0%})"
-        )
+        for op in ops:
+            if x := aa(res, op):
+                print(
+                    f"{'':>15}  A/A, {op} (legacy-only vs the legacy-only run before it): "
+                    f"{', '.join(f'{v:+.0%}' for v in x)} (median |A/A| {statistics.median(abs(v) for v in x):.0%})"
+                )
     print(
         f"{'operating point':>15}: pooled, p99 of every request of each mode over all {args.rounds} rounds "
         "(90 % confidence interval: 2 000 resamples of rounds)"
     )
-    for name, op, mode in (("shadow recall", "recall", "shadow"), ("mirror remember", "remember", "mirror")):
-        pool = pooled_p99(fixed[("legacy-only", op)], fixed[(mode, op)])
+    for mode, op in comparisons:
+        pool = pooled_p99(triples(fixed, mode, op))
+        over = pool["ratio"] - 1
         print(
-            f"{'':>15}  {name}: {pool['over']:+.1%} [{pool['ci'][0]:+.1%}, {pool['ci'][1]:+.1%}] over "
-            f"{pool['requests']:,} requests (target <= +10 %: {'OK' if pool['over'] <= 0.10 else 'MISSED'}); "
-            f"A/A, legacy-only even rounds vs odd: {pool['aa']:+.1%}"
+            f"{'':>15}  {mode} {op}: {over:+.1%} [{pool['ci'][0] - 1:+.1%}, {pool['ci'][1] - 1:+.1%}] over "
+            f"{pool['requests']:,} requests (target <= +10 %: {'OK' if over <= 0.10 else 'MISSED'}); "
+            f"A/A, the legacy-only runs after vs before: {pool['aa'] - 1:+.1%}"
         )
     for label, runs in lag.items():
         if runs:
@@ -457,13 +542,44 @@ def main() -> None:
                 f"mirror lag at the end of each {label} remember run (outbox depth, oldest age): "
                 + ", ".join(f"{d} / {a:.1f} s" for d, a in runs)
             )
-    rps = sat[("legacy-only", "recall")][2]
+
+    if "recall" in ops:
+        print(
+            "\nMemoryOS vs legacy recall (issue 17): the same corpus and requests, read path memoryos for every "
+            "request vs legacy; ratio MemoryOS / legacy-only"
+        )
+        pool = pooled_p99(triples(fixed, "memoryos", "recall"))
+        print(
+            f"  operating point, pooled p99 ({pool['requests']:,} requests a mode): x{pool['ratio']:.3f}, 90 % "
+            f"confidence interval [x{pool['ci'][0]:.3f}, x{pool['ci'][1]:.3f}] (target <= x1.05: "
+            f"{'OK' if pool['ratio'] <= 1.05 else 'MISSED'}); A/A, legacy-only after vs before: x{pool['aa']:.3f}"
+        )
+        for label, res in (("operating point", fixed), ("saturated", results)):
+            ratios = bracketed(res, "memoryos", "recall")
+            ci = median_ci(ratios)
+            print(
+                f"  {label}, median of {len(ratios)} bracketed rounds' p99: x{statistics.median(ratios):.3f}, 90 % "
+                "confidence interval of the median "
+                + (f"[x{ci[0]:.3f}, x{ci[1]:.3f}]" if ci else f"needs more than {len(ratios)} rounds")
+                + f"; per round {', '.join(f'x{x:.2f}' for x in ratios)}"
+            )
+        cpu = {m: statistics.median(r["gw_us"] for r in results[(m, "recall")]) for m in ("legacy-only", "memoryos")}
+        child = statistics.median(r["bg_us"] for r in results[("memoryos", "recall")])
+        print(
+            f"  gateway CPU per recall, saturated: legacy {cpu['legacy-only']:.0f} us, MemoryOS "
+            f"{cpu['memoryos']:.0f} us (x{cpu['memoryos'] / cpu['legacy-only']:.2f}; child {child:.0f} us); "
+            f"MemoryOS reads that fell back to legacy: {fell_back:.0f}"
+        )
+        rps, us = sat[("legacy-only", "recall")][2], cpu["legacy-only"]
+        print(
+            f"legacy-only recall: {rps:.0f} req/s saturated (target >= 1 000: {'OK' if rps >= 1000 else 'MISSED'}), "
+            f"{us:.0f} us of gateway CPU a request (target <= 1 000 us: {'OK' if us <= 1000 else 'MISSED'})"
+        )
     print(
         f"flag evaluation per request (CPU time, median of 5 x 10 000): {flag_us[0]:.1f} us uncached, "
         f"{flag_us[1]:.1f} us through the decision cache (10 % misses) "
         f"(target <= 50 us: {'OK' if flag_us[0] <= 50 else 'MISSED'})"
     )
-    print(f"legacy-only recall throughput: {rps:.0f} req/s (target >= 500: {'OK' if rps >= 500 else 'MISSED'})")
 
 
 if __name__ == "__main__":
