@@ -87,6 +87,13 @@ def test_pulumi_up_phase_by_phase_on_a_real_api_server(cluster, tmp_path):
 
     evidence_for(project, plan, "pre-deployment")
     up_to("shadow")
+
+    # the kill switch changes the FeatureFlag and nothing else (previewed in shadow: see the xfail below)
+    project("config", "set", "memoryos-rollout:killSwitch", "true", "--stack", STACK)
+    preview = json.loads(project("preview", "--json", "--stack", STACK).stdout)
+    changed = sorted(s["urn"].rsplit("::", 1)[-1] for s in preview.get("steps", []) if s["op"] not in ("same", "read"))
+    assert changed == [f"featureflag-{plan.name}-flags"], changed
+    project("config", "set", "memoryos-rollout:killSwitch", "false", "--stack", STACK)
     evidence_for(project, plan, "shadow")
     up_to("canary")
 
@@ -95,13 +102,6 @@ def test_pulumi_up_phase_by_phase_on_a_real_api_server(cluster, tmp_path):
     jump = project("up", "--yes", "--stack", STACK, "--skip-preview", check=False)
     assert jump.returncode != 0 and "phases advance one at a time" in jump.stdout + jump.stderr
     assert live_differences(cluster, at("canary")[1]) == []
-
-    # the kill switch changes the FeatureFlag and nothing else
-    project("config", "set", "memoryos-rollout:phase", "canary", "--stack", STACK)
-    project("config", "set", "memoryos-rollout:killSwitch", "true", "--stack", STACK)
-    preview = json.loads(project("preview", "--json", "--stack", STACK).stdout)
-    changed = sorted(s["urn"].rsplit("::", 1)[-1] for s in preview.get("steps", []) if s["op"] not in ("same", "read"))
-    assert changed == [f"featureflag-{plan.name}-flags"], changed
 
     project("destroy", "--yes", "--stack", STACK, "--skip-preview")
     for obj in at("canary")[1].manifests:
@@ -124,9 +124,10 @@ def test_the_admin_token_set_as_a_secret_is_not_in_the_state_in_plain_text(clust
 @pytest.mark.xfail(
     strict=True,
     reason="engine defect: pulumi-resource-kubernetes at the only pseudo-version the module proxy serves "
-    "(v4.0.0-20260115033456-f47bc2d6f199) panics in provider.pruneSlice (pkg/provider/util.go:259) when it "
-    "updates the FeatureFlag, PrometheusRule and dashboard ConfigMaps a second time (canary -> ramp-25): "
-    "'error reading from server: connection reset by peer'. Strict: this test fails the suite once it passes.",
+    "(v4.0.0-20260115033456-f47bc2d6f199) panics in its Diff (pruneLiveState -> pruneMap -> pruneSlice, "
+    "pkg/provider/util.go:306) on the live canary objects, whose JSONLogic targeting nests arrays in arrays: "
+    "every preview or up after canary fails with 'error reading from server: connection reset by peer'. "
+    "Strict: this test fails the suite once the provider is fixed.",
 )
 def test_a_later_forward_step_updates_the_objects(cluster, tmp_path):
     project = PulumiProject(tmp_path, cluster.kubeconfig)
