@@ -514,3 +514,24 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_trusted_proxy_mode_takes_the_namespaces_from_the_proxy_only():
+    from cutover.gateway.auth import Auth, AuthError, load_auth
+
+    auth = load_auth("trusted-proxy:10.0.0.5/32,127.0.0.0/8")
+    assert auth.prefixes({"x-cutover-namespaces": "agents/a, corp"}, "127.0.0.1") == ("agents/a", "corp")
+    for headers, client, status in [
+        ({"x-cutover-namespaces": "*"}, "10.0.0.6", 403),  # not from the proxy
+        ({}, "10.0.0.5", 403),  # the proxy granted nothing
+        ({"x-cutover-namespaces": "*"}, None, 403),
+    ]:
+        with pytest.raises(AuthError) as exc:
+            auth.prefixes(headers, client)
+        assert exc.value.status == status
+    Auth.authorize(("corp",), "corp/1")
+    with pytest.raises(AuthError):
+        Auth.authorize(("corp",), "corporate")
+    for bad in ("trusted-proxy:", "trusted-proxy:nonsense", "tokens:", "basic"):
+        with pytest.raises(CutoverError):
+            load_auth(bad)

@@ -361,7 +361,7 @@ def test_tiers_at_the_30_day_boundary_reconcile_at_parity_right_after_and_minute
     default) in the checkpoint and each record's provenance; reconcile classifies the export at the
     as-of the target recorded, so a reconcile told it runs ten minutes or a year later (an explicit
     later --as-of: records move across the 30-day line meanwhile) still says parity."""
-    _boundary_export(tmp_path / "export.jsonl", NOW)
+    _boundary_export(tmp_path / "export.jsonl", int(time.time() * 1000))  # now: the migration's as-of is its start
     src, dst = f"jsonl:{tmp_path / 'export.jsonl'}", f"sqlite:{tmp_path / 'mos.db'}"
     r = cli("migrate", "--from", src, "--to", dst, "--report", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr

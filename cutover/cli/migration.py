@@ -105,10 +105,13 @@ def migrate_cmd(
     Safe on live data: batches, a durable checkpoint after each, resume after a crash (run the same
     command again), idempotent re-runs, --dry-run, --shard for parallel workers.
     """
+    import os
+
     from cutover.migration.build import parse_as_of
     from cutover.migration.migrate import Options, migrate, parse_shard, parse_uri
     from cutover.migration.tiering import load_policy
 
+    os.umask(0o077)  # the target store, its WAL, the quarantine file and the report: owner only, from creation
     kind, path = parse_uri(source)
     total = path.stat().st_size if kind == "jsonl" and path.is_file() else None
     update, stop = _progress_reporter(total, "the source bytes" if total else "records")

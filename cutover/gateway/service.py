@@ -17,7 +17,6 @@ import logging
 import os
 import queue
 import random
-import shutil
 import sqlite3
 import tempfile
 import threading
@@ -130,7 +129,7 @@ class FlagReader:
     CACHE_SIZE = 100_000
     LOG_EVERY_S = 30.0
 
-    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500, on_error=None):
+    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500, on_error=None, work_dir: Path | None = None):
         """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
         sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
         from openfeature import api
@@ -164,8 +163,9 @@ class FlagReader:
                     file=str(path),
                     fix="render a good one: cutover flags --flags-file PATH (or let cutover serve render it)",
                 )
-            self._dir = tempfile.mkdtemp(prefix="cutover-flags-")
-            self._effective = Path(self._dir) / "flags.json"
+            # kept after close (the provider's file watcher may look once more): overwritten at the next start
+            base = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="cutover-flags-"))
+            self._effective = base / "flags.in-force.json"
             self._install(raw, doc)
             self._poll_s = poll_ms / 1000
         if rpc is not None:
@@ -295,8 +295,6 @@ class FlagReader:
     def close(self) -> None:
         self._watch_stop.set()
         self.provider.shutdown()
-        if getattr(self, "_dir", None):
-            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class GatewayMetrics:
@@ -432,7 +430,11 @@ class Gateway:
         self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
         self._phase_shown = phase
         self.flags = FlagReader(
-            plan, flags_path, flag_poll_ms, on_error=lambda r: self.metrics.flag_config_errors.labels(reason=r).inc()
+            plan,
+            flags_path,
+            flag_poll_ms,
+            on_error=lambda r: self.metrics.flag_config_errors.labels(reason=r).inc(),
+            work_dir=Path(data_dir),
         )
         g = plan.gateway
         # One outbox per primary: inside a SQLite store's own file (the write and its mirror row commit
