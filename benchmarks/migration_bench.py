@@ -23,6 +23,11 @@ record, 40 000 records/s, below 50 000/s even with free workers; the bare insert
 is the ceiling printed. What would lift it: more than one writer (shards into separate files, or a
 remote MemoryOS taking batches in parallel), a store built without the WAL for the first load (a
 fresh file, journal off, swapped in), or the text index built by MemoryOS itself after the load.
+
+Measured 2026-12-04, 1 000 000 records, 2 cores at a host load of 9-11 (other jobs), two runs:
+migrate 9 422 and 11 330 records/s (216, 222 MB) against a ceiling of 34 838 and 24 912 records/s
+(27 % and 45 % of it); reconcile export vs store 38 690 and 48 308, store vs store 184 272 and
+57 541 records/s. The week's quieter figures: migrate 24 224/s, reconcile 113 673 and 162 735/s.
 """
 
 from __future__ import annotations

@@ -495,6 +495,7 @@ def test_reconcile_reads_an_export_by_the_migrations_rules(tmp_path):
         {"id": "when", "namespace": "n", "observed_at": "2024"},
         {"id": "kind", "namespace": "n", "kind": ["x"]},
         {"id": "src", "namespace": "n", "source": {"a": 1}},
+        {"id": "cls", "namespace": "n", "class": ["semantic"]},
         {"id": "null-observed", "namespace": "n", "text": "no time", "observed_at": None},
         {"id": "bad-tier", "namespace": "n", "text": "z", "metadata": {"mem_os": {"tier": "huge"}}},
         "{not json",
@@ -507,18 +508,18 @@ def test_reconcile_reads_an_export_by_the_migrations_rules(tmp_path):
     r = cli("migrate", "--from", src, "--to", dst, "--report", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "m.json").read_text())
-    assert report["quarantined"] == 6
+    assert report["quarantined"] == 7
     store = MemoryOSStore(tmp_path / "m.db")
     assert store.get("n", "dup").text == "second version" and store.get("n", "tie").text == "kept"
     assert store.get("m", "up").text == "v3" and store.get("n", "bad-tier").tier == "mid"
     rc = cli("reconcile", "--source", src, "--target", dst, "--report", str(tmp_path / "rc"))
     assert rc.returncode == 0 and "parity: yes" in rc.stdout, rc.stdout + rc.stderr
     assert (
-        "Traceback" not in rc.stderr and "quarantined source 6" in rc.stdout and "duplicate ids source 3" in rc.stdout
+        "Traceback" not in rc.stderr and "quarantined source 7" in rc.stdout and "duplicate ids source 3" in rc.stdout
     )
     rep = json.loads((tmp_path / "rc" / "reconcile.json").read_text())["report"]
     assert rep["totals"] == {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0}
-    assert rep["quarantined"]["source"] == 6 and rep["superseded"]["source"] == 3
+    assert rep["quarantined"]["source"] == 7 and rep["superseded"]["source"] == 3
     # the export against itself, and against a JSONL migration of it (which keeps every line)
     assert cli("migrate", "--from", src, "--to", f"jsonl:{tmp_path / 'out.jsonl'}").returncode == 0
     rj = cli("reconcile", "--source", src, "--target", f"jsonl:{tmp_path / 'out.jsonl'}")

@@ -278,8 +278,36 @@ def _lines_in(f, start: int, end: int) -> Iterator[bytes]:
 
 
 def _raw_jsonl(path: Path, tiers: Tiers, namespaces, window, span=None, counts=None) -> Iterator[tuple]:
-    for r in _valid_jsonl(path, tiers, namespaces, window, span, counts):
-        yield r.namespace, r.id, r.version, r.text, r.tier
+    """(namespace, id, version, text, tier) of the export's records as `_valid_jsonl` reads them
+    (the summary pass's loop: no Row built per record)."""
+    if window or not path.is_file():
+        for r in _valid_jsonl(path, tiers, namespaces, window, span, counts):
+            yield r.namespace, r.id, r.version, r.text, r.tier
+        return
+    classify, loads, bad_json = tiers.policy.compile(tiers.as_of), orjson.loads, orjson.JSONDecodeError
+    bad = 0
+    with open(path, "rb") as f:
+        lines: Iterable[bytes] = f if span is None else _lines_in(f, *span)
+        for line in lines:
+            try:
+                d = loads(line)
+            except bad_json:
+                bad += bool(line.strip())  # migrate skips blank lines, quarantines the others
+                continue
+            if problem(d) is not None:
+                bad += 1
+                continue
+            ns = d["namespace"]
+            if namespaces and ns not in namespaces:
+                continue
+            meta = d.get("metadata")
+            mo = meta.get("mem_os") if meta else None
+            tier = mo.get("tier") if type(mo) is dict else None
+            if tier not in TIERS:
+                tier = classify(d)[0]
+            yield ns, d["id"], d.get("version") or 1, d.get("text", ""), tier
+    if counts is not None:
+        counts["quarantined"] = counts.get("quarantined", 0) + bad
 
 
 def _merge(into: dict, part: dict) -> dict:
