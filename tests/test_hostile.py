@@ -474,7 +474,7 @@ def test_property_the_record_reader_quarantines_never_crashes(obj):
     from cutover.store.stores import SCHEMA, upsert_sql
 
     if "spec" not in m._worker:
-        spec = m.ChunkSpec("jsonl:x", "r", load_policy(), 1, None, None, "quarantine", True)
+        spec = m.ChunkSpec("jsonl:x", load_policy(), 1, None, None, "quarantine", True)
         m._init_worker(spec)
     line = _dumps(obj) + b"\n"
     chunk = m.prepare_jsonl_chunk(0, 0, line)

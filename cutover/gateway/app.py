@@ -345,6 +345,16 @@ def limited_protocol(max_header_bytes: int):
     return LimitedHttpTools
 
 
+def _loop_factory():
+    """uvloop's event loop where it is installed (the gateway extra has it): a request costs the
+    serving thread less than on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(
     gw: Gateway,
     host: str,
@@ -397,7 +407,8 @@ def run(
         await asyncio.gather(*(s.serve() for s in servers))
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
         left = gw.drain(drain_s)
         if left:
             log.warning(
