@@ -631,7 +631,19 @@ class Rehearsal:
             )
         finally:
             self.admin.post("/admin/faults", json={"store": "memoryos"}).raise_for_status()
-        return judged and closed and acted
+        # as an operator would: roll forward only once the abort alert has resolved, or the controller
+        # rolls the new flags back again as soon as its hold-down is over
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and self.firing_rollback_alerts():
+            self.traffic(2, threads=2, writes=0.2)
+        still = self.firing_rollback_alerts()
+        resolved = self.check(
+            phase,
+            "the abort alert resolved after the fault went",
+            not still,
+            f"still firing: {', '.join(still)}" if still else "",
+        )
+        return judged and closed and acted and resolved
 
     def firing_rollback_alerts(self) -> list[str]:
         """Names of the firing alerts that ask for a rollback (label action=rollback)."""
