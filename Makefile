@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STACK  ?= staging
 OUT    ?= out
 
-.PHONY: engines setup rehearse rehearse-repeat demo test lint format docs render golden lock bench bench-gateway bench-migration bench-judge clean
+.PHONY: engines engines-bundle engines-clean test-fast setup rehearse rehearse-repeat demo test lint format docs render golden lock bench bench-gateway bench-migration bench-judge clean
 
 setup: $(VENV)/.installed
 
@@ -61,16 +61,34 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # The real engines, built from source through the Go module proxy into ~/.cache/cutover/engines
-# (about 25 minutes the first time on 2 cores, seconds after): Pulumi CLI, the Kubernetes provider,
-# kube-apiserver, flagd. engines/README.md says what each is and why.
+# (30-70 minutes the first time on 2 cores, seconds after): Pulumi CLI, the Kubernetes provider,
+# kube-apiserver, flagd. With CUTOVER_ENGINES_BUNDLE=DIR (a bundle made by `make engines-bundle`),
+# each engine the bundle holds at the pinned version is installed from it in seconds instead.
+# engines/README.md says what each is and why.
 engines:
 	bash engines/build.sh
 
+# Write a bundle of the engines in the cache into DIR: NAME-VERSION.tar.xz, SHA256SUMS, engines.json.
+engines-bundle:
+	@test -n "$(DIR)" || { echo "usage: make engines-bundle DIR=path/to/bundle" >&2; exit 2; }
+	bash engines/build.sh --bundle "$(DIR)"
+
+# Remove everything the engines left: the binaries, the env file, the builds' Go caches and scratch.
+engines-clean:
+	bash engines/build.sh --clean
+
 # The tests run the real things: Prometheus, Alertmanager, Chromium, buildah (.ci/install adds what is
-# missing) and the engines (the e2e tests under tests/e2e/).
+# missing) and the engines (the e2e tests under tests/e2e/). This is the full suite CI runs.
 test: setup lint engines
 	sh .ci/install
 	$(BIN)/python -m pytest -q
+
+# The suite to iterate with: everything but the real-engine e2e, the image build, the browser test and
+# the long rehearsal drills (pytest markers e2e, image, browser, slow; pyproject.toml lists them), on
+# both cores (pytest-xdist). It needs no engines.
+test-fast: setup
+	sh .ci/install --runtime
+	$(BIN)/python -m pytest -q -n 2 -m "not e2e and not image and not browser and not slow"
 
 # Benchmarks print figures; they are not tests. They run as modules from the repository root (the gateway
 # bench imports tests.gatewayproc). wrk (Debian) is the gateway's load generator.

@@ -6,19 +6,33 @@
 #
 #   bash engines/build.sh              # every engine
 #   bash engines/build.sh pulumi etcd     # only these (names as in ENGINE_ORDER)
+#   bash engines/build.sh --bundle DIR [ENGINE...]  # a bundle of the engines in the cache (make engines-bundle)
+#   bash engines/build.sh --clean         # remove the cache and all the builds left (make engines-clean)
 #
 # Idempotent: an engine whose binary is there, answers with its version and
-# was built from the same module files and flags (a stamp) is not rebuilt, so
-# a second run takes seconds. An engine already on PATH at a usable version
-# (pulumi >= 3.272, kube-apiserver/kube-controller-manager >= 1.37, etcd >= 3.4,
-# flagd >= 0.11) is used instead.
+# was built from the same module files, flags and Go version (a stamp, the
+# same in any directory: a second clone finds the engines built) is not
+# rebuilt, so a second run takes seconds. An engine already on PATH at a
+# usable version (pulumi >= 3.272, kube-apiserver/kube-controller-manager
+# >= 1.37, etcd >= 3.4, flagd >= 0.11, pulumi-resource-kubernetes at the
+# pinned provider/v4 version) is used instead. With CUTOVER_ENGINES_BUNDLE,
+# an engine the bundle holds at the pinned version is installed from it
+# (sha256 and version checked, stamped as our own build) instead of built.
+#
+# Each engine is checked, installed and built under its own lock (flock on
+# CACHE/.locks/NAME-VERSION.lock) in a scratch directory of its own: two runs
+# at once never collide, and the second waits, then finds the engine built.
+# From-source builds use Go caches of their own (CACHE/.go), removed after a
+# successful run; a user's own Go caches are never touched.
 #
 # Environment:
-#   CUTOVER_ENGINES_DIR  cache root (default ~/.cache/cutover/engines)
-#   ENGINES_NICE         nice level of the builds (default 15)
-#   ENGINES_NO_PATH=1    ignore engines on PATH and apt: build every one of ours
-#   ENGINES_NO_APT=1     never apt-get install etcd-server (build etcd instead)
-#   GOTOOLCHAIN          default "local" (every module here needs Go <= 1.26.6)
+#   CUTOVER_ENGINES_DIR     cache root (default ~/.cache/cutover/engines)
+#   CUTOVER_ENGINES_BUNDLE  a bundle directory (engines.json, SHA256SUMS, NAME-VERSION.tar.xz)
+#   ENGINES_NICE            nice level of the builds (default 15)
+#   ENGINES_NO_PATH=1       ignore engines on PATH and apt: build every one of ours
+#   ENGINES_NO_APT=1        never apt-get install etcd-server (build etcd instead)
+#   ENGINES_KEEP_GO_CACHES=1  keep CACHE/.go after a build (faster rebuilds, about 13 GB)
+#   GOTOOLCHAIN             default "local" (every module here needs Go <= 1.26.6)
 #
 # Exit status: 0 when every selected engine is available; 1 otherwise, after
 # a "BUILD FAILED: <engine> <version>" block with the error for each one.
@@ -56,7 +70,10 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
 
-mkdir -p "$CACHE/.build"
+GO_OWN="$CACHE/.go"          # the from-source builds' own Go caches, removed after success
+export GOCACHE="$GO_OWN/build" GOMODCACHE="$GO_OWN/mod"
+mkdir -p "$CACHE/.build" "$CACHE/.locks"
+BUILT=0                    # engines built from source by this run
 
 declare -A ENV_OUT=()      # NAME -> abs path of binary
 PATH_DIRS=()               # dirs to put on PATH, in order
@@ -101,62 +118,208 @@ version_ge() {
   [ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n -k3,3n | head -n1)" = "$2" ]
 }
 
-# stamp_key FILES...: what a build depends on besides the Go toolchain.
+# stamp_key FILE_OR_WORD...: what a build depends on besides the Go toolchain: each file's base name and
+# contents (never its directory: a clone anywhere finds the engines built), and the words.
 stamp_key() {
-  { go env GOVERSION; printf '%s\n' "$@"; for f in "$@"; do [ -f "$f" ] && cat "$f"; done; } |
-    sha256sum | cut -c1-16
+  local a
+  { go env GOVERSION
+    for a in "$@"; do
+      if [ -f "$a" ]; then printf 'file %s %s\n' "${a##*/}" "$(sha256sum <"$a" | cut -c1-64)"
+      else printf 'word %s\n' "$a"; fi
+    done
+  } | sha256sum | cut -c1-16
+}
+
+# ---- locks ----------------------------------------------------------------
+# One lock per engine (flock on $CACHE/.locks/ENGINE-VERSION.lock) around its check, install and build:
+# two runs at once (two clones, CI beside a developer) never share a scratch directory, and the second
+# waits, then finds the engine the first one built.
+LOCK_FD=""
+lock_engine() {  # lock_engine NAME: hold NAME's lock (waits, saying so, if another run holds it)
+  local fd
+  exec {fd}>"$CACHE/.locks/$1.lock"
+  if ! flock -n "$fd"; then
+    say "    (another run is building $1, it holds $CACHE/.locks/$1.lock: waiting for it)"
+    flock "$fd"
+  fi
+  LOCK_FD=$fd
+}
+unlock_engine() { [ -z "$LOCK_FD" ] || exec {LOCK_FD}>&-; LOCK_FD=""; }
+
+# The Go caches of from-source builds are our own (GOCACHE and GOMODCACHE under $CACHE/.go; a user's
+# own are never touched). Every run that builds holds them shared; after a successful run the last
+# one out removes them (exclusive, non-blocking), so a machine keeps the binaries, not 13 GB of caches.
+GO_FD=""
+use_go_caches() {
+  [ -z "$GO_FD" ] || return 0
+  mkdir -p "$GO_OWN"
+  exec {GO_FD}>"$CACHE/.locks/go-caches.lock"
+  flock -s "$GO_FD"
+}
+remove_go_caches() {
+  [ -n "$GO_FD" ] && [ -d "$GO_OWN" ] || return 0
+  if [ "${ENGINES_KEEP_GO_CACHES:-}" = 1 ]; then
+    say "   Go caches kept in $GO_OWN ($(disk "$GO_OWN"); ENGINES_KEEP_GO_CACHES=1)"
+    return 0
+  fi
+  if flock -x -n "$GO_FD"; then
+    local size
+    size=$(disk "$GO_OWN")
+    chmod -R u+w "$GO_OWN" 2>/dev/null
+    rm -rf "$GO_OWN"
+    say "   removed the builds' Go caches ($GO_OWN, $size)"
+  else
+    say "   Go caches left in $GO_OWN: another run is building with them (the last one out removes them)"
+  fi
+}
+
+# ---- the version an engine reports ---------------------------------------------
+# version_ok BIN VCMD VWANT: BIN run with VCMD prints VWANT. VCMD "@gomod" reads the binary's Go build
+# information instead (for programs without a version command): VWANT is "MODULE VERSION".
+version_ok() {
+  local bin=$1 vcmd=$2 vwant=$3 vout
+  [ -n "$vcmd" ] || return 0
+  if [ "$vcmd" = @gomod ]; then
+    vout=$(go version -m "$bin" 2>/dev/null | awk '$1 == "mod" || $1 == "dep" {print $2 " " $3}')
+    case $'\n'"$vout"$'\n' in *$'\n'"$vwant"$'\n'*) return 0;; *) return 1;; esac
+  fi
+  # shellcheck disable=SC2086  # VCMD is a list of arguments
+  vout=$("$bin" $vcmd 2>&1) || return 1
+  case "$vout" in *"$vwant"*) return 0;; *) return 1;; esac
+}
+
+# ---- a bundle: prebuilt engines ----------------------------------------------
+# CUTOVER_ENGINES_BUNDLE=DIR: a directory made by `make engines-bundle` (engines/build.sh --bundle):
+# NAME-VERSION.tar.xz per engine, SHA256SUMS, engines.json. An engine at the pinned version is
+# installed from it (hash and version checked) and stamped as a build of ours; any other is built.
+bundle_entry() {  # bundle_entry NAME: "version<TAB>archive<TAB>sha256<TAB>bins" of NAME, or nothing
+  python3 - "$1" "$CUTOVER_ENGINES_BUNDLE/engines.json" <<'PY'
+import json, sys
+name, path = sys.argv[1:3]
+try:
+    engines = json.load(open(path))["engines"]
+except (OSError, ValueError, KeyError, TypeError) as exc:
+    sys.exit(f"unreadable {path}: {exc}")
+for e in engines:
+    if e.get("name") == name:
+        print("\t".join([e["version"], e["archive"], e["sha256"], " ".join(e["bin"])]))
+PY
+}
+
+from_bundle() {  # from_bundle ENGINE VERSION OUT VCMD VWANT KEY
+  local engine=$1 version=$2 out=$3 vcmd=$4 vwant=$5 key=$6
+  local b=${CUTOVER_ENGINES_BUNDLE:-} dest="$CACHE/$1-$2" entry bv archive sha bins t0 got listed f
+  [ -n "$b" ] || return 1
+  if [ ! -f "$b/engines.json" ]; then
+    say "    (CUTOVER_ENGINES_BUNDLE=$b has no engines.json: building $engine)"
+    return 1
+  fi
+  t0=$(now)
+  entry=$(bundle_entry "$engine") || { say "    (bundle $b: engines.json unreadable: building $engine)"; return 1; }
+  if [ -z "$entry" ]; then
+    say "    (bundle $b has no $engine: building it)"
+    return 1
+  fi
+  IFS=$'\t' read -r bv archive sha bins <<<"$entry"
+  if [ "$bv" != "$version" ]; then
+    say "    (bundle $b has $engine $bv, the pin is $version: building it)"
+    return 1
+  fi
+  got=$(sha256sum <"$b/$archive" 2>/dev/null | cut -c1-64)
+  listed=$(awk -v a="$archive" '$2 == a || $2 == "*" a {print $1}' "$b/SHA256SUMS" 2>/dev/null)
+  if [ "$got" != "$sha" ] || { [ -f "$b/SHA256SUMS" ] && [ "$listed" != "$sha" ]; }; then
+    say "    (bundle $b: $archive has sha256 '${got:-unreadable}', engines.json says $sha${listed:+, SHA256SUMS $listed}: building $engine)"
+    return 1
+  fi
+  local scratch="$CACHE/.build/$engine-bundle.$$"
+  rm -rf "$scratch" && mkdir -p "$scratch"
+  if ! tar -xJf "$b/$archive" -C "$scratch"; then
+    rm -rf "$scratch"
+    say "    (bundle $b: $archive does not unpack: building $engine)"
+    return 1
+  fi
+  for f in $bins; do
+    if [ ! -f "$scratch/$f" ]; then
+      rm -rf "$scratch"
+      say "    (bundle $b: $archive lacks $f: building $engine)"
+      return 1
+    fi
+  done
+  if ! version_ok "$scratch/$out" "$vcmd" "$vwant"; then
+    rm -rf "$scratch"
+    say "    (bundle $b: $engine's $out does not report '$vwant': building $engine)"
+    return 1
+  fi
+  mkdir -p "$dest/bin"
+  for f in $bins; do mv -f "$scratch/$f" "$dest/bin/$f"; done
+  rm -rf "$scratch"
+  printf '%s\n' "$key" >"$dest/.stamp"
+  say "==> $engine $version: installed from the bundle ($archive, sha256 checked${vcmd:+, version checked}) in $(($(now) - t0)) s, $(disk "$dest")"
+  SUMMARY+=("$engine $version: from the bundle in $(($(now) - t0)) s, $(disk "$dest")")
+  return 0
 }
 
 # go_build ENGINE VERSION MODULE PKG OUT VERSION_CMD VERSION_WANT LDFLAGS TAGS [PREHOOK]
 #   builds package PKG inside our module MODULE (modules/MODULE, copied to a
 #   scratch dir so generated files stay out of the source tree) into
-#   $CACHE/ENGINE-VERSION/bin/OUT.
-#   VERSION_CMD: arguments that make OUT print its version ("" = none);
-#   VERSION_WANT: a string that output must contain.
+#   $CACHE/ENGINE-VERSION/bin/OUT, unless it is built already (same stamp) or
+#   the bundle has it.
+#   VERSION_CMD: arguments that make OUT print its version ("" = none,
+#   "@gomod" = its Go build information); VERSION_WANT: what that must show.
 go_build() {
   local engine=$1 version=$2 module=$3 pkg=$4 out=$5 vcmd=$6 vwant=$7 ldflags=$8 tags=$9
   local prehook=${10:-}
   local dest="$CACHE/$engine-$version" src="$MODULES/$module"
   local bin="$dest/bin/$out" log="$dest/build.log" stamp="$dest/.stamp"
-  local key t0 t1 vout
+  local key t0 t1
   key=$(stamp_key "$src/go.mod" "$src/go.sum" "$src"/*.go "$pkg" "$ldflags" "$tags" "$prehook")
-  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
-    if [ -z "$vcmd" ] || { vout=$("$bin" $vcmd 2>&1) && case "$vout" in *"$vwant"*) true;; *) false;; esac; }; then
-      say "==> $engine $version: already built ($bin), 0 s, $(disk "$dest")"
-      SUMMARY+=("$engine $version: cached, $(disk "$dest")")
-      record "$out" "$bin"
-      return 0
-    fi
+  lock_engine "$engine-$version"
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && version_ok "$bin" "$vcmd" "$vwant"; then
+    say "==> $engine $version: already built ($bin), 0 s, $(disk "$dest")"
+    SUMMARY+=("$engine $version: cached, $(disk "$dest")")
+    record "$out" "$bin"
+    unlock_engine
+    return 0
+  fi
+  if from_bundle "$engine" "$version" "$out" "$vcmd" "$vwant" "$key"; then
+    record "$out" "$bin"
+    unlock_engine
+    return 0
   fi
   say "==> $engine $version: building $pkg (module $module, nice $NICE) ..."
+  use_go_caches
   mkdir -p "$dest/bin"
-  local work="$CACHE/.build/$engine"
+  local work="$CACHE/.build/$engine.$$"
   rm -rf "$work" && mkdir -p "$work" && cp "$src"/go.mod "$src"/go.sum "$src"/*.go "$work"/
   t0=$(now)
   # (set -e does not apply here: go_build runs on the left of ||)
   (
     cd "$work" || exit 1
     if [ -n "$prehook" ]; then "$prehook" "$work" "$version" || { echo "pre-build step $prehook failed"; exit 1; }; fi
-    nice -n "$NICE" go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$bin.new" "$pkg" || exit $?
-    mv -f "$bin.new" "$bin"
+    nice -n "$NICE" go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$bin.new.$$" "$pkg" || exit $?
+    mv -f "$bin.new.$$" "$bin"
   ) >"$log" 2>&1
   local rc=$?
   t1=$(now)
+  rm -rf "$work"
   if [ $rc -ne 0 ]; then
-    rm -f "$bin.new" "$stamp"
+    rm -f "$bin.new.$$" "$stamp"
     fail "$engine" "$version" "$log" "go build exited $rc after $((t1 - t0)) s"
+    unlock_engine
     return 1
   fi
-  if [ -n "$vcmd" ]; then
-    if ! vout=$("$bin" $vcmd 2>&1) || case "$vout" in *"$vwant"*) false;; *) true;; esac; then
-      fail "$engine" "$version" "$log" "built, but '$out $vcmd' printed '$vout', not '$vwant'"
-      return 1
-    fi
+  if ! version_ok "$bin" "$vcmd" "$vwant"; then
+    rm -f "$stamp"
+    fail "$engine" "$version" "$log" "built, but '$out ${vcmd}' does not show '$vwant'"
+    unlock_engine
+    return 1
   fi
   printf '%s\n' "$key" >"$stamp"
+  BUILT=$((BUILT + 1))
   say "    built $bin in $((t1 - t0)) s, disk $(disk "$dest") (log: $log)"
   SUMMARY+=("$engine $version: built in $((t1 - t0)) s, $(disk "$dest")")
   record "$out" "$bin"
+  unlock_engine
 }
 
 # on_path CMD: the absolute path of CMD on PATH unless it is one of ours.
@@ -249,8 +412,20 @@ json.dump(mapping, open(os.path.join(work, "terraform-mapping-embed.json"), "w")
 PY
 }
 engine_pulumi_resource_kubernetes() {
+  local p
+  # No version command: its Go build information names the provider module and version it was built from.
+  if p=$(on_path pulumi-resource-kubernetes); then
+    if version_ok "$p" @gomod "github.com/pulumi/pulumi-kubernetes/provider/v4 $K8S_PROVIDER_MODVER"; then
+      say "==> pulumi-resource-kubernetes: using $p (provider/v4 $K8S_PROVIDER_MODVER, found on PATH)"
+      SUMMARY+=("pulumi-resource-kubernetes $K8S_PROVIDER_VERSION: from PATH ($p)")
+      record pulumi-resource-kubernetes "$p"
+      return 0
+    fi
+    say "    (pulumi-resource-kubernetes on PATH at $p is not provider/v4 $K8S_PROVIDER_MODVER: using our own)"
+  fi
   go_build pulumi-resource-kubernetes "$K8S_PROVIDER_VERSION" pulumi-kubernetes \
-    cutover.local/engines/pulumi-kubernetes pulumi-resource-kubernetes "" "" \
+    cutover.local/engines/pulumi-kubernetes pulumi-resource-kubernetes \
+    @gomod "github.com/pulumi/pulumi-kubernetes/provider/v4 $K8S_PROVIDER_MODVER" \
     "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$K8S_PROVIDER_VERSION" "" \
     k8s_provider_prehook
 }
@@ -341,12 +516,85 @@ engine_flagd() {
     version "flagd version $FLAGD_VERSION" "-s -w -X main.version=$FLAGD_VERSION" grpcnotrace
 }
 
+# ---- a bundle from the cache, and clean ----------------------------------------------
+# make_bundle DIR: one NAME-VERSION.tar.xz per engine of ours in the cache (the files of its bin/),
+# SHA256SUMS and engines.json, the format CUTOVER_ENGINES_BUNDLE reads.
+make_bundle() {  # make_bundle DIR [ENGINE...]: every engine of ours in the cache, or only these
+  local dir=$1 pair name version src files n=0
+  shift
+  local only=" $* "
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || { say "engines/build.sh: cannot create $1" >&2; exit 2; }
+  : >"$dir/.entries"
+  for pair in "pulumi $PULUMI_VERSION" "pulumi-language-python $PYHOST_VERSION" \
+    "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION" "kube-apiserver $KUBE_VERSION" \
+    "kube-controller-manager $KUBE_VERSION" "etcd $ETCD_BUILD_VERSION" "flagd $FLAGD_VERSION"; do
+    read -r name version <<<"$pair"
+    [ "$only" = "  " ] || case "$only" in *" $name "*) ;; *) continue;; esac
+    src="$CACHE/$name-$version"
+    if [ ! -f "$src/.stamp" ] || [ -z "$(ls -A "$src/bin" 2>/dev/null)" ]; then
+      say "==> $name $version: not in the cache (taken from PATH or apt, or never built here): left out"
+      continue
+    fi
+    files=$(cd "$src/bin" && ls -A | sort | tr '\n' ' ')
+    say "==> $name $version: $dir/$name-$version.tar.xz ($files) ..."
+    # shellcheck disable=SC2086  # the file names, one word each
+    (cd "$src/bin" && XZ_OPT=${XZ_OPT:--6T0} tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
+      -cJf "$dir/$name-$version.tar.xz.new" $files) && mv -f "$dir/$name-$version.tar.xz.new" "$dir/$name-$version.tar.xz" ||
+      { say "engines/build.sh: could not write $dir/$name-$version.tar.xz" >&2; exit 1; }
+    printf '%s\t%s\t%s\t%s\n' "$name" "$version" "$name-$version.tar.xz" "$files" >>"$dir/.entries"
+    n=$((n + 1))
+  done
+  python3 - "$dir" <<'PY2'
+import hashlib, json, os, sys
+d = sys.argv[1]
+engines = []
+for line in open(os.path.join(d, ".entries")):
+    name, version, archive, files = line.rstrip("\n").split("\t")
+    sha = hashlib.sha256(open(os.path.join(d, archive), "rb").read()).hexdigest()
+    engines.append({"name": name, "version": version, "archive": archive, "sha256": sha, "bin": files.split()})
+doc = {"made_by": "engines/build.sh --bundle (make engines-bundle) of the cutover repository", "engines": engines}
+with open(os.path.join(d, "engines.json"), "w") as fh:
+    json.dump(doc, fh, indent=2)
+    fh.write("\n")
+with open(os.path.join(d, "SHA256SUMS"), "w") as fh:
+    fh.writelines(f"{e['sha256']}  {e['archive']}\n" for e in engines)
+PY2
+  rm -f "$dir/.entries"
+  say "---- bundle: $n engines in $dir ($(disk "$dir")); use it with CUTOVER_ENGINES_BUNDLE=$dir make engines"
+}
+
+case "${1:-}" in
+  --bundle)
+    [ -n "${2:-}" ] || { say "usage: engines/build.sh --bundle DIR [ENGINE...]   (make engines-bundle DIR=...)" >&2; exit 2; }
+    shift
+    make_bundle "$@"
+    exit 0;;
+  --clean)
+    size=$(disk "$CACHE")
+    chmod -R u+w "$CACHE" 2>/dev/null
+    rm -rf "$CACHE"
+    say "removed $CACHE (${size:-0}): the engines, their env file and the builds' Go caches"
+    exit 0;;
+  -h|--help)
+    sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0;;
+esac
+
 # ---- main -----------------------------------------------------------------
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || read -r -a selected <<<"$ENGINE_ORDER"
 for e in "${selected[@]}"; do
   case " $ENGINE_ORDER " in *" $e "*) ;; *) say "engines/build.sh: unknown engine '$e' (known: $ENGINE_ORDER)" >&2; exit 2;; esac
 done
+if [ -n "${CUTOVER_ENGINES_BUNDLE:-}" ]; then
+  if [ -d "$CUTOVER_ENGINES_BUNDLE" ]; then
+    CUTOVER_ENGINES_BUNDLE=$(cd "$CUTOVER_ENGINES_BUNDLE" && pwd)
+    say "==> bundle: $CUTOVER_ENGINES_BUNDLE (an engine at its pinned version is installed from it, any other built)"
+  else
+    say "    (CUTOVER_ENGINES_BUNDLE=$CUTOVER_ENGINES_BUNDLE is not a directory: building every engine)"
+    CUTOVER_ENGINES_BUNDLE=""
+  fi
+fi
 
 T_START=$(now)
 for e in $ENGINE_ORDER; do
@@ -355,7 +603,8 @@ for e in $ENGINE_ORDER; do
 done
 T_END=$(now)
 
-# env: merge with what an earlier run wrote for engines not selected now.
+# env: merge with what an earlier run wrote for engines not selected now (one run at a time).
+lock_engine env
 envfile="$CACHE/env"
 declare -A OLD=()
 if [ -f "$envfile" ]; then
@@ -373,12 +622,14 @@ done
   say "# pulumi finds its plugins there; keep PULUMI_IGNORE_AMBIENT_PLUGINS unset)."
   for k in $(printf '%s\n' "${!ENV_OUT[@]}" | sort); do say "$k=${ENV_OUT[$k]}"; done
   say "ENGINES_PATH=$(IFS=:; printf '%s' "${PATH_DIRS[*]+"${PATH_DIRS[*]}"}")"
-} >"$envfile.new" && mv -f "$envfile.new" "$envfile"
+} >"$envfile.new.$$" && mv -f "$envfile.new.$$" "$envfile"
+unlock_engine
 
 say ""
 say "---- engines: $((T_END - T_START)) s in all; cache $CACHE ($(disk "$CACHE"))"
 for s in "${SUMMARY[@]+"${SUMMARY[@]}"}"; do say "   $s"; done
 say "   env file: $envfile"
+[ ${#FAILED[@]} -gt 0 ] || remove_go_caches
 if [ ${#FAILED[@]} -gt 0 ]; then
   for f in "${FAILED[@]}"; do say "BUILD FAILED: $f (log and error above)" >&2; done
   exit 1

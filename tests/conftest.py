@@ -109,6 +109,7 @@ def image_build():
     return _image["proc"], _image["log"]
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: `make test-fast` starts no image build
 def pytest_collection_modifyitems(session, config, items):
     """Start the image build at once when its test is selected, and run that test last: it takes
     minutes of mostly downloads, which overlap the rest of the suite."""

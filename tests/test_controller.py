@@ -103,6 +103,7 @@ def test_flags_command_sets_verifies_and_shows(flagfile):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # the rehearsal's whole drill: about 35 s
 def test_slo_breach_rolls_back_end_to_end(tmp_path):
     """Errors injected into MemoryOS: the alert fires in Prometheus, Alertmanager calls the controller,
     the flags roll back, clients keep answers through fallback, reconciliation leaves no gap."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from . import imagebuild
 from .conftest import ROOT, image_build
 
@@ -18,6 +20,7 @@ def test_the_dockerfile_runs_cis_install_steps_and_installs_the_locked_wheel():
     assert "pip wheel" in text and "/wheels/cutover-*.whl" in text
 
 
+@pytest.mark.image
 def test_the_image_builds_and_cutover_runs_inside():
     proc, log = image_build()
     assert proc.wait(timeout=1200) == 0, log.read_text()[-3000:]

@@ -18,6 +18,8 @@ from cutover.render.rendering import render
 from ..conftest import ROOT
 from .conftest import PulumiProject
 
+pytestmark = pytest.mark.e2e
+
 STACK = "staging"
 
 
