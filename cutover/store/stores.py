@@ -22,28 +22,50 @@ import orjson
 
 from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms
 
-SCHEMA = """
+RECORDS_TABLE = """
 CREATE TABLE IF NOT EXISTS records(
   rid INTEGER PRIMARY KEY,
   namespace TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
   class TEXT NOT NULL, kind TEXT, text TEXT NOT NULL, content TEXT, tags TEXT NOT NULL, source TEXT,
   observed_at INTEGER NOT NULL, expires_at INTEGER, metadata TEXT NOT NULL,
   tier TEXT, heat REAL NOT NULL DEFAULT 0, last_accessed_at INTEGER,
+  ns_key TEXT GENERATED ALWAYS AS ('ns' || hex(namespace)) VIRTUAL,
   UNIQUE(namespace, id)
 );
+"""
+# The full-text index holds each record's namespace as one token (ns_key: "ns" and the namespace's UTF-8
+# in hex, a generated column, so no row stores it) and every recall matches that token beside the text:
+# the index then scores only the namespace's records (bm25 over the whole table's matches, then a filter
+# by namespace, was most of a MemoryOS recall's cost). Stores written before it get the column and a
+# rebuilt index when first opened (`SqliteStore._upgrade_fts`).
+INDEXES = """
 CREATE INDEX IF NOT EXISTS records_recent ON records(namespace, observed_at DESC);
-CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(text, content='records', content_rowid='rid');
+CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(text, ns_key, content='records', content_rowid='rid');
 CREATE TRIGGER IF NOT EXISTS records_ai AFTER INSERT ON records BEGIN
-  INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+  INSERT INTO records_fts(rowid, text, ns_key) VALUES (new.rid, new.text, new.ns_key);
 END;
 CREATE TRIGGER IF NOT EXISTS records_ad AFTER DELETE ON records BEGIN
-  INSERT INTO records_fts(records_fts, rowid, text) VALUES ('delete', old.rid, old.text);
+  INSERT INTO records_fts(records_fts, rowid, text, ns_key) VALUES ('delete', old.rid, old.text, old.ns_key);
 END;
 CREATE TRIGGER IF NOT EXISTS records_au AFTER UPDATE OF text ON records BEGIN
-  INSERT INTO records_fts(records_fts, rowid, text) VALUES ('delete', old.rid, old.text);
-  INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+  INSERT INTO records_fts(records_fts, rowid, text, ns_key) VALUES ('delete', old.rid, old.text, old.ns_key);
+  INSERT INTO records_fts(rowid, text, ns_key) VALUES (new.rid, new.text, new.ns_key);
 END;
 """
+SCHEMA = RECORDS_TABLE + INDEXES
+# A store file of before the namespace token: its index goes, INDEXES makes the new one, and a rebuild fills it.
+FTS_UPGRADE = """
+ALTER TABLE records ADD COLUMN ns_key TEXT GENERATED ALWAYS AS ('ns' || hex(namespace)) VIRTUAL;
+DROP TRIGGER IF EXISTS records_ai;
+DROP TRIGGER IF EXISTS records_ad;
+DROP TRIGGER IF EXISTS records_au;
+DROP TABLE IF EXISTS records_fts;
+"""
+# A recall's full-text match: the namespace's token and the query's terms (`fts_query`) in the text.
+# Parameters: the namespace, the terms.
+FTS_MATCH = "('ns_key:ns' || hex(?) || ' AND text:(' || ? || ')')"
+# bm25 of the text alone (the namespace token's column weighs nothing)
+BM25 = "bm25(records_fts, 1.0, 0.0)"
 
 # The mirror outbox: in a SQLite store's own file, so a write and its mirror row commit together.
 # Scanned by seq only: no other index, so an enqueue on the request path writes two pages, the
@@ -113,6 +135,15 @@ def upsert_sql(strictly_newer: bool = False) -> str:
     )
 
 
+def _math_functions(conn: sqlite3.Connection) -> None:
+    """ln and exp (MemoryOS's SCORE) where SQLite was built without its math functions."""
+    try:
+        conn.execute("SELECT ln(1.0), exp(0.0)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, lambda x: math.log(x) if x is not None and x > 0 else None, deterministic=True)
+        conn.create_function("exp", 1, lambda x: math.exp(x) if x is not None else None, deterministic=True)
+
+
 class StoreError(Exception):
     """A store could not serve the request (outage, injected fault, remote error)."""
 
@@ -157,7 +188,28 @@ class SqliteStore:
         # growing steps and puts 100 ms spikes into the write tail).
         self._write = threading.Lock()
         with self._conn() as c:
-            c.executescript(SCHEMA + OUTBOX_SCHEMA)
+            c.executescript(RECORDS_TABLE)
+            self._upgrade_fts(c)
+            c.executescript(INDEXES + OUTBOX_SCHEMA)
+
+    @staticmethod
+    def _upgrade_fts(c: sqlite3.Connection) -> None:
+        """A store file written before the namespace token (no ns_key column): add the column and
+        rebuild the full-text index from the records, once, in one transaction (seconds a million)."""
+        if any(col[1] == "ns_key" for col in c.execute("PRAGMA table_xinfo(records)")):
+            return
+        try:
+            c.executescript(
+                "BEGIN IMMEDIATE;"
+                + FTS_UPGRADE
+                + INDEXES
+                + "INSERT INTO records_fts(records_fts) VALUES('rebuild');COMMIT;"
+            )
+        except sqlite3.OperationalError as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if "duplicate column" not in str(exc):  # another process upgraded it first
+                raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -169,6 +221,7 @@ class SqliteStore:
             if not self.autocheckpoint:
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.row_factory = sqlite3.Row
+            _math_functions(conn)
             self._local.conn = conn
         return conn
 
@@ -382,8 +435,8 @@ class LegacyStore(SqliteStore):
         where, args = self._filters(q, now_ms())
         match = fts_query(q.query)
         if match:
-            where += " AND r.rid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)"
-            args.append(match)
+            where += f" AND r.rid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH {FTS_MATCH})"
+            args += [q.namespace, match]
         rows = (
             self._conn()
             .execute(
@@ -396,7 +449,24 @@ class LegacyStore(SqliteStore):
 
 
 TIER_WEIGHT = {"long": 0.3, "mid": 0.15, "short": 0.0}
+# A MemoryOS recall's score of a candidate row (columns of the candidates, `rel` its text relevance, the
+# parameter now in ms): relevance relative to the best candidate's, heat, recency (a week's e-fold),
+# tier. The ranking the design gives MemoryOS, computed where the rows are.
+SCORE = (
+    "rel / coalesce(nullif(max(rel) OVER (), 0.0), 1.0) + 0.2 * ln(1.0 + heat) "
+    "+ 0.3 * exp(-max(? - observed_at, 0) / 86400000.0 / 7.0) + CASE tier "
+    + " ".join(f"WHEN '{t}' THEN {w}" for t, w in TIER_WEIGHT.items())
+    + " ELSE 0.0 END"
+)
 MEMORYOS_APP_ID = 0x4D4F5331  # PRAGMA application_id of a MemoryOS store ("MOS1"): what repair writes into
+
+
+# A record's heat update: heat + the times it was returned (?1), last access (?2), in its metadata too.
+TOUCH_SQL = (
+    "UPDATE records SET heat = heat + ?1, last_accessed_at = ?2, "
+    "metadata = json_set(metadata, '$.mem_os.heat', heat + ?1, '$.mem_os.last_accessed_at', ?2) "
+    "WHERE namespace = ?3 AND id = ?4"
+)
 
 
 class MemoryOSStore(SqliteStore):
@@ -407,12 +477,13 @@ class MemoryOSStore(SqliteStore):
     name = "memoryos"
     CANDIDATES = 5  # candidates fetched per returned record
     TOUCH_EVERY_S = 0.2  # heat updates are batched off the request path
+    TOUCH_CHUNK = 200  # records' heat updates a transaction (about a millisecond of the writer lock)
 
     def __init__(self, path: str | Path, autocheckpoint: bool = True):
         super().__init__(path, autocheckpoint)
         if self._conn().execute("PRAGMA application_id").fetchone()[0] != MEMORYOS_APP_ID:
             self._conn().execute(f"PRAGMA application_id={MEMORYOS_APP_ID}")
-        self._touched: list[tuple[str, str, int]] = []
+        self._touched: list[list] = []  # [now, namespace, [ids]] per recall
         self._touch_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 
@@ -449,73 +520,76 @@ class MemoryOSStore(SqliteStore):
         return row if meta is None else (*row[:11], json_text(meta), *tier_columns(meta))
 
     def recall(self, q: RecallQuery, touch: bool = True) -> list[Record]:
-        """touch=False: observe only (shadow reads must not heat what users never saw)."""
+        """touch=False: observe only (shadow reads must not heat what users never saw).
+
+        One query: the candidates (the best `CANDIDATES` per wanted record by text relevance, or by heat
+        and recency without a text query), scored and cut in SQL (`SCORE`); only the returned rows are
+        decoded."""
         now = now_ms()
         where, args = self._filters(q, now)
         match = fts_query(q.query)
         n = min(q.limit, MAX_LIMIT)
         if match:
-            sql = (
-                f"SELECT {_R_COLUMNS}, -bm25(records_fts) AS rel "
-                f"FROM records_fts JOIN records r ON r.rid = records_fts.rowid "
-                f"WHERE records_fts MATCH ? AND {where} ORDER BY bm25(records_fts) LIMIT ?"
+            candidates = (
+                f"SELECT {_R_COLUMNS}, -{BM25} AS rel FROM records_fts JOIN records r ON r.rid = records_fts.rowid "
+                f"WHERE records_fts MATCH {FTS_MATCH} AND {where} ORDER BY {BM25} LIMIT ?"
             )
-            rows = self._conn().execute(sql, [match] + args + [n * self.CANDIDATES]).fetchall()
+            args = [q.namespace, match, *args]
         else:
-            rows = (
-                self._conn()
-                .execute(
-                    f"SELECT {COLUMNS}, 0.0 AS rel FROM records r WHERE {where} "
-                    "ORDER BY r.heat DESC, r.observed_at DESC LIMIT ?",
-                    args + [n * self.CANDIDATES],
-                )
-                .fetchall()
+            candidates = (
+                f"SELECT {COLUMNS}, 0.0 AS rel FROM records r WHERE {where} "
+                "ORDER BY r.heat DESC, r.observed_at DESC LIMIT ?"
             )
-        if not rows:
-            return []
-        top_rel = max(r["rel"] for r in rows) or 1.0
-
-        def score(r: sqlite3.Row) -> float:
-            age_days = max(now - r["observed_at"], 0) / 86_400_000
-            return (
-                (r["rel"] / top_rel)
-                + 0.2 * math.log1p(r["heat"])
-                + 0.3 * math.exp(-age_days / 7)
-                + TIER_WEIGHT.get(r["tier"] or "", 0)
+        rows = (
+            self._conn()
+            .execute(
+                f"WITH c AS ({candidates}) SELECT {COLUMNS} FROM c ORDER BY {SCORE} DESC, id LIMIT ?",
+                [*args, n * self.CANDIDATES, now, n],
             )
-
-        best = sorted(rows, key=lambda r: (-score(r), r["id"]))[:n]
-        if touch:
-            self._touch([(r["namespace"], r["id"]) for r in best], now)
-        return [self._record(r) for r in best]
+            .fetchall()
+        )
+        if touch and rows:
+            self._touch([(r[0], r[1]) for r in rows], now)
+        return [self._record(r) for r in rows]
 
     def _touch(self, keys: list[tuple[str, str]], now: int) -> None:
-        """Queue heat updates; a background thread applies them in one transaction every 0.2 s."""
+        """Queue heat updates (one entry a recall); a background thread applies them every 0.2 s."""
+        if not keys:
+            return
+        entry = [now, keys[0][0], [i for _, i in keys]]  # a recall's records share its namespace
         with self._touch_lock:
-            self._touched += [(ns, i, now) for ns, i in keys]
+            self._touched.append(entry)
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_loop, name="memoryos-heat", daemon=True)
                 self._flusher.start()
 
     def flush_heat(self) -> int:
+        """Apply the queued heat updates, folded per record (heat + the times it was returned, last access
+        the latest: a popular record is returned many times in 0.2 s), `TOUCH_CHUNK` records a transaction
+        with the writer lock let go between them, so a write waits at most one chunk. Returns the number
+        of recalls applied."""
         with self._touch_lock:
             batch, self._touched = self._touched, []
-        if not batch:
-            return 0
+        touched: dict[tuple[str, str], list[int]] = {}
+        for at, ns, ids in batch:
+            for i in ids:
+                seen = touched.get((ns, i))
+                if seen is None:
+                    touched[(ns, i)] = [1, at]
+                else:
+                    seen[0] += 1
+                    seen[1] = max(seen[1], at)
+        rows = [(times, at, ns, i) for (ns, i), (times, at) in touched.items()]
         c = self._conn()
-        try:
-            with self._write:
-                c.execute("BEGIN IMMEDIATE")
-                c.executemany(
-                    "UPDATE records SET heat = heat + 1, last_accessed_at = ?, "
-                    "metadata = json_set(metadata, '$.mem_os.heat', heat + 1, '$.mem_os.last_accessed_at', ?) "
-                    "WHERE namespace = ? AND id = ?",
-                    [(now, now, ns, i) for ns, i, now in batch],
-                )
-                c.execute("COMMIT")
-        except sqlite3.OperationalError:  # heat is best effort, the answer is not
-            if c.in_transaction:
-                c.execute("ROLLBACK")
+        for k in range(0, len(rows), self.TOUCH_CHUNK):
+            try:
+                with self._write:
+                    c.execute("BEGIN IMMEDIATE")
+                    c.executemany(TOUCH_SQL, rows[k : k + self.TOUCH_CHUNK])
+                    c.execute("COMMIT")
+            except sqlite3.OperationalError:  # heat is best effort, the answer is not
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
         return len(batch)
 
     def _flush_loop(self) -> None:

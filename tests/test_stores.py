@@ -1,0 +1,177 @@
+"""The SQLite stores' recall on real SQLite: the query plan of each recall shape, MemoryOS's ranking
+(relevance, heat, recency, tier) against the design's formula computed apart, the namespace token of the
+full-text index, the upgrade of a store file written before it, and heat updates folded per record."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+
+import pytest
+
+from cutover.store.records import RecallQuery, Record, now_ms
+from cutover.store.stores import BM25, FTS_MATCH, TIER_WEIGHT, LegacyStore, MemoryOSStore, fts_query
+
+WORDS = "apple travel plan meeting budget project alpha beta gamma delta river mountain coffee".split()
+DAY = 86_400_000
+
+
+def corpus(n: int = 600, namespaces: int = 6, seed: int = 3) -> list[Record]:
+    rng = random.Random(seed)
+    now = now_ms()
+    out = []
+    for i in range(n):
+        tier = rng.choice(["short", "mid", "long"])
+        out.append(
+            Record(
+                id=f"r{i}",
+                namespace=f"agents/{i % namespaces}",
+                text=" ".join(rng.choices(WORDS, k=rng.randint(3, 12))),
+                observed_at=now - rng.randint(0, 40) * DAY,
+                metadata={"mem_os": {"tier": tier, "heat": float(rng.choice([0, 0, 1, 3, 12]))}},
+            )
+        )
+    return out
+
+
+def plan_of(store, sql: str, args) -> list[str]:
+    return [row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + sql, args)]
+
+
+def design_ranking(store: MemoryOSStore, q: RecallQuery, now: int) -> list[str]:
+    """The design's ranking, computed in Python from the candidates' columns: relevance (bm25 of the
+    text) relative to the best candidate's, 0.2 ln(1 + heat), 0.3 e^(-age in days / 7), tier weight."""
+    where, args = store._filters(q, now)
+    n = q.limit
+    match = fts_query(q.query)
+    if match:
+        rows = store._conn().execute(
+            f"SELECT r.id, r.heat, r.observed_at, r.tier, -{BM25} FROM records_fts JOIN records r "
+            f"ON r.rid = records_fts.rowid WHERE records_fts MATCH {FTS_MATCH} AND {where} ORDER BY {BM25} LIMIT ?",
+            [q.namespace, match, *args, n * store.CANDIDATES],
+        )
+    else:
+        rows = store._conn().execute(
+            f"SELECT r.id, r.heat, r.observed_at, r.tier, 0.0 FROM records r WHERE {where} "
+            "ORDER BY r.heat DESC, r.observed_at DESC LIMIT ?",
+            [*args, n * store.CANDIDATES],
+        )
+    rows = rows.fetchall()
+    top = max((r[4] for r in rows), default=0.0) or 1.0
+
+    def score(r) -> float:
+        age_days = max(now - r[2], 0) / DAY
+        return r[4] / top + 0.2 * math.log1p(r[1]) + 0.3 * math.exp(-age_days / 7) + TIER_WEIGHT.get(r[3] or "", 0)
+
+    return [r[0] for r in sorted(rows, key=lambda r: (-score(r), r[0]))[:n]]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stores")
+    legacy, memoryos = LegacyStore(d / "l.db"), MemoryOSStore(d / "m.db")
+    records = corpus()
+    legacy.put_many(records)
+    memoryos.put_many(records)
+    return legacy, memoryos
+
+
+@pytest.mark.parametrize("query", ["apple river", "coffee", "", "zebra"])
+def test_memoryos_ranks_as_the_design_says(stores, query):
+    _, memoryos = stores
+    now = now_ms()
+    for ns in range(6):
+        q = RecallQuery(namespace=f"agents/{ns}", query=query, limit=7)
+        got = [r.id for r in memoryos.recall(q, touch=False)]
+        assert got == design_ranking(memoryos, q, now)
+        if query == "zebra":
+            assert got == []
+        else:
+            assert len(got) == 7 and all(int(i[1:]) % 6 == ns for i in got)  # its namespace only
+
+
+def test_a_hot_long_term_record_outranks_an_equal_cold_short_term_one(tmp_path):
+    store = MemoryOSStore(tmp_path / "m.db")
+    now = now_ms()
+    for i, (tier, heat) in enumerate([("short", 0.0), ("long", 9.0), ("mid", 0.0)]):
+        store.put(
+            Record(
+                id=f"x{i}",
+                namespace="n",
+                text="apple pie",
+                observed_at=now - DAY,
+                metadata={"mem_os": {"tier": tier, "heat": heat}},
+            )
+        )
+    assert [r.id for r in store.recall(RecallQuery(namespace="n", query="apple"), touch=False)] == ["x1", "x2", "x0"]
+
+
+def test_both_stores_recall_through_the_namespace_token_and_the_recency_index(stores):
+    legacy, memoryos = stores
+    for store in (legacy, memoryos):
+        statements: list[str] = []
+        store._conn().set_trace_callback(statements.append)
+        store.recall(
+            RecallQuery(namespace="agents/1", query="apple"), **({"touch": False} if store is memoryos else {})
+        )
+        store.recall(RecallQuery(namespace="agents/1"), **({"touch": False} if store is memoryos else {}))
+        store._conn().set_trace_callback(None)
+        with_text, without = [s for s in statements if not s.startswith("--")]  # not the index's own
+        # the traced statement has its parameters inlined: plan it as it ran
+        text_plan = plan_of(store, with_text, ())
+        assert any("VIRTUAL TABLE INDEX" in p for p in text_plan), text_plan
+        assert not any(p.split()[:2] == ["SCAN", "r"] for p in text_plan), text_plan  # no pass over every record
+        plain = plan_of(store, without, ())
+        assert any("records_recent (namespace=?)" in p for p in plain), plain
+        assert "ns_key:ns' || hex(" in FTS_MATCH and "ns_key:ns" in with_text
+    # the namespace token is the namespace's UTF-8 in hex, one token per record
+    token = memoryos._conn().execute("SELECT ns_key FROM records WHERE namespace='agents/1' LIMIT 1").fetchone()[0]
+    assert token == "ns" + b"agents/1".hex().upper()
+
+
+def test_a_store_written_before_the_namespace_token_is_upgraded_when_opened(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE records(rid INTEGER PRIMARY KEY, namespace TEXT NOT NULL, id TEXT NOT NULL,
+          version INTEGER NOT NULL, class TEXT NOT NULL, kind TEXT, text TEXT NOT NULL, content TEXT,
+          tags TEXT NOT NULL, source TEXT, observed_at INTEGER NOT NULL, expires_at INTEGER,
+          metadata TEXT NOT NULL, tier TEXT, heat REAL NOT NULL DEFAULT 0, last_accessed_at INTEGER,
+          UNIQUE(namespace, id));
+        CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');
+        CREATE TRIGGER records_ai AFTER INSERT ON records BEGIN
+          INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+        END;
+        INSERT INTO records(namespace, id, version, class, text, tags, observed_at, metadata, tier)
+          VALUES ('a', 'old1', 1, 'episodic', 'apple from before', '[]', 1, '{"mem_os":{"tier":"short"}}', 'short'),
+                 ('b', 'old2', 1, 'episodic', 'apple elsewhere', '[]', 1, '{"mem_os":{"tier":"short"}}', 'short');
+        """
+    )
+    old.close()
+    store = MemoryOSStore(path)
+    assert [r.id for r in store.recall(RecallQuery(namespace="a", query="apple"), touch=False)] == ["old1"]
+    store.put(Record(id="new1", namespace="a", text="apple after"))
+    assert sorted(r.id for r in store.recall(RecallQuery(namespace="a", query="apple"), touch=False)) == [
+        "new1",
+        "old1",
+    ]
+    assert LegacyStore(path).recall(RecallQuery(namespace="b", query="apple"))[0].id == "old2"  # opened again: no-op
+    cols = [c[1] for c in store._conn().execute("PRAGMA table_xinfo(records_fts)")]
+    assert cols[:2] == ["text", "ns_key"]
+
+
+def test_heat_updates_are_folded_per_record(tmp_path):
+    store = MemoryOSStore(tmp_path / "m.db")
+    store.TOUCH_EVERY_S = 3600  # no background flush: this test flushes
+    store.put(Record(id="a", namespace="n", text="apple"))
+    store.put(Record(id="b", namespace="n", text="river"))
+    for _ in range(3):
+        store.recall(RecallQuery(namespace="n", query="apple"))
+    store.recall(RecallQuery(namespace="n", query="river"))
+    assert store.flush_heat() == 4  # touches taken
+    a, b = store.get("n", "a"), store.get("n", "b")
+    assert a.metadata["mem_os"]["heat"] == 3 and b.metadata["mem_os"]["heat"] == 1
+    assert store._conn().execute("SELECT heat FROM records WHERE id='a'").fetchone()[0] == 3
+    assert a.metadata["mem_os"]["last_accessed_at"] >= b.metadata["mem_os"]["last_accessed_at"] - 1000
