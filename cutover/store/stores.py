@@ -20,7 +20,7 @@ from typing import Protocol
 
 import orjson
 
-from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms
+from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms, stored_record
 
 RECORDS_TABLE = """
 CREATE TABLE IF NOT EXISTS records(
@@ -250,19 +250,19 @@ class SqliteStore:
     @staticmethod
     def _record(row) -> Record:
         """A record from a row in COLUMNS order (a sqlite3.Row or a plain tuple)."""
-        return Record.model_construct(
-            namespace=row[0],
-            id=row[1],
-            version=row[2],
-            class_=row[3],
-            kind=row[4],
-            text=row[5],
-            content=orjson.loads(row[6]) if row[6] is not None else None,
-            tags=orjson.loads(row[7]),
-            source=row[8],
-            observed_at=row[9],
-            expires_at=row[10],
-            metadata=orjson.loads(row[11]),
+        return stored_record(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            orjson.loads(row[6]) if row[6] is not None else None,
+            orjson.loads(row[7]),
+            row[8],
+            row[9],
+            row[10],
+            orjson.loads(row[11]),
         )
 
     # -- interface --------------------------------------------------------------------------------
