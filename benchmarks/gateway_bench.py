@@ -506,6 +506,28 @@ def main() -> None:
     def aa(res: dict, op: str) -> list[float]:
         return [b["p99"] / a["p99"] - 1 for a, b in itertools.pairwise(res[("legacy-only", op)])]
 
+    # Every comparison, every load: the bracketed ratio of p50, of p99 and of the gateway's CPU per
+    # request (and of the child's), median over rounds with its 90 % interval; the load generator's and
+    # the steal's share of the 2 cores beside them, which is what the machine left the gateway.
+    def ratio_text(res: dict, mode: str, op: str, key: str) -> str:
+        xs = [d[key] / (a[key] * b[key]) ** 0.5 for a, d, b in triples(res, mode, op) if a[key] > 0 and b[key] > 0]
+        if not xs:
+            return f"{key} n/a"
+        ci = median_ci(xs)
+        return f"x{statistics.median(xs):.2f} " + (f"[x{ci[0]:.2f}, x{ci[1]:.2f}]" if ci else "[too few rounds]")
+
+    print("ratios, treatment / legacy-only (bracketed rounds: median, 90 % interval of the median):")
+    for label, res in (("saturated", results), ("operating point", fixed)):
+        for mode, op in [(LABEL[(t, o)], o) for o in ops for t in TREATMENTS[o]]:
+            runs = res[(mode, op)]
+            print(
+                f"  {label:>15} {mode:>8} {op:<8} p50 {ratio_text(res, mode, op, 'p50')}  p99 "
+                f"{ratio_text(res, mode, op, 'p99')}  gateway CPU {ratio_text(res, mode, op, 'gw_us')}  "
+                f"(child {statistics.median(r['bg_us'] for r in runs):.0f} us a request; load generator "
+                f"{statistics.median(r['load_cores'] for r in runs):.2f} and steal "
+                f"{statistics.median(r['steal'] for r in runs):.2f} of {os.cpu_count()} cores)"
+            )
+    print()
     comparisons = [(m, op) for m, op in (("shadow", "recall"), ("mirror", "remember")) if op in ops]
     for label, res in (("operating point", fixed), ("saturated", results)):
         for mode, op in comparisons:
