@@ -179,6 +179,7 @@ def test_a_store_written_before_the_namespace_token_is_upgraded_when_opened(tmp_
 def test_heat_updates_are_folded_per_record(tmp_path):
     store = MemoryOSStore(tmp_path / "m.db")
     store.TOUCH_EVERY_S = 3600  # no background flush: this test flushes
+    store.TOUCH_CHUNK = 1  # a statement a record: the chunks are applied one after the other
     store.put(Record(id="a", namespace="n", text="apple"))
     store.put(Record(id="b", namespace="n", text="river"))
     for _ in range(3):
