@@ -13,21 +13,7 @@ import pytest
 from cutover.store.records import RecallQuery, Record, now_ms
 from cutover.store.stores import BM25, FTS_MATCH, TIER_WEIGHT, LegacyStore, MemoryOSStore, fts_query
 
-WORDS = [
-    "apple",
-    "travel",
-    "plan",
-    "meeting",
-    "budget",
-    "project",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "river",
-    "mountain",
-    "coffee",
-]
+WORDS = ["apple", "travel", "plan", "meeting", "budget", "alpha", "beta", "river", "mountain", "coffee", "delta"]
 DAY = 86_400_000
 
 
