@@ -507,8 +507,8 @@ def main() -> None:
         return [b["p99"] / a["p99"] - 1 for a, b in itertools.pairwise(res[("legacy-only", op)])]
 
     # Every comparison, every load: the bracketed ratio of p50, of p99 and of the gateway's CPU per
-    # request (and of the child's), median over rounds with its 90 % interval; the load generator's and
-    # the steal's share of the 2 cores beside them, which is what the machine left the gateway.
+    # request, median over rounds with its 90 % interval; the child's CPU per request, and the load
+    # generator's and the steal's share of the cores beside them: what the machine left the gateway.
     def ratio_text(res: dict, mode: str, op: str, key: str) -> str:
         xs = [d[key] / (a[key] * b[key]) ** 0.5 for a, d, b in triples(res, mode, op) if a[key] > 0 and b[key] > 0]
         if not xs:

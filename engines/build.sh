@@ -66,6 +66,17 @@ FLAGD_VERSION=0.16.1          # latest flagd release; flagd/core is served, flag
 
 ENGINE_ORDER="pulumi pulumi-language-python pulumi-resource-kubernetes kube-apiserver kube-controller-manager etcd flagd"
 
+pinned_version() {  # pinned_version ENGINE: the version of ours build.sh builds (the cache's NAME-VERSION)
+  case "$1" in
+    pulumi) printf '%s' "$PULUMI_VERSION";;
+    pulumi-language-python) printf '%s' "$PYHOST_VERSION";;
+    pulumi-resource-kubernetes) printf '%s' "$K8S_PROVIDER_VERSION";;
+    kube-apiserver|kube-controller-manager) printf '%s' "$KUBE_VERSION";;
+    etcd) printf '%s' "$ETCD_BUILD_VERSION";;
+    flagd) printf '%s' "$FLAGD_VERSION";;
+  esac
+}
+
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
@@ -73,7 +84,6 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
 GO_OWN="$CACHE/.go"          # the from-source builds' own Go caches, removed after success
 export GOCACHE="$GO_OWN/build" GOMODCACHE="$GO_OWN/mod"
 mkdir -p "$CACHE/.build" "$CACHE/.locks"
-BUILT=0                    # engines built from source by this run
 
 declare -A ENV_OUT=()      # NAME -> abs path of binary
 PATH_DIRS=()               # dirs to put on PATH, in order
@@ -206,50 +216,36 @@ for e in engines:
 PY
 }
 
+bundle_refused() {  # bundle_refused ENGINE SCRATCH MESSAGE: say why the bundle is not used, drop its scratch; false
+  [ -z "$2" ] || rm -rf "$2"
+  say "    ($3: building $1)"
+  return 1
+}
+
 from_bundle() {  # from_bundle ENGINE VERSION OUT VCMD VWANT KEY
   local engine=$1 version=$2 out=$3 vcmd=$4 vwant=$5 key=$6
   local b=${CUTOVER_ENGINES_BUNDLE:-} dest="$CACHE/$1-$2" entry bv archive sha bins t0 got listed f
   [ -n "$b" ] || return 1
-  if [ ! -f "$b/engines.json" ]; then
-    say "    (CUTOVER_ENGINES_BUNDLE=$b has no engines.json: building $engine)"
-    return 1
-  fi
+  [ -f "$b/engines.json" ] || bundle_refused "$engine" "" "CUTOVER_ENGINES_BUNDLE=$b has no engines.json" || return 1
   t0=$(now)
-  entry=$(bundle_entry "$engine") || { say "    (bundle $b: engines.json unreadable: building $engine)"; return 1; }
-  if [ -z "$entry" ]; then
-    say "    (bundle $b has no $engine: building it)"
-    return 1
-  fi
+  entry=$(bundle_entry "$engine") || { bundle_refused "$engine" "" "bundle $b: engines.json unreadable"; return 1; }
+  [ -n "$entry" ] || bundle_refused "$engine" "" "bundle $b has no $engine" || return 1
   IFS=$'\t' read -r bv archive sha bins <<<"$entry"
-  if [ "$bv" != "$version" ]; then
-    say "    (bundle $b has $engine $bv, the pin is $version: building it)"
-    return 1
-  fi
+  [ "$bv" = "$version" ] || bundle_refused "$engine" "" "bundle $b has $engine $bv, the pin is $version" || return 1
   got=$(sha256sum <"$b/$archive" 2>/dev/null | cut -c1-64)
   listed=$(awk -v a="$archive" '$2 == a || $2 == "*" a {print $1}' "$b/SHA256SUMS" 2>/dev/null)
   if [ "$got" != "$sha" ] || { [ -f "$b/SHA256SUMS" ] && [ "$listed" != "$sha" ]; }; then
-    say "    (bundle $b: $archive has sha256 '${got:-unreadable}', engines.json says $sha${listed:+, SHA256SUMS $listed}: building $engine)"
+    bundle_refused "$engine" "" "bundle $b: $archive has sha256 '${got:-unreadable}', engines.json says $sha${listed:+, SHA256SUMS $listed}"
     return 1
   fi
   local scratch="$CACHE/.build/$engine-bundle.$$"
   rm -rf "$scratch" && mkdir -p "$scratch"
-  if ! tar -xJf "$b/$archive" -C "$scratch"; then
-    rm -rf "$scratch"
-    say "    (bundle $b: $archive does not unpack: building $engine)"
-    return 1
-  fi
+  tar -xJf "$b/$archive" -C "$scratch" || bundle_refused "$engine" "$scratch" "bundle $b: $archive does not unpack" || return 1
   for f in $bins; do
-    if [ ! -f "$scratch/$f" ]; then
-      rm -rf "$scratch"
-      say "    (bundle $b: $archive lacks $f: building $engine)"
-      return 1
-    fi
+    [ -f "$scratch/$f" ] || bundle_refused "$engine" "$scratch" "bundle $b: $archive lacks $f" || return 1
   done
-  if ! version_ok "$scratch/$out" "$vcmd" "$vwant"; then
-    rm -rf "$scratch"
-    say "    (bundle $b: $engine's $out does not report '$vwant': building $engine)"
-    return 1
-  fi
+  version_ok "$scratch/$out" "$vcmd" "$vwant" ||
+    bundle_refused "$engine" "$scratch" "bundle $b: $engine's $out does not report '$vwant'" || return 1
   mkdir -p "$dest/bin"
   for f in $bins; do mv -f "$scratch/$f" "$dest/bin/$f"; done
   rm -rf "$scratch"
@@ -315,7 +311,6 @@ go_build() {
     return 1
   fi
   printf '%s\n' "$key" >"$stamp"
-  BUILT=$((BUILT + 1))
   say "    built $bin in $((t1 - t0)) s, disk $(disk "$dest") (log: $log)"
   SUMMARY+=("$engine $version: built in $((t1 - t0)) s, $(disk "$dest")")
   record "$out" "$bin"
@@ -520,16 +515,14 @@ engine_flagd() {
 # make_bundle DIR: one NAME-VERSION.tar.xz per engine of ours in the cache (the files of its bin/),
 # SHA256SUMS and engines.json, the format CUTOVER_ENGINES_BUNDLE reads.
 make_bundle() {  # make_bundle DIR [ENGINE...]: every engine of ours in the cache, or only these
-  local dir=$1 pair name version src files n=0
+  local dir=$1 name version src files n=0
   shift
   local only=" $* "
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || { say "engines/build.sh: cannot create $1" >&2; exit 2; }
   : >"$dir/.entries"
-  for pair in "pulumi $PULUMI_VERSION" "pulumi-language-python $PYHOST_VERSION" \
-    "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION" "kube-apiserver $KUBE_VERSION" \
-    "kube-controller-manager $KUBE_VERSION" "etcd $ETCD_BUILD_VERSION" "flagd $FLAGD_VERSION"; do
-    read -r name version <<<"$pair"
+  for name in $ENGINE_ORDER; do
     [ "$only" = "  " ] || case "$only" in *" $name "*) ;; *) continue;; esac
+    version=$(pinned_version "$name")
     src="$CACHE/$name-$version"
     if [ ! -f "$src/.stamp" ] || [ -z "$(ls -A "$src/bin" 2>/dev/null)" ]; then
       say "==> $name $version: not in the cache (taken from PATH or apt, or never built here): left out"

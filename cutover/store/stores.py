@@ -556,7 +556,7 @@ class MemoryOSStore(SqliteStore):
             )
             .fetchall()
         )
-        if touch and rows:
+        if touch:
             self._touch([(r[0], r[1]) for r in rows], now)
         return [self._record(r) for r in rows]
 
