@@ -471,7 +471,7 @@ def test_property_the_record_reader_quarantines_never_crashes(obj):
 
     from cutover.migration import migrate as m
     from cutover.migration.tiering import load_policy
-    from cutover.store.stores import SCHEMA, upsert_sql
+    from cutover.store.stores import SCHEMA, register_functions, upsert_sql
 
     if "spec" not in m._worker:
         spec = m.ChunkSpec("jsonl:x", load_policy(), 1, None, None, "quarantine", True)
@@ -481,6 +481,7 @@ def test_property_the_record_reader_quarantines_never_crashes(obj):
     assert chunk.counts.migrated + chunk.counts.quarantined + chunk.counts.skipped_other_shards <= 1
     if chunk.out:  # prepared: the row must go into SQLite as it is
         db = sqlite3.connect(":memory:")
+        register_functions(db)  # the schema's SQL functions (the full-text index's terms)
         db.executescript(SCHEMA)
         row = chunk.out[0] if isinstance(chunk.out[0], tuple) else m.row_of(chunk.out[0])
         db.execute(upsert_sql(), row)

@@ -1,6 +1,7 @@
 """The SQLite stores' recall on real SQLite: the query plan of each recall shape, MemoryOS's ranking
-(relevance, heat, recency, tier) against the design's formula computed apart, the namespace token of the
-full-text index, the upgrade of a store file written before it, and heat updates folded per record."""
+(relevance, heat, recency, tier) against the design's formula computed apart, the namespace's own
+vocabulary in the full-text index, the upgrade of store files written before it, the index's upkeep,
+and heat updates folded per record."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sqlite3
 import pytest
 
 from cutover.store.records import RecallQuery, Record, now_ms
-from cutover.store.stores import BM25, FTS_MATCH, TIER_WEIGHT, LegacyStore, MemoryOSStore, fts_query
+from cutover.store.stores import BM25, TIER_WEIGHT, LegacyStore, MemoryOSStore, fts_query, ns_prefix
 
 WORDS = ["apple", "travel", "plan", "meeting", "budget", "alpha", "beta", "river", "mountain", "coffee", "delta"]
 DAY = 86_400_000
@@ -44,12 +45,12 @@ def design_ranking(store: MemoryOSStore, q: RecallQuery, now: int) -> list[str]:
     text) relative to the best candidate's, 0.2 ln(1 + heat), 0.3 e^(-age in days / 7), tier weight."""
     where, args = store._filters(q, now)
     n = q.limit
-    match = fts_query(q.query)
+    match = fts_query(q.namespace, q.query)
     if match:
         rows = store._conn().execute(
             f"SELECT r.id, r.heat, r.observed_at, r.tier, -{BM25} FROM records_fts JOIN records r "
-            f"ON r.rid = records_fts.rowid WHERE records_fts MATCH {FTS_MATCH} AND {where} ORDER BY {BM25} LIMIT ?",
-            [q.namespace, match, *args, n * store.CANDIDATES],
+            f"ON r.rid = records_fts.rowid WHERE records_fts MATCH ? AND {where} ORDER BY {BM25} LIMIT ?",
+            [match, *args, n * store.CANDIDATES],
         )
     else:
         rows = store._conn().execute(
@@ -107,7 +108,7 @@ def test_a_hot_long_term_record_outranks_an_equal_cold_short_term_one(tmp_path):
     assert [r.id for r in store.recall(RecallQuery(namespace="n", query="apple"), touch=False)] == ["x1", "x2", "x0"]
 
 
-def test_both_stores_recall_through_the_namespace_token_and_the_recency_index(stores):
+def test_both_stores_recall_through_the_namespace_vocabulary_and_the_recency_index(stores):
     legacy, memoryos = stores
     for store in (legacy, memoryos):
         statements: list[str] = []
@@ -122,28 +123,74 @@ def test_both_stores_recall_through_the_namespace_token_and_the_recency_index(st
         text_plan = plan_of(store, with_text, ())
         assert any("VIRTUAL TABLE INDEX" in p for p in text_plan), text_plan
         assert not any(p.split()[:2] == ["SCAN", "r"] for p in text_plan), text_plan  # no pass over every record
+        assert f'"{ns_prefix("agents/1")}apple"' in with_text  # the word in the namespace's vocabulary
         plain = plan_of(store, without, ())
         assert any("records_recent (namespace=?)" in p for p in plain), plain
-        assert "ns_key:ns' || hex(" in FTS_MATCH and "ns_key:ns" in with_text
-    # the namespace token is the namespace's UTF-8 in hex, one token per record
-    token = memoryos._conn().execute("SELECT ns_key FROM records WHERE namespace='agents/1' LIMIT 1").fetchone()[0]
-    assert token == "ns" + b"agents/1".hex().upper()
+    # every term of the index is a word of one namespace: a prefix of the namespace's, then the word
+    c = memoryos._conn()
+    c.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, records_fts, row)")
+    prefixes = {ns_prefix(f"agents/{i}") for i in range(6)}
+    terms = [(t[0][:12], t[0][12:], t[1]) for t in c.execute("SELECT term, doc FROM temp.vocab")]
+    assert {p for p, _, _ in terms} == prefixes and {w for _, w, _ in terms} == set(WORDS)
+    assert sum(d for _, _, d in terms) == sum(len(set(r.text.split())) for r in corpus())
 
 
-def test_a_store_written_before_the_namespace_token_is_upgraded_when_opened(tmp_path):
+@pytest.mark.parametrize(
+    "text, query, found",
+    [
+        ("Café-au-lait, naïve_user: 42!", "cafe", True),  # FTS5 folds case and diacritics on both sides
+        ("Café-au-lait, naïve_user: 42!", "USER", True),
+        ("Café-au-lait, naïve_user: 42!", "naïve_user", True),  # a phrase of two words
+        ("Café-au-lait, naïve_user: 42!", "42 lait", True),
+        ("Café-au-lait, naïve_user: 42!", "user_naïve", False),
+        ("東京 тест ünïcödé", "тест", True),
+        ("東京 тест ünïcödé", "unicode", True),
+        ("apple", "apples", False),
+    ],
+)
+def test_the_namespace_vocabulary_finds_what_the_words_of_a_text_are(tmp_path, text, query, found):
+    for store in (LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")):
+        store.put(Record(id="x", namespace="odd.ns:x@y/z~1", text=text))
+        store.put(Record(id="y", namespace="other", text=text))
+        got = [(r.namespace, r.id) for r in store.recall(RecallQuery(namespace="odd.ns:x@y/z~1", query=query))]
+        assert got == ([("odd.ns:x@y/z~1", "x")] if found else []), (store.name, query)
+
+
+OLD_RECORDS = """
+CREATE TABLE records(rid INTEGER PRIMARY KEY, namespace TEXT NOT NULL, id TEXT NOT NULL,
+  version INTEGER NOT NULL, class TEXT NOT NULL, kind TEXT, text TEXT NOT NULL, content TEXT,
+  tags TEXT NOT NULL, source TEXT, observed_at INTEGER NOT NULL, expires_at INTEGER,
+  metadata TEXT NOT NULL, tier TEXT, heat REAL NOT NULL DEFAULT 0, last_accessed_at INTEGER,
+  UNIQUE(namespace, id));
+"""
+# the index of the plain text; then (one release) the same with the namespace as a token of its own
+PLAIN_TEXT_INDEX = """
+CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');
+CREATE TRIGGER records_ai AFTER INSERT ON records BEGIN
+  INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
+END;
+"""
+NAMESPACE_TOKEN_INDEX = """
+ALTER TABLE records ADD COLUMN ns_key TEXT GENERATED ALWAYS AS ('ns' || hex(namespace)) VIRTUAL;
+CREATE VIRTUAL TABLE records_fts USING fts5(text, ns_key, content='records', content_rowid='rid');
+CREATE TRIGGER records_ai AFTER INSERT ON records BEGIN
+  INSERT INTO records_fts(rowid, text, ns_key) VALUES (new.rid, new.text, new.ns_key);
+END;
+CREATE TRIGGER records_au AFTER UPDATE OF text ON records BEGIN
+  INSERT INTO records_fts(records_fts, rowid, text, ns_key) VALUES ('delete', old.rid, old.text, old.ns_key);
+  INSERT INTO records_fts(rowid, text, ns_key) VALUES (new.rid, new.text, new.ns_key);
+END;
+"""
+
+
+@pytest.mark.parametrize("index", [PLAIN_TEXT_INDEX, NAMESPACE_TOKEN_INDEX], ids=["plain-text", "namespace-token"])
+def test_a_store_written_before_the_namespace_vocabulary_is_upgraded_when_opened(tmp_path, index):
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript(
-        """
-        CREATE TABLE records(rid INTEGER PRIMARY KEY, namespace TEXT NOT NULL, id TEXT NOT NULL,
-          version INTEGER NOT NULL, class TEXT NOT NULL, kind TEXT, text TEXT NOT NULL, content TEXT,
-          tags TEXT NOT NULL, source TEXT, observed_at INTEGER NOT NULL, expires_at INTEGER,
-          metadata TEXT NOT NULL, tier TEXT, heat REAL NOT NULL DEFAULT 0, last_accessed_at INTEGER,
-          UNIQUE(namespace, id));
-        CREATE VIRTUAL TABLE records_fts USING fts5(text, content='records', content_rowid='rid');
-        CREATE TRIGGER records_ai AFTER INSERT ON records BEGIN
-          INSERT INTO records_fts(rowid, text) VALUES (new.rid, new.text);
-        END;
+        OLD_RECORDS
+        + index
+        + """
         INSERT INTO records(namespace, id, version, class, text, tags, observed_at, metadata, tier)
           VALUES ('a', 'old1', 1, 'episodic', 'apple from before', '[]', 1, '{"mem_os":{"tier":"short"}}', 'short'),
                  ('b', 'old2', 1, 'episodic', 'apple elsewhere', '[]', 1, '{"mem_os":{"tier":"short"}}', 'short');
@@ -153,13 +200,38 @@ def test_a_store_written_before_the_namespace_token_is_upgraded_when_opened(tmp_
     store = MemoryOSStore(path)
     assert [r.id for r in store.recall(RecallQuery(namespace="a", query="apple"), touch=False)] == ["old1"]
     store.put(Record(id="new1", namespace="a", text="apple after"))
-    assert sorted(r.id for r in store.recall(RecallQuery(namespace="a", query="apple"), touch=False)) == [
-        "new1",
-        "old1",
-    ]
+    store.put(Record(id="old1", namespace="a", text="river now", version=2))  # the update trigger
+    assert [r.id for r in store.recall(RecallQuery(namespace="a", query="apple"), touch=False)] == ["new1"]
+    assert [r.id for r in store.recall(RecallQuery(namespace="a", query="river"), touch=False)] == ["old1"]
     assert LegacyStore(path).recall(RecallQuery(namespace="b", query="apple"))[0].id == "old2"  # opened again: no-op
     cols = [c[1] for c in store._conn().execute("PRAGMA table_xinfo(records_fts)")]
-    assert cols[:2] == ["text", "ns_key"]
+    assert cols[0] == "terms"
+    assert "ns_key" not in [c[1] for c in store._conn().execute("PRAGMA table_xinfo(records)")]
+    assert store._conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store._conn().execute("INSERT INTO records_fts(records_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_index_upkeep_merges_the_segments_of_one_record_writes_and_is_quiet_after(tmp_path):
+    store = LegacyStore(tmp_path / "l.db")
+    for i in range(300):  # a transaction each, as the gateway writes: a segment each, merged 4 at a time
+        store.put(Record(id=f"r{i}", namespace=f"n{i % 3}", text=f"apple river w{i}"))
+    c = store._conn()
+
+    def segments() -> int:  # the index's b-trees: its data rows past the structure and averages records
+        return c.execute("SELECT count(DISTINCT id >> 37) FROM records_fts_data WHERE id > 10").fetchone()[0]
+
+    q = RecallQuery(namespace="n1", query="apple w4", limit=50)
+    before, answer = segments(), [r.id for r in store.recall(q)]
+    rounds = 0
+    while store.keep_index() and rounds < 100:
+        rounds += 1
+    assert before >= 4 and segments() == 1 and 0 < rounds < 100, (before, segments(), rounds)
+    assert [r.id for r in store.recall(q)] == answer
+    seen = sqlite3.connect(tmp_path / "l.db")
+    version = seen.execute("PRAGMA data_version").fetchone()[0]
+    assert store.keep_index() == 0  # nothing to merge: nothing written, no reader's cache dropped
+    assert seen.execute("PRAGMA data_version").fetchone()[0] == version
+    c.execute("INSERT INTO records_fts(records_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def test_heat_updates_are_folded_per_record(tmp_path):

@@ -36,7 +36,7 @@ from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
 from cutover.render.flags import kill_write_mode
 from cutover.store.records import RecallQuery, Record, signature
-from cutover.store.stores import FaultyStore, StoreError
+from cutover.store.stores import FaultyStore, SqliteStore, StoreError
 
 log = logging.getLogger("cutover.gateway")
 WAL_KEEP_S = 1.0  # the gateway checkpoints its SQLite files this often
@@ -468,12 +468,15 @@ class Gateway:
         start over once it is long: the last step under this process's writer lock, which is why the
         gateway does it and not the mirror worker (see `stores.keep_wal`). One file at a time, spread
         over the interval, so that one file's checkpoint does not share the disk with the locked step
-        (two fsyncs) of another."""
+        (two fsyncs) of another. A store's full-text index is merged in the same round, just before
+        (`SqliteStore.keep_index`)."""
         files = [st.inner if st.local else self.outboxes[n] for n, st in self.stores.items()]
         turn = 0
         while not self._keeper_stop.wait(WAL_KEEP_S / len(files)):
             f, turn = files[turn % len(files)], turn + 1
             try:
+                if isinstance(f, SqliteStore):
+                    f.keep_index()
                 f.keep_wal()
             except sqlite3.Error as e:  # busy or locked now: the next round tries again
                 log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
