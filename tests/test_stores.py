@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import time
 
 import pytest
 
@@ -248,6 +249,53 @@ def test_heat_updates_are_folded_per_record(tmp_path):
     assert a.metadata["mem_os"]["heat"] == 3 and b.metadata["mem_os"]["heat"] == 1
     assert store._conn().execute("SELECT heat FROM records WHERE id='a'").fetchone()[0] == 3
     assert a.metadata["mem_os"]["last_accessed_at"] >= b.metadata["mem_os"]["last_accessed_at"] - 1000
+
+
+def test_heat_is_folded_often_and_written_rarely_and_on_close(tmp_path):
+    store = MemoryOSStore(tmp_path / "m.db")
+    store.TOUCH_EVERY_S, store.HEAT_WRITE_EVERY_S = 0.01, 3600.0
+    store.put(Record(id="a", namespace="n", text="apple"))
+    other = sqlite3.connect(tmp_path / "m.db")  # a reader: its page cache is dropped by any write
+    version = other.execute("PRAGMA data_version").fetchone()[0]
+    for _ in range(5):
+        store.recall(RecallQuery(namespace="n", query="apple"))
+    deadline = time.monotonic() + 5
+    while store._touched and time.monotonic() < deadline:  # folded by the background thread
+        time.sleep(0.01)
+    assert not store._touched and store._pending[("n", "a")][0] == 5 and store._pending_recalls == 5
+    assert other.execute("PRAGMA data_version").fetchone()[0] == version  # nothing written meanwhile
+    assert store.get("n", "a").metadata["mem_os"]["heat"] == 0
+    store.close()  # the gateway's shutdown: the pending heat is written
+    assert other.execute("PRAGMA data_version").fetchone()[0] != version
+    assert store.get("n", "a").metadata["mem_os"]["heat"] == 5 and store._pending == {}
+    store.HEAT_WRITE_EVERY_S = 0.05  # and by the background thread, every HEAT_WRITE_EVERY_S
+    store.recall(RecallQuery(namespace="n", query="apple"))
+    while store.get("n", "a").metadata["mem_os"]["heat"] != 6 and time.monotonic() < deadline + 5:
+        time.sleep(0.02)
+    assert store.get("n", "a").metadata["mem_os"]["heat"] == 6
+
+
+def test_a_thread_that_ends_gives_its_connection_to_the_next_new_thread(tmp_path):
+    import threading
+
+    store = MemoryOSStore(tmp_path / "m.db")
+    store.put(Record(id="a", namespace="n", text="apple"))
+    seen: list[int] = []
+
+    def work(leave_open: bool) -> None:
+        c = store._conn()
+        seen.append(id(c))
+        assert [r.id for r in store.recall(RecallQuery(namespace="n", query="apple"), touch=False)] == ["a"]
+        if leave_open:
+            c.execute("BEGIN IMMEDIATE")  # a thread that ends inside a transaction
+
+    for leave_open in (True, False, False):
+        t = threading.Thread(target=work, args=(leave_open,))
+        t.start()
+        t.join()
+    assert len(set(seen)) == 1 and len(store._idle) == 1  # one connection, reused by each new thread
+    assert not store._idle[0].in_transaction  # rolled back when its thread ended: the writer lock is free
+    store.put(Record(id="b", namespace="n", text="river"))
 
 
 def test_a_decoded_row_is_the_record_model_construct_gives(stores):

@@ -740,6 +740,9 @@ class Gateway:
 
     def close(self) -> None:
         self._keeper_stop.set()
+        for store in self.stores.values():
+            if store.local:
+                store.inner.close()  # MemoryOS writes the heat of the last recalls
         if self.worker is not None:
             self.worker.stop()
         if self.background is not None:

@@ -214,6 +214,24 @@ def tier_columns(metadata: dict) -> tuple:
     return mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at")
 
 
+class _Lease:
+    """A thread's hold on a connection: when the thread ends (its thread-local data is dropped), the
+    connection goes back to the idle list, out of any transaction it was left in."""
+
+    __slots__ = ("conn", "idle")
+
+    def __init__(self, conn: sqlite3.Connection, idle: list[sqlite3.Connection]):
+        self.conn, self.idle = conn, idle
+
+    def __del__(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.idle.append(self.conn)
+        except sqlite3.Error:
+            pass  # closed or broken: dropped
+
+
 class SqliteStore:
     """Shared SQLite machinery; `LegacyStore` and `MemoryOSStore` differ in how they recall."""
 
@@ -227,6 +245,7 @@ class SqliteStore:
         with contextlib.suppress(FileExistsError):  # owner-only from creation; SQLite gives its WAL the same mode
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []  # connections of threads that ended (see _conn)
         # One writer at a time, queued here rather than in SQLite's busy handler (which sleeps in
         # growing steps and puts 100 ms spikes into the write tail).
         self._write = threading.Lock()
@@ -267,8 +286,17 @@ class SqliteStore:
             raise
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        """This thread's connection: one a thread, never shared at once. When a thread ends, its
+        connection goes back to the store's idle list and the next new thread takes it, warm (its
+        schema read, the SQL functions registered): the server's worker threads end after a few idle
+        seconds and new ones start under load, and each new connection cost about 1.5 ms of its first
+        recall, all at once at a load step (a 125 ms stall of MemoryOS's first reads)."""
+        lease = getattr(self._local, "lease", None)
+        if lease is not None:
+            return lease.conn
+        try:
+            conn = self._idle.pop()
+        except IndexError:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
@@ -277,7 +305,7 @@ class SqliteStore:
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.row_factory = sqlite3.Row
             register_functions(conn)
-            self._local.conn = conn
+        self._local.lease = _Lease(conn, self._idle)
         return conn
 
     # -- rows -------------------------------------------------------------------------------------
@@ -420,6 +448,9 @@ class SqliteStore:
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
 
+    def close(self) -> None:
+        """Write back what is held in memory (MemoryOS: the pending heat); the connections stay usable."""
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database without blocking readers or writers (PASSIVE)."""
         self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -556,7 +587,8 @@ class MemoryOSStore(SqliteStore):
 
     name = "memoryos"
     CANDIDATES = 5  # candidates fetched per returned record
-    TOUCH_EVERY_S = 0.2  # heat updates are batched off the request path
+    TOUCH_EVERY_S = 0.2  # the recalls' heat updates are folded per record this often, off the request path
+    HEAT_WRITE_EVERY_S = 30.0  # and written to the store file this often (see flush_heat)
     TOUCH_CHUNK = 200  # records' heat updates a transaction (about a millisecond of the writer lock)
 
     def __init__(self, path: str | Path, autocheckpoint: bool = True):
@@ -564,7 +596,10 @@ class MemoryOSStore(SqliteStore):
         if self._conn().execute("PRAGMA application_id").fetchone()[0] != MEMORYOS_APP_ID:
             self._conn().execute(f"PRAGMA application_id={MEMORYOS_APP_ID}")
         self._touched: list[list] = []  # [now, namespace, [ids]] per recall
+        self._pending: dict[tuple[str, str], list[int]] = {}  # (namespace, id) -> [times returned, last access]
+        self._pending_recalls = 0  # the recalls folded into _pending
         self._touch_lock = threading.Lock()
+        self._heat_write = threading.Lock()  # one writer of the pending heat at a time
         self._flusher: threading.Thread | None = None
 
     @staticmethod
@@ -636,7 +671,8 @@ class MemoryOSStore(SqliteStore):
         return [self._record(r) for r in rows]
 
     def _touch(self, keys: list[tuple[str, str]], now: int) -> None:
-        """Queue heat updates (one entry a recall); a background thread applies them every 0.2 s."""
+        """Queue heat updates (one entry a recall); a background thread folds them per record every
+        TOUCH_EVERY_S and writes them every HEAT_WRITE_EVERY_S (`flush_heat`)."""
         if not keys:
             return
         entry = [now, keys[0][0], [i for _, i in keys]]  # a recall's records share its namespace
@@ -646,37 +682,63 @@ class MemoryOSStore(SqliteStore):
                 self._flusher = threading.Thread(target=self._flush_loop, name="memoryos-heat", daemon=True)
                 self._flusher.start()
 
-    def flush_heat(self) -> int:
-        """Apply the queued heat updates, folded per record (heat + the times it was returned, last access
-        the latest: a popular record is returned many times in 0.2 s), `TOUCH_CHUNK` records a transaction
-        with the writer lock let go between them, so a write waits at most one chunk. Returns the number
-        of recalls applied."""
+    def _fold(self) -> None:
+        """Fold the queued recalls into the pending heat, per record: heat + the times it was returned,
+        last access the latest (a popular record is returned many times). Under `_heat_write`."""
         with self._touch_lock:
             batch, self._touched = self._touched, []
-        touched: dict[tuple[str, str], list[int]] = {}
+        pending = self._pending
         for at, ns, ids in batch:
             for i in ids:
-                seen = touched.get((ns, i))
+                seen = pending.get((ns, i))
                 if seen is None:
-                    touched[(ns, i)] = [1, at]
+                    pending[(ns, i)] = [1, at]
                 else:
                     seen[0] += 1
-                    seen[1] = max(seen[1], at)
-        rows = [(times, at, ns, i) for (ns, i), (times, at) in touched.items()]
-        c = self._conn()
-        for k in range(0, len(rows), self.TOUCH_CHUNK):
-            chunk = orjson.dumps(rows[k : k + self.TOUCH_CHUNK]).decode()
-            try:
-                with self._write:
-                    c.execute(TOUCH_SQL, (chunk,))  # one statement, its own transaction
-            except sqlite3.OperationalError:  # heat is best effort, the answer is not
-                pass
-        return len(batch)
+                    if at > seen[1]:
+                        seen[1] = at
+        self._pending_recalls += len(batch)
+
+    def flush_heat(self) -> int:
+        """Write the heat of every recall so far into the store file: heat + the times each record was
+        returned, last access the latest, in the columns and in `metadata.mem_os`; `TOUCH_CHUNK`
+        records a transaction with the writer lock let go between them, so a write waits at most one
+        chunk. Returns the number of recalls applied.
+
+        The background thread calls this every HEAT_WRITE_EVERY_S, not at each fold: a write to the
+        file drops every reader's page cache, and a write every 0.2 s (a few hundred records each at
+        saturation) put 8-16 ms stalls into MemoryOS's recall tail at a steady load. So the ranking
+        sees a recall's heat up to HEAT_WRITE_EVERY_S later, and a process killed with -9 loses at
+        most that much heat (heat is a popularity signal; the answers are not affected). `close()`
+        writes what is pending."""
+        with self._heat_write:
+            self._fold()
+            pending, recalls, self._pending, self._pending_recalls = self._pending, self._pending_recalls, {}, 0
+            rows = [(times, at, ns, i) for (ns, i), (times, at) in pending.items()]
+            c = self._conn()
+            for k in range(0, len(rows), self.TOUCH_CHUNK):
+                chunk = orjson.dumps(rows[k : k + self.TOUCH_CHUNK]).decode()
+                try:
+                    with self._write:
+                        c.execute(TOUCH_SQL, (chunk,))  # one statement, its own transaction
+                except sqlite3.OperationalError:  # heat is best effort, the answer is not
+                    pass
+            return recalls
 
     def _flush_loop(self) -> None:
+        last_write = time.monotonic()
         while True:
             time.sleep(self.TOUCH_EVERY_S)
-            self.flush_heat()
+            if time.monotonic() - last_write >= self.HEAT_WRITE_EVERY_S:
+                self.flush_heat()
+                last_write = time.monotonic()
+            else:
+                with self._heat_write:
+                    self._fold()
+
+    def close(self) -> None:
+        """Write the pending heat now (a gateway's shutdown)."""
+        self.flush_heat()
 
 
 class HttpStore:
