@@ -184,7 +184,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
         auth.authorize(prefixes, rec.namespace)
         decision = gw.decide(key, group)
         stored, info = await run_in_threadpool(gw.remember, rec, auto, decision)
-        return _answer({"record": stored.dump()}, info)
+        return _answer({"record": stored.wire()}, info)
 
     async def get(request: Request):
         prefixes = allowed(request)
@@ -194,7 +194,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
         rec, info = await run_in_threadpool(gw.get, ns, rid, gw.decide(key, group))
         if rec is None:
             return _answer({"error": f"no record {rid!r} in namespace {ns!r}", "record": None}, info, 404)
-        return _answer({"record": rec.dump()}, info)
+        return _answer({"record": rec.wire()}, info)
 
     async def delete(request: Request):
         prefixes = allowed(request)
@@ -212,7 +212,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
         q = _validate(RecallQuery, await _json_body(request, limit, depth))
         auth.authorize(prefixes, q.namespace)
         records, info = await run_in_threadpool(gw.recall, q, gw.decide(key, group))
-        return _answer({"records": [r.dump() for r in records]}, info)
+        return _answer({"records": [r.wire() for r in records]}, info)
 
     async def healthz(request: Request):
         return JSONResponse({"status": "ok"})
