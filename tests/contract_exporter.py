@@ -52,7 +52,7 @@ def main(port: int, plan_path: str, seconds: float = 120) -> None:
         metric["rollbacks"].labels(trigger="CutoverTreatmentErrorRateHigh", level="immediate").inc(0)
         metric["outbox_depth"].labels(target="memoryos").set(rng.randint(0, 20))
         metric["outbox_oldest_age"].labels(target="memoryos").set(rng.random() * 3)
-        for measure in ("jaccard", "rbo"):
+        for measure in ("parity", "jaccard", "rbo"):
             metric["drift"].labels(measure=measure).observe(rng.random() * 0.2)
         time.sleep(0.1)
 

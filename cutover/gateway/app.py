@@ -5,7 +5,7 @@ Public (`--host`, default 127.0.0.1):
   GET    /v1/memories/{namespace}/{id}    (a namespace may hold "/"; an id may not)
   DELETE /v1/memories/{namespace}/{id}
   POST   /v1/recall                   {namespace, query, classes, tags_any, tags_all, text_contains,
-                                       since, until, limit}
+                                       since, until, limit, ids}
   GET    /healthz  /readyz  /metrics
   Headers: X-Agent-Id or X-Tenant-Id (the targeting key, required), X-Group (optional).
   Auth (`--auth`): none, bearer tokens with namespace prefixes, or a trusted proxy (cutover.gateway.auth).

@@ -18,9 +18,10 @@ in SQLite, so nothing is lost if either process dies: the child exits when its p
 next gateway's child drains what is left. Faults injected through the admin API are sent to the
 child, so a MemoryOS outage stops its copies and its shadow reads too.
 
-Messages, parent -> child: ("shadow", query, legacy signatures) on the shadow queue; ("faults",
-store, state, n) and ("stop",) on the control queue, which a thread at normal priority serves.
-Child -> parent: ("drift", jaccard, rbo distance), ("shadow_error",), ("mirror_failure", target,
+Messages, parent -> child: ("shadow", query, legacy's answer as (id, content key) pairs) on the shadow
+queue; ("faults", store, state, n) and ("stop",) on the control queue, which a thread at normal
+priority serves. Child -> parent: ("drift", parity drift, jaccard, rbo distance) (see
+`cutover.gateway.shadow`), ("shadow_error",), ("mirror_failure", target,
 reason), ("copied", n), ("ack", n) once fault n applies, ("done", outbox index, seqs): copied outbox
 rows for the parent to delete. The parent deletes them on the connection and under the writer lock
 its requests use, so on the normal path the child never writes the primary's file: a request's
@@ -43,8 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.gateway.outbox import MirrorWorker, Outbox
-from cutover.judge.drift import pair_drift
-from cutover.store.records import signature
+from cutover.gateway.shadow import shadow_sample
 from cutover.store.stores import FaultyStore, HttpStore, MemoryOSStore, SqliteStore, open_store
 
 NICE = 10
@@ -211,11 +211,11 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
                 continue
             _, q, legacy = msg
             try:
-                candidate = [signature(r) for r in stores["memoryos"].observe(q)]
+                sample = shadow_sample(q, legacy, stores["memoryos"], stores["legacy"], spec.top_k, spec.rbo_p)
             except Exception:
                 events.put(("shadow_error",))
                 continue
-            events.put(("drift", *pair_drift(legacy, candidate, spec.top_k, spec.rbo_p)))
+            events.put(("drift", *sample))
     finally:
         worker.stop()
         worker.join(5)

@@ -30,12 +30,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from cutover.gateway.background import Background, ChildSpec, OutboxSpec, StoreSpec
 from cutover.gateway.outbox import MirrorWorker, Outbox
-from cutover.judge.drift import DriftWindow, pair_drift
+from cutover.gateway.shadow import answer_keys, shadow_sample
+from cutover.judge.drift import DriftWindow
 from cutover.plan.errors import CutoverError
 from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
 from cutover.render.flags import kill_write_mode
-from cutover.store.records import RecallQuery, Record, signature
+from cutover.store.records import RecallQuery, Record
 from cutover.store.stores import FaultyStore, SqliteStore, StoreError
 
 log = logging.getLogger("cutover.gateway")
@@ -334,12 +335,13 @@ class GatewayMetrics:
 class DriftMonitor:
     """Shadow reads off the request path: a bounded queue, a sampling rate, drift samples."""
 
-    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None, sink=None):
+    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None, sink=None, legacy=None):
         """sink(message) -> bool: hand the shadow read to the background process (False: its queue
-        is full). Without a sink, a thread of this process does the reads."""
-        self.plan, self.memoryos, self.metrics, self.sink = plan, memoryos, metrics, sink
+        is full). Without a sink, a thread of this process does the reads (with `legacy`, the store
+        that answered: the parity check asks it for MemoryOS's answer)."""
+        self.plan, self.memoryos, self.legacy, self.metrics, self.sink = plan, memoryos, legacy, metrics, sink
         self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
-        self.window = DriftWindow()  # Jaccard distances, the gate's measure
+        self.window = DriftWindow()  # parity drift, the gate's measure (cutover.judge.drift)
         self.dropped = self.errors = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -352,7 +354,7 @@ class DriftMonitor:
     def offer(self, q: RecallQuery, legacy: list[Record]) -> None:
         if self._rng.random() >= self.plan.analysis.shadow_sample_rate:
             return
-        message = (q, [signature(r) for r in legacy])
+        message = (q, answer_keys(legacy))
         if self.sink is not None:
             if not self.sink(("shadow", *message)):
                 self.dropped += 1
@@ -370,17 +372,18 @@ class DriftMonitor:
             except queue.Empty:
                 continue
             try:
-                candidate = [signature(r) for r in self.memoryos.observe(q)]
+                sample = shadow_sample(q, legacy, self.memoryos, self.legacy, k, p)
             except (StoreError, Exception):  # a failing shadow read is counted, never raised
                 self.errors += 1
                 continue
-            self.record(*pair_drift(legacy, candidate, k, p))
+            self.record(*sample)
 
-    def record(self, jaccard: float, rbo_distance: float) -> None:
+    def record(self, parity: float, jaccard: float, rbo_distance: float) -> None:
         """One drift sample: O(1) here (this runs in the serving process, once per shadow read); the
         drift_ready gauge is worked out when Prometheus scrapes it."""
         with self._lock:
-            self.window.add(jaccard)
+            self.window.add(parity)
+        self.metrics.drift.labels(measure="parity").observe(parity)
         self.metrics.drift.labels(measure="jaccard").observe(jaccard)
         self.metrics.drift.labels(measure="rbo").observe(rbo_distance)
 
@@ -456,7 +459,7 @@ class Gateway:
         else:
             self.worker = MirrorWorker(list(self.outboxes.values()), self.stores, on_failure=self._mirror_failure)
             self.worker.start()
-            self.drift = DriftMonitor(plan, self.memoryos, self.metrics)
+            self.drift = DriftMonitor(plan, self.memoryos, self.metrics, legacy=self.legacy)
         self.candidate_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="candidate")
         self.timeout_s = g.candidate_timeout_ms / 1000
         self._keeper_stop = threading.Event()
@@ -500,7 +503,7 @@ class Gateway:
     def _on_event(self, event: tuple) -> None:
         kind = event[0]
         if kind == "drift":
-            self.drift.record(event[1], event[2])
+            self.drift.record(event[1], event[2], event[3])
         elif kind == "shadow_error":
             self.drift.errors += 1
         elif kind == "mirror_failure":

@@ -1,8 +1,20 @@
-"""Retrieval drift between two answers to the same recall, and the drift gate's readiness.
+"""Drift between two stores' answers to the same recall, and the drift gate's readiness.
 
-Jaccard distance over the top-k signatures (id + normalized text) and rank-biased overlap
-(Webber et al. 2010, extrapolated RBO) with persistence p. Readiness uses an upper confidence
-bound of the mean drift, not the maximum: one outlier cannot block cutover forever.
+Two different things are measured per shadow read:
+
+- **Parity drift** (the gate's measure): the share of records that one store returns and the other
+  does not hold identically under the same filter. Legacy's top k are looked up in MemoryOS and
+  MemoryOS's top k in legacy, each asked for exactly those ids (`RecallQuery.ids`), so the measure
+  does not depend on how either store ranks: at full data parity it is 0 however differently they
+  order a query's matches. A record counts as held only with the same content (`content_key`: id,
+  version and a digest of the fields a recall returns), so a missing, an altered and a stale record
+  (deleted on one side only) all count.
+- **Ranking change** (reported, never gating): Jaccard distance of the two top-k id lists and
+  1 - rank-biased overlap (Webber et al. 2010, extrapolated RBO) with persistence p. MemoryOS ranks
+  by relevance, heat, recency and tier and legacy newest first, so this is large by design.
+
+Readiness uses an upper confidence bound of the mean parity drift, not the maximum: one outlier
+cannot block cutover forever.
 """
 
 from __future__ import annotations
@@ -116,5 +128,20 @@ class DriftWindow:
 
 
 def pair_drift(legacy: Sequence[str], candidate: Sequence[str], k: int, p: float) -> tuple[float, float]:
-    """One shadow read's drift sample: (Jaccard distance over the top k, 1 - rank-biased overlap)."""
+    """One shadow read's ranking change: (Jaccard distance over the top k, 1 - rank-biased overlap)."""
     return jaccard_distance(legacy, candidate, k), 1 - rbo(legacy, candidate, p, k)
+
+
+def parity_drift(
+    legacy_top: dict[str, str], held: dict[str, str], candidate_top: dict[str, str], held_back: dict[str, str]
+) -> float:
+    """One shadow read's parity drift, 0 (both stores hold every record either returned, identically)
+    to 1. Each argument maps id -> content key: legacy's top k, what MemoryOS holds of those ids under
+    the same filter, MemoryOS's top k, what legacy holds of those. A record counts once, over the union
+    of the two answers' ids."""
+    ids = legacy_top.keys() | candidate_top.keys()
+    if not ids:
+        return 0.0
+    differs = {i for i, key in legacy_top.items() if held.get(i) != key}
+    differs |= {i for i, key in candidate_top.items() if held_back.get(i) != key}
+    return len(differs) / len(ids)

@@ -58,7 +58,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "drift",
         "histogram",
         ("measure",),
-        "retrieval drift per shadow read, 0 (same answer) to 1: jaccard distance and rbo distance of the top k",
+        "drift per shadow read, 0 to 1: parity (the share of records either store returns that the other does not "
+        "hold identically; the gate's measure), and the ranking change: jaccard distance and rbo distance of the top k",
     ),
     MetricSpec("flag_evaluations", "counter", ("flag", "variant"), "flag evaluations by flag and variant"),
     MetricSpec(

@@ -186,11 +186,12 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
         ),
         _alert(
             "CutoverDriftHigh",
-            f"({q.mean('drift', '15m', measure='jaccard')}) > {t.drift:g}",
+            f"({q.mean('drift', '15m', measure='parity')}) > {t.drift:g}",
             for_,
             "critical",
-            f"Retrieval drift above {t.drift:g}",
-            f"Mean top-k Jaccard distance of shadow reads is {VALUE} over 15m (abort trigger {t.drift:g}).",
+            f"Parity drift above {t.drift:g}",
+            f"Mean parity drift of shadow reads (the share of returned records the other store does not hold "
+            f"identically) is {VALUE} over 15m (abort trigger {t.drift:g}).",
             ctx,
             **act,
         ),

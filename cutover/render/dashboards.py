@@ -51,6 +51,7 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
     t, mon = plan.abort_triggers, plan.monitoring
     budget = round(1 - mon.recall_availability, 10)
     lat_budget = round(1 - LATENCY_OBJECTIVE, 10)
+    parity = q.mean("drift", sep=" / ", measure="parity")
     jacc = q.mean("drift", sep=" / ", measure="jaccard")
     return {
         "rollout-overview": (
@@ -169,18 +170,17 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
                             ((q.rate("requests", by="cohort"), "{{cohort}}"),),
                         ),
                         Panel(
-                            "Drift (mean top-k Jaccard distance)",
+                            "Parity drift (records returned that the other store does not hold identically)",
                             "timeseries",
                             "none",
-                            ((jacc, "drift"),),
+                            ((parity, "parity drift"),),
                             threshold=mon.drift_max,
                         ),
                         Panel(
-                            "Top-k overlap (1 - drift)",
+                            "Ranking change (mean top-k Jaccard distance; informational, by design)",
                             "timeseries",
-                            "percentunit",
-                            ((f"1 - ({jacc})", "overlap"),),
-                            threshold=plan.analysis.topk_overlap_min,
+                            "none",
+                            ((jacc, "ranking change"),),
                         ),
                     ],
                 ),
@@ -293,12 +293,12 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
                             threshold=t.fallback_rate,
                         ),
                         Panel(
-                            "Drift distribution (Jaccard)",
+                            "Parity drift distribution",
                             "timeseries",
                             "none",
                             (
                                 (
-                                    f"sum by (le) (rate({q.series('drift', '_bucket', measure='jaccard')}[{RI}]))",
+                                    f"sum by (le) (rate({q.series('drift', '_bucket', measure='parity')}[{RI}]))",
                                     "le {{le}}",
                                 ),
                             ),

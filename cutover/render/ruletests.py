@@ -178,7 +178,10 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
 
     def drift_series(mean: float, per_min: float):
         return lambda m: [
-            {"series": f'{drift}_sum{{measure="jaccard"}}', "values": _counter(mean * per_min, m)},
+            {"series": f'{drift}_sum{{measure="parity"}}', "values": _counter(mean * per_min, m)},
+            {"series": f'{drift}_count{{measure="parity"}}', "values": _counter(per_min, m)},
+            # the ranking change, large by design, never fires the alert
+            {"series": f'{drift}_sum{{measure="jaccard"}}', "values": _counter(0.9 * per_min, m)},
             {"series": f'{drift}_count{{measure="jaccard"}}', "values": _counter(per_min, m)},
         ]
 

@@ -7,18 +7,19 @@ MemoryOS lifecycle metadata lives under `metadata.mem_os`, provenance under `met
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RecordClass = Literal["episodic", "semantic", "procedural", "working"]
 Tier = Literal["short", "mid", "long"]
 MAX_TEXT = 64 * 1024
 MAX_LIMIT = 1000
-_WS = re.compile(r"\s+")
 
 # Keys. An id is one segment; a namespace is segments joined by "/". A segment is ASCII letters,
 # digits and `_ . : @ + = ~ -`, starting with a letter, a digit or `_` (so no "", ".", ".." and no
@@ -306,10 +307,33 @@ def stored_record(
     return rec
 
 
-def signature(rec: Record | dict) -> str:
-    """What drift compares: id + normalized text."""
-    d = rec.dump() if isinstance(rec, Record) else rec
-    return f"{d['id']}|{_WS.sub(' ', str(d.get('text', ''))).strip().lower()}"
+# metadata a MemoryOS store adds to a record (lifecycle, and the provenance of a migrated or mirrored
+# copy): not part of what a record says, so not part of its content
+STORE_METADATA = ("mem_os", "migration")
+
+
+def content_key(rec: Record) -> str:
+    """A record's identity and content, the unit of data parity: id, version and a 64-bit digest of
+    every field a recall returns (class, kind, text, content, tags, source, observed_at, expires_at,
+    metadata but what a store adds to it, `STORE_METADATA`). Two stores hold the same record when
+    the keys are equal; a record present but altered (text, tags, class, expiry, ...) has another."""
+    d = rec.__dict__
+    meta = d["metadata"]
+    if any(k in meta for k in STORE_METADATA):
+        meta = {k: v for k, v in meta.items() if k not in STORE_METADATA}
+    body = (
+        d["class_"],
+        d["kind"],
+        d["text"],
+        d["content"],
+        d["tags"],
+        d["source"],
+        d["observed_at"],
+        d["expires_at"],
+        meta,
+    )
+    digest = hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
+    return f"{d['id']}|{d['version']}|{digest}"
 
 
 class RecallQuery(BaseModel):
@@ -326,8 +350,14 @@ class RecallQuery(BaseModel):
     since: int | None = Field(default=None, ge=INT_MIN, le=INT_MAX)
     until: int | None = Field(default=None, ge=INT_MIN, le=INT_MAX)
     limit: int = Field(default=10, ge=1, le=MAX_LIMIT)
+    ids: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_LIMIT,
+        description="only records with these ids, beside the other filters (empty: any record); "
+        "the drift check asks each store for the other's answer this way",
+    )
 
-    @field_validator("tags_any", "tags_all")
+    @field_validator("tags_any", "tags_all", "ids")
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
         for t in v:

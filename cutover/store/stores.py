@@ -519,6 +519,9 @@ class SqliteStore:
     # -- recall -----------------------------------------------------------------------------------
     def _filters(self, q: RecallQuery, now: int) -> tuple[str, list]:
         where, args = ["r.namespace = ?", "(r.expires_at IS NULL OR r.expires_at > ?)"], [q.namespace, now]
+        if q.ids:
+            where.append("r.id IN (SELECT value FROM json_each(?))")
+            args.append(json_text(q.ids))
         if q.classes:
             where.append(f"r.class IN ({','.join('?' * len(q.classes))})")
             args += q.classes
