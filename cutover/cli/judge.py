@@ -70,7 +70,11 @@ def analyze_cmd(
         verdict, title = analysis.judge_baseline(data, eff.analysis), "Baseline"
         evidence_kind = "baseline"
     elif kind == "soak":
-        verdict, title = analysis.judge_soak(data, eff.analysis, eff.abort_triggers.error_rate), "Soak"
+        mon = eff.monitoring
+        verdict = analysis.judge_soak(
+            data, eff.analysis, eff.abort_triggers.error_rate, mon.recall_p99_ms, mon.recall_availability
+        )
+        title = "Soak"
         evidence_kind = "soak"
     else:
         raise CutoverError(f"unknown --kind {kind!r}", fix="use verdict, baseline or soak")
