@@ -272,12 +272,11 @@ class SqliteStore:
         c.execute("BEGIN IMMEDIATE")
         try:
             if not current():
+                for statement in statements(FTS_UPGRADE):  # executescript would commit first
+                    c.execute(statement)
                 if any(col[1] == "ns_key" for col in c.execute("PRAGMA table_xinfo(records)")):
-                    c.execute("DROP TRIGGER IF EXISTS records_ai")  # they name the namespace token's column
-                    c.execute("DROP TRIGGER IF EXISTS records_ad")
-                    c.execute("DROP TRIGGER IF EXISTS records_au")
-                    c.execute("ALTER TABLE records DROP COLUMN ns_key")
-                for statement in statements(FTS_UPGRADE + INDEXES):  # executescript would commit first
+                    c.execute("ALTER TABLE records DROP COLUMN ns_key")  # the namespace token's column
+                for statement in statements(INDEXES):
                     c.execute(statement)
                 c.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")
             c.execute("COMMIT")
