@@ -25,8 +25,10 @@ def shadow_sample(q: RecallQuery, legacy_answer: list[tuple[str, str]], memoryos
     candidate = memoryos.observe(q)
     candidate_top = {r.id: content_key(r) for r in candidate[:k]}
     held = _held(memoryos.observe, q, legacy_top)
-    held_back = _held(legacy.recall, q, {i: c for i, c in candidate_top.items() if legacy_top.get(i) != c})
-    parity = parity_drift(legacy_top, held, candidate_top, {**legacy_top, **held_back})
+    # legacy holds what it returned; it is asked only for MemoryOS's records it did not return as they are
+    unseen = {i: c for i, c in candidate_top.items() if legacy_top.get(i) != c}
+    held_back = {**legacy_top, **_held(legacy.recall, q, unseen)}
+    parity = parity_drift(legacy_top, held, candidate_top, held_back)
     jaccard, rbo_distance = pair_drift([i for i, _ in legacy_answer], [r.id for r in candidate], k, p)
     return parity, jaccard, rbo_distance
 

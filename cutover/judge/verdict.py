@@ -511,20 +511,16 @@ def judge_baseline(samples: Sequence[Sample], a: Analysis) -> Verdict:
 
 
 def trend(times: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> dict | None:
-    """Least-squares slope of values over times (per unit of time) with its one-sided lower and upper
-    `confidence` bounds (Student t, n - 2 degrees of freedom); None below 3 points."""
+    """Least-squares slope of values over times (per unit of time, `scipy.stats.linregress`) with its
+    one-sided lower and upper `confidence` bounds (Student t, n - 2 degrees of freedom); None below 3
+    points or without two distinct times."""
     n = len(times)
-    if n < 3:
+    if n < 3 or len(set(times)) < 2:
         return None
-    x, y = np.asarray(times, float), np.asarray(values, float)
-    sxx = float(((x - x.mean()) ** 2).sum())
-    if sxx == 0:
-        return None
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
-    resid = y - (y.mean() + slope * (x - x.mean()))
-    se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
-    t = float(stats.t.ppf(confidence, n - 2))
-    return {"slope": slope, "lower": slope - t * se, "upper": slope + t * se, "points": n}
+    fit = stats.linregress(times, values)
+    half = float(stats.t.ppf(confidence, n - 2)) * float(fit.stderr)
+    slope = float(fit.slope)
+    return {"slope": slope, "lower": slope - half, "upper": slope + half, "points": n}
 
 
 def judge_soak(
