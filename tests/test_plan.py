@@ -27,7 +27,8 @@ def test_the_repository_plan_has_the_seven_phases_in_order(plan):
 def test_embedded_defaults_are_the_documented_ones():
     plan = Plan.model_validate({"phases": yaml.safe_load((ROOT / "rollout.yaml").read_text())["phases"]})
     a, t = plan.analysis, plan.abort_triggers
-    assert (a.p99_regression_max, a.topk_overlap_min, a.drift_gate_min_samples) == (0.05, 0.85, 20)
+    assert (a.median_regression_max, a.tail_regression_max, a.topk_overlap_min) == (0.05, 0.15, 0.85)
+    assert (a.judge_windows, a.drift_gate_min_samples) == (20, 20)
     assert (t.p95_latency_ms, t.error_rate, t.outbox_depth) == (450, 0.03, 200)
 
 
@@ -110,3 +111,17 @@ def test_unknown_phase_lists_the_known_ones(plan):
 def test_digest_changes_with_any_threshold(plan):
     other = plan.model_copy(update={"analysis": plan.analysis.model_copy(update={"min_samples": 1})})
     assert other.digest() != plan.digest() and plan.digest().startswith("sha256:")
+
+
+def test_the_old_single_latency_threshold_is_refused_with_what_replaced_it(tmp_path):
+    import yaml
+
+    from cutover.plan.model import load_plan as load
+
+    data = yaml.safe_load((ROOT / "rollout.yaml").read_text())
+    data.setdefault("analysis", {})["p99_regression_max"] = 0.05
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(Exception, match="median_regression_max") as info:
+        load(path)
+    assert "tail_regression_max" in str(info.value)

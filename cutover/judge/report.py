@@ -95,18 +95,19 @@ def _plots(samples: Sequence[Sample], verdict: Verdict, out: Path) -> list[str]:
     if ov:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         f = ov.figures
-        ax.bar(["top-k overlap", "RBO"], [f["topk_overlap"], f["rbo"]], color=["#1f77b4", "#9467bd"])
-        lo, hi = f["topk_overlap_ci"]
-        ax.errorbar(
-            [0],
-            [f["topk_overlap"]],
-            yerr=[[f["topk_overlap"] - lo], [hi - f["topk_overlap"]]],
-            fmt="none",
-            capsize=8,
-            color="black",
-        )
-        ax.axhline(f["floor"], color="#d62728", ls="--", label=f"floor {f['floor']}")
-        ax.set(ylim=(0, 1.05), title=f"recall quality over {f['pairs']} shared queries")
+        bars = [
+            ("agreement\n(complete answers)", f.get("agreement"), "#2ca02c"),
+            ("legacy with itself\n(noise floor)", f.get("noise_floor"), "#7f7f7f"),
+            ("top-k overlap\n(ranking, reported)", f.get("topk_overlap"), "#1f77b4"),
+            ("RBO\n(ranking, reported)", f.get("rbo"), "#9467bd"),
+        ]
+        shown = [(label, v, c) for label, v, c in bars if v is not None]
+        ax.bar([b[0] for b in shown], [b[1] for b in shown], color=[b[2] for b in shown])
+        if f.get("agreement") is not None:
+            base = f.get("noise_floor") or 1.0
+            ax.axhline(f["floor"] * base, color="#d62728", ls="--", label=f"floor {f['floor']} x noise floor")
+        ax.set(ylim=(0, 1.05), title=f"recall quality over {f['complete_pairs']} complete answers")
+        ax.tick_params(axis="x", labelsize=7)
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "overlap.png", dpi=90)
@@ -192,9 +193,11 @@ def write_analysis(
         "",
         "## Settings from the plan",
         "",
-        f"minimum samples per cohort {a.min_samples} · allowed p99 regression {a.p99_regression_max:.0%} · critical "
-        f"{a.p99_regression_critical:.0%} · allowed error-rate increase {a.error_rate_increase_max:.2%} · "
-        f"top-{a.top_k} overlap floor {a.topk_overlap_min} · alpha {a.alpha} · sample-ratio mismatch at p < {a.srm_p}",
+        f"minimum samples per cohort {a.min_samples} · {a.judge_windows} time windows · allowed median increase "
+        f"{a.median_regression_max:.0%} (critical {a.median_regression_critical:.0%}) · allowed tail (p95-p98) "
+        f"increase {a.tail_regression_max:.0%} (critical {a.tail_regression_critical:.0%}) · allowed error-rate "
+        f"increase {a.error_rate_increase_max:.2%} · answer agreement floor {a.topk_overlap_min} x legacy's own · "
+        f"alpha {a.alpha} · sample-ratio mismatch at p < {a.srm_p}",
         "",
     ]
     lines += [f"![{p}]({p})" for p in plots] or [

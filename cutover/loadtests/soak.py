@@ -1,6 +1,7 @@
 """Soak scenario: a long steady run. Besides every request it samples the gateway's resident memory
-(process_resident_memory_bytes from /metrics) every --probe-every seconds, so the judge can see
-latency drift, error rate and memory growth over time. Analyse with
+(process_resident_memory_bytes from /metrics), its open files (process_open_fds) and the mirror
+outbox depth every --probe-every seconds, so the judge can see latency drift, error rate and
+memory, file and outbox growth over time. Analyse with
 `cutover analyze SAMPLES --phase pre-deployment --kind soak`.
 
     locust -f loadtests/soak.py --headless -u 20 -r 5 -t 30m --host http://127.0.0.1:8080 --samples out/soak.jsonl
@@ -15,6 +16,8 @@ from locust import events
 from workload import AgentMemoryUser
 
 _RSS = re.compile(r"^process_resident_memory_bytes (\S+)$", re.M)
+_FDS = re.compile(r"^process_open_fds (\S+)$", re.M)
+_OUTBOX = re.compile(r"^\w+_outbox_depth\{[^}]*\} (\S+)$", re.M)
 
 
 @events.init_command_line_parser.add_listener
@@ -32,9 +35,12 @@ def _start_probe(environment, **kw):
                 text = requests.get(environment.host + "/metrics", timeout=5).text
                 m = _RSS.search(text)
                 if m and workload._writer["f"]:
+                    fds = _FDS.search(text)
+                    outbox = sum(float(x) for x in _OUTBOX.findall(text))
                     workload._writer["f"].write(
                         f'{{"ts": {time.time()}, "op": "probe", "cohort": "gateway", "latency_ms": 0, "ok": true, '
-                        f'"status": 200, "rss_mb": {float(m.group(1)) / 1e6:.2f}}}\n'
+                        f'"status": 200, "rss_mb": {float(m.group(1)) / 1e6:.2f}, '
+                        f'"open_fds": {float(fds.group(1)) if fds else "null"}, "outbox_depth": {outbox}}}\n'
                     )
             except requests.RequestException:
                 pass

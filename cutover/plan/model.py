@@ -133,21 +133,49 @@ class Analysis(Strict):
     """Settings of the judge (canary vs control) and of the drift gate."""
 
     min_samples: int = Field(default=1000, ge=1, description="minimum samples per cohort for a verdict")
-    p99_regression_max: float = Field(default=0.05, ge=0, description="allowed p99 increase vs control (ratio - 1)")
-    p99_regression_critical: float = Field(default=0.20, ge=0, description="p99 increase that means roll back")
+    # Latency is compared within time windows (cutover.judge.verdict.windowed_ratios): the median
+    # and the tail band (p95 to p98) separately. The defaults hold the false-alarm targets under noise
+    # like a shared 2-core machine's (`make bench-judge`: A/A not PROMOTE <= 2 %, ROLLBACK <= 0.5 %)
+    # while a +10 % median or a +30 % slowest 5 % is caught at 2 000 requests per cohort. The tail's
+    # allowed effect is wider than the median's: 3 % of the requests carry its estimate, so it is
+    # noisier (sd 0.05 against 0.015 for the median at 2 000 a cohort).
+    judge_windows: int = Field(
+        default=20, ge=2, le=1000, description="equal time windows a canary's samples are cut into"
+    )
+    median_regression_max: float = Field(
+        default=0.05, ge=0, description="allowed median latency increase vs control (ratio - 1)"
+    )
+    median_regression_critical: float = Field(
+        default=0.20, ge=0, description="median latency increase, certain beyond its bound, that means roll back"
+    )
+    tail_regression_max: float = Field(
+        default=0.15,
+        ge=0,
+        description="allowed increase of the tail band (p95 to p98, geometric mean) vs control (ratio - 1)",
+    )
+    tail_regression_critical: float = Field(
+        default=0.50, ge=0, description="tail-band increase, certain beyond its bound, that means roll back"
+    )
     error_rate_increase_max: float = Field(default=0.005, ge=0, le=1, description="allowed error-rate increase")
-    topk_overlap_min: float = Field(default=0.85, ge=0, le=1, description="top-k overlap floor vs control")
+    topk_overlap_min: float = Field(
+        default=0.85,
+        ge=0,
+        le=1,
+        description="floor of the treatment's agreement with control on complete answers (fewer than top_k records), "
+        "relative to control's agreement with itself (the noise floor)",
+    )
     top_k: int = Field(default=10, ge=1, description="k for overlap and drift")
     rbo_p: float = Field(default=0.9, gt=0, lt=1, description="rank-biased overlap persistence")
     drift_gate_min_samples: int = Field(default=20, ge=1, description="drift samples before cutover readiness")
     # A soak's latency trend is judged over windows, not requests. On this kind of machine (2 shared
-    # cores) the median of a second's recalls moves 3.6-6.8 % with nothing changed. Simulated at 5.9 %
-    # (a shared load factor that drifts and jumps, tests/test_soak.py), the upper 95 % bound of a
-    # steady 20 s soak's change over 10 windows stayed under +27 % in 95 % of runs and +31 % in 98 %:
-    # the margin +35 % keeps false HOLDs near 1 % and still holds a run that creeps by half.
-    soak_windows: int = Field(default=10, ge=3, le=1000, description="equal time windows a soak is cut into")
+    # cores) the median of half a second's recalls moves about 10 % with nothing changed (the load
+    # model of benchmarks/noise.py, calibrated on rehearsal runs here). Under that noise a steady 20 s
+    # soak cut into 20 windows held (upper 95 % bound above the margin) 2.3 % of the time at +35 % and
+    # 1.0 % at +40 %, while a run that creeps by half still held 97.5 % of the time at +40 %
+    # (`make bench-judge`, soak rows). A longer soak has steadier windows and tighter bounds.
+    soak_windows: int = Field(default=20, ge=3, le=1000, description="equal time windows a soak is cut into")
     soak_latency_margin: float = Field(
-        default=0.35,
+        default=0.40,
         gt=0,
         description="non-inferiority margin of a soak's median recall latency change over the run (upper 95 % bound)",
     )
@@ -155,10 +183,22 @@ class Analysis(Strict):
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="false-alarm rate of each test")
     srm_p: float = Field(default=0.001, gt=0, lt=0.5, description="sample-ratio mismatch p-value that voids a verdict")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and {"p99_regression_max", "p99_regression_critical"} & set(data):
+            raise ValueError(
+                "p99_regression_max and p99_regression_critical are replaced by median_regression_max / "
+                "median_regression_critical and tail_regression_max / tail_regression_critical (the judge "
+                "compares the median and the tail band p95-p98 apart, within time windows)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _critical_above_allowed(self) -> Analysis:
-        if self.p99_regression_critical < self.p99_regression_max:
-            raise ValueError("p99_regression_critical must be at least p99_regression_max")
+        for what in ("median", "tail"):
+            if getattr(self, f"{what}_regression_critical") < getattr(self, f"{what}_regression_max"):
+                raise ValueError(f"{what}_regression_critical must be at least {what}_regression_max")
         return self
 
 
@@ -270,9 +310,11 @@ class EffectivePhase(Strict):
                     "baseline": "baseline latency and error figures captured for control",
                     "drift": f"drift gate ready: at least {a.drift_gate_min_samples} drift samples and the "
                     f"upper bound of drift under {self.monitoring.drift_max:g}",
-                    "verdict": f"judge verdict PROMOTE: at least {a.min_samples} samples per cohort, p99 regression "
-                    f"under {a.p99_regression_max:.0%}, error-rate increase under {a.error_rate_increase_max:.2%}, "
-                    f"top-{a.top_k} overlap at least {a.topk_overlap_min:g}",
+                    "verdict": f"judge verdict PROMOTE: at least {a.min_samples} samples per cohort, median latency "
+                    f"increase under {a.median_regression_max:.0%} and tail (p95-p98) increase under "
+                    f"{a.tail_regression_max:.0%} (within {a.judge_windows} time windows), error-rate increase under "
+                    f"{a.error_rate_increase_max:.2%}, complete answers agreeing with control at least "
+                    f"{a.topk_overlap_min:g} of legacy's own agreement",
                     "drill": "chaos drill passed: rollback fired, fallback answered, reconciliation at parity",
                     "signoff": "sign-off recorded by the rollout owner",
                 }[kind]

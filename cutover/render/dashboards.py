@@ -149,7 +149,7 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
                                     "p99 ratio",
                                 ),
                             ),
-                            threshold=1 + plan.analysis.p99_regression_max,
+                            threshold=1 + plan.analysis.tail_regression_max,
                         ),
                     ],
                 ),
