@@ -18,13 +18,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
+import itertools
 
-from benchmarks.noise import load_factor  # noqa: E402
-from cutover.judge.verdict import judge_latency  # noqa: E402
-from cutover.plan.model import Analysis  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+from benchmarks.noise import load_factor
+from cutover.judge.verdict import judge_latency
+from cutover.plan.model import Analysis
 
 A = Analysis()
 OUT = Path(__file__).resolve().parents[1] / "runbooks" / "load-testing" / "judge-windows.png"
@@ -53,8 +55,8 @@ def main() -> None:
     w = A.judge_windows
     edges = np.linspace(0, 10, w + 1)
     mid = (edges[:-1] + edges[1:]) / 2
-    mc = [np.median(c[(ts_c >= a) & (ts_c < b)]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    mt = [np.median(t[(ts_t >= a) & (ts_t < b)]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    mc = [np.median(c[(ts_c >= a) & (ts_c < b)]) for a, b in itertools.pairwise(edges)]
+    mt = [np.median(t[(ts_t >= a) & (ts_t < b)]) for a, b in itertools.pairwise(edges)]
     ax1.plot(mid, mc, "o-", label="control, window median", color="#1f77b4")
     ax1.plot(mid, mt, "s-", label="treatment, window median", color="#d62728")
     ax1b = ax1.twinx()

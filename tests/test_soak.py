@@ -102,3 +102,18 @@ def test_memory_growth_holds_and_its_slope_is_reported():
     v = judge_soak(soak(rng, rss_growth=2.0), A, 0.03, MON.recall_p99_ms, MON.recall_availability)
     rm = next(m for m in v.metrics if m.name == "resident_memory")
     assert v.verdict == "HOLD" and rm.figures["slope_interval"][0] > 0
+
+
+def test_open_files_outbox_and_wal_slopes_are_reported_with_an_interval():
+    rng = np.random.default_rng(9)
+    data = [s for s in soak(rng) if s.op != "probe"]
+    for t in range(0, 21, 2):  # a leak of 3 files a probe; outbox and WAL flat
+        data.append(
+            Sample(float(t), "gateway", "probe", 0.0, True, rss_mb=200.0, open_fds=40.0 + 1.5 * t, outbox_depth=0.0,
+                   wal_frames=120.0)
+        )  # fmt: skip
+    v = judge_soak(data, A, EFF.abort_triggers.error_rate, MON.recall_p99_ms, MON.recall_availability)
+    f = next(m for m in v.metrics if m.name == "resident_memory").figures
+    assert abs(f["open_fds_per_min"]["slope"] - 90) < 1e-6 and f["open_fds_per_min"]["interval"][0] > 0
+    assert f["outbox_depth_per_min"] == {"slope": 0.0, "interval": [0.0, 0.0], "last": 0.0}
+    assert f["wal_frames_per_min"]["last"] == 120.0

@@ -122,7 +122,8 @@ def phase_page(plan: Plan, name: str) -> str:
     lines += [
         f"| recall availability | {m.recall_availability:g} |",
         f"| recall p99 | {m.recall_p99_ms:g} ms |",
-        f"| drift (mean top-k Jaccard distance) | at most {m.drift_max:g} |",
+        f"| drift (mean parity drift: records either store returns that the other does not hold identically) "
+        f"| at most {m.drift_max:g} |",
         f"| fallback rate | at most {m.fallback_rate_max:g} |",
         f"| outbox lag | at most {m.outbox_lag_max_s:g} s |",
         "",
@@ -131,6 +132,10 @@ def phase_page(plan: Plan, name: str) -> str:
         "## Success criteria",
         "",
     ] + [f"- [ ] {c}" for c in eff.success_criteria()]
+    if {"soak", "verdict", "baseline"} & set(p.exit_evidence):
+        lines += ["", "How each verdict is computed: [A/B testing methodology](../../load-testing/methodology.md)."]
+    if "drift" in p.exit_evidence:
+        lines += ["", "How drift is measured: [the gateway's shadow reads](../../operations/gateway.md#health)."]
     t = eff.abort_triggers
     lines += [
         "",

@@ -314,6 +314,9 @@ class GatewayMetrics:
         self.outbox_age = Gauge(
             name(plan, "outbox_oldest_age"), "oldest outbox entry age, s", ["target"], registry=registry
         )
+        self.wal_frames = Gauge(
+            name(plan, "wal_frames"), "WAL frames at the last checkpoint", ["file"], registry=registry
+        )
         self.outbox_dead = Gauge(
             name(plan, "outbox_dead_letters"), "dead-lettered mirror writes", ["target"], registry=registry
         )
@@ -473,14 +476,14 @@ class Gateway:
         over the interval, so that one file's checkpoint does not share the disk with the locked step
         (two fsyncs) of another. A store's full-text index is merged in the same round, just before
         (`SqliteStore.keep_index`)."""
-        files = [st.inner if st.local else self.outboxes[n] for n, st in self.stores.items()]
+        files = [(n, st.inner) if st.local else (f"outbox-{n}", self.outboxes[n]) for n, st in self.stores.items()]
         turn = 0
         while not self._keeper_stop.wait(WAL_KEEP_S / len(files)):
-            f, turn = files[turn % len(files)], turn + 1
+            (name, f), turn = files[turn % len(files)], turn + 1
             try:
                 if isinstance(f, SqliteStore):
                     f.keep_index()
-                f.keep_wal()
+                self.metrics.wal_frames.labels(file=name).set(f.keep_wal())
             except sqlite3.Error as e:  # busy or locked now: the next round tries again
                 log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
 

@@ -47,6 +47,7 @@ class Sample:
     agent: str | None = None  # the targeting key: the unit of randomization
     open_fds: float | None = None  # soak probes: the gateway's open files
     outbox_depth: float | None = None  # soak probes: unmirrored writes
+    wal_frames: float | None = None  # soak probes: frames in the gateway's SQLite write-ahead logs
 
 
 class SampleError(ValueError):
@@ -76,6 +77,7 @@ def load_samples(paths: Iterable[Path]) -> list[Sample]:
                             d.get("agent"),
                             d.get("open_fds"),
                             d.get("outbox_depth"),
+                            d.get("wal_frames"),
                         )
                     )
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -594,6 +596,8 @@ def trend(times: Sequence[float], values: Sequence[float], confidence: float = 0
     n = len(times)
     if n < 3 or len(set(times)) < 2:
         return None
+    if len(set(values)) == 1:  # a flat line: slope 0, known exactly (linregress would give nan)
+        return {"slope": 0.0, "lower": 0.0, "upper": 0.0, "points": n}
     fit = stats.linregress(times, values)
     half = float(stats.t.ppf(confidence, n - 2)) * float(fit.stderr)
     slope = float(fit.slope)
@@ -696,9 +700,13 @@ def judge_soak(
         rm.figures = {"first_mb": rss[0][1], "last_mb": rss[-1][1], "growth": growth}
         if slope is not None:
             rm.figures |= {"slope_mb_per_min": slope["slope"], "slope_interval": [slope["lower"], slope["upper"]]}
-        # open files and the mirror outbox: their slope with an interval, reported (a leak shows as a
+        # open files, the mirror outbox and the WAL: their slope with an interval, reported (a leak shows as a
         # slope whose interval is above zero; what a slope means depends on the run, so it gates nothing)
-        for key, unit in (("open_fds", "open_fds_per_min"), ("outbox_depth", "outbox_depth_per_min")):
+        for key, unit in (
+            ("open_fds", "open_fds_per_min"),
+            ("outbox_depth", "outbox_depth_per_min"),
+            ("wal_frames", "wal_frames_per_min"),
+        ):
             pts = [(s.ts / 60, v) for s in samples if s.op == "probe" and (v := getattr(s, key)) is not None]
             fit = trend([t for t, _ in pts], [v for _, v in pts])
             if fit is not None:

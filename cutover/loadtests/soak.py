@@ -1,7 +1,7 @@
 """Soak scenario: a long steady run. Besides every request it samples the gateway's resident memory
-(process_resident_memory_bytes from /metrics), its open files (process_open_fds) and the mirror
-outbox depth every --probe-every seconds, so the judge can see latency drift, error rate and
-memory, file and outbox growth over time. Analyse with
+(process_resident_memory_bytes from /metrics), its open files (process_open_fds), the mirror
+outbox depth and the frames in its SQLite write-ahead logs every --probe-every seconds, so the
+judge can see latency drift, error rate and memory, file, outbox and WAL growth over time. Analyse with
 `cutover analyze SAMPLES --phase pre-deployment --kind soak`.
 
     locust -f loadtests/soak.py --headless -u 20 -r 5 -t 30m --host http://127.0.0.1:8080 --samples out/soak.jsonl
@@ -18,6 +18,7 @@ from workload import AgentMemoryUser
 _RSS = re.compile(r"^process_resident_memory_bytes (\S+)$", re.M)
 _FDS = re.compile(r"^process_open_fds (\S+)$", re.M)
 _OUTBOX = re.compile(r"^\w+_outbox_depth\{[^}]*\} (\S+)$", re.M)
+_WAL = re.compile(r"^\w+_wal_frames\{[^}]*\} (\S+)$", re.M)
 
 
 @events.init_command_line_parser.add_listener
@@ -37,10 +38,12 @@ def _start_probe(environment, **kw):
                 if m and workload._writer["f"]:
                     fds = _FDS.search(text)
                     outbox = sum(float(x) for x in _OUTBOX.findall(text))
+                    wal = sum(float(x) for x in _WAL.findall(text))
                     workload._writer["f"].write(
                         f'{{"ts": {time.time()}, "op": "probe", "cohort": "gateway", "latency_ms": 0, "ok": true, '
                         f'"status": 200, "rss_mb": {float(m.group(1)) / 1e6:.2f}, '
-                        f'"open_fds": {float(fds.group(1)) if fds else "null"}, "outbox_depth": {outbox}}}\n'
+                        f'"open_fds": {float(fds.group(1)) if fds else "null"}, "outbox_depth": {outbox}, '
+                        f'"wal_frames": {wal}}}\n'
                     )
             except requests.RequestException:
                 pass

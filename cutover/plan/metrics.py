@@ -49,6 +49,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "cleared by `cutover reconcile --repair` or requeued by POST /admin/outbox/requeue",
     ),
     MetricSpec(
+        "wal_frames",
+        "gauge",
+        ("file",),
+        "frames in a SQLite write-ahead log the gateway keeps (store or outbox), at its last checkpoint: the soak "
+        "reports its slope; it should stay bounded (the WAL starts over once long)",
+    ),
+    MetricSpec(
         "mirror_failures",
         "counter",
         ("target", "reason"),

@@ -277,6 +277,7 @@ class MetricNames(Strict):
     outbox_depth: str = "cutover_outbox_depth"
     outbox_oldest_age: str = "cutover_outbox_oldest_age_seconds"
     outbox_dead_letters: str = "cutover_outbox_dead_letters"
+    wal_frames: str = "cutover_wal_frames"
     mirror_failures: str = "cutover_mirror_failures_total"
     drift: str = "cutover_drift_distance"
     flag_evaluations: str = "cutover_flag_evaluations_total"
@@ -301,15 +302,20 @@ class EffectivePhase(Strict):
         return self.phase.name
 
     def success_criteria(self) -> list[str]:
-        p, a = self.phase, self.analysis
+        p, a, m = self.phase, self.analysis, self.monitoring
         out = [f"at least {format_duration(p.min_duration)} in the phase"]
         for kind in p.exit_evidence:
             out.append(
                 {
-                    "soak": "soak run passed with no SLO breach",
+                    "soak": "soak verdict PROMOTE (`cutover analyze --kind soak`): error rate within the SLO's budget "
+                    f"{1 - m.recall_availability:.2%} (ROLLBACK above the abort trigger "
+                    f"{self.abort_triggers.error_rate:.0%}), recall p99 under {m.recall_p99_ms:g} ms, median recall "
+                    f"latency change over the run under +{a.soak_latency_margin:.0%} (upper 95 % bound of the trend "
+                    f"over {a.soak_windows} time windows), resident memory growth at most x1.5",
                     "baseline": "baseline latency and error figures captured for control",
-                    "drift": f"drift gate ready: at least {a.drift_gate_min_samples} drift samples and the "
-                    f"upper bound of drift under {self.monitoring.drift_max:g}",
+                    "drift": f"drift gate ready: at least {a.drift_gate_min_samples} shadow reads, and the upper "
+                    f"bound of their mean parity drift (the share of records either store returns that the other "
+                    f"does not hold with the same id, version and content) under {m.drift_max:g}",
                     "verdict": f"judge verdict PROMOTE: at least {a.min_samples} samples per cohort, median latency "
                     f"increase under {a.median_regression_max:.0%} and tail (p95-p98) increase under "
                     f"{a.tail_regression_max:.0%} (within {a.judge_windows} time windows), error-rate increase under "
