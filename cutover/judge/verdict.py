@@ -1,14 +1,16 @@
 """The judge: canary (treatment) versus control, from per-request samples, to a verdict.
 
-Per latency metric, a Kayenta-style classification: Mann-Whitney U for a shift, the Hodges-Lehmann
-shift of log latency (a ratio) with its confidence interval, the mean ratio, and the p99 ratio with
-a bootstrap interval; direction "increase is bad"; the plan's allowed and critical effects.
-Errors: a one-sided Fisher exact test (exact at small counts, so new errors against a zero baseline
-fail) with a Newcombe interval for the difference. Recall quality: top-k overlap and rank-biased
-overlap of treatment and control answers to the same queries. Sample-ratio mismatch (chi-square
-against the configured split) voids the verdict. A cohort under the plan's minimum samples is
-NoData, and NoData never passes. A sequential, always-valid guardrail (mixture SPRT) supports
-checking at every interval without inflating the false-alarm rate.
+Latency: control and treatment requests run at the same moments on the same machine, so the run is
+cut into time windows and compared within them (`windowed_ratios`): the median ratio (each cohort's
+middle half) and the tail ratio (each cohort's p95-p98 band) with one-sided bounds counted in
+windows; the plan's allowed and critical increases for each. Errors: a one-sided Fisher exact test
+(exact at small counts, so new errors against a zero baseline fail) with a Newcombe interval for the
+difference. Recall quality: on complete answers (fewer than k records), the treatment's agreement
+with control relative to control's agreement with itself (the noise floor); the ranking change
+(top-k overlap, rank-biased overlap) is reported apart. Sample-ratio mismatch (chi-square against the
+configured split, on agents when the samples carry them) voids the verdict. A cohort under the
+plan's minimum samples is NoData, and NoData never passes. A sequential, always-valid guardrail
+(mixture SPRT) is reported beside the verdict.
 
 Verdict: ROLLBACK when any metric is critically worse; HOLD when any is worse than allowed, has no
 data, or the comparison is void; PROMOTE otherwise. Every reason is listed.
@@ -142,6 +144,7 @@ TAIL_BAND = (0.95, 0.98)
 # The body: the middle half (p25 to p75). Its geometric mean moves as the median does under a shift
 # and is steadier than the median itself (sd of the log ratio 13 % smaller here).
 BODY_BAND = (0.25, 0.75)
+TAIL_BAND_MIN = 50  # requests of the smaller cohort in the tail band for the tail's wider bound (5 alpha)
 
 
 def time_windows(control_ts: np.ndarray, treatment_ts: np.ndarray, windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,11 +178,11 @@ def _band_means(z: np.ndarray, win: np.ndarray, weights: np.ndarray) -> tuple[np
 def windowed_ratios(
     control: np.ndarray, treatment: np.ndarray, control_win: np.ndarray, treatment_win: np.ndarray
 ) -> dict:
-    """Treatment / control ratios of the median and of the tail band (p95 to p98, geometric mean), compared
-    within time windows, with their standard errors counted in windows.
+    """Treatment / control ratios of the median and of the tail band (p95 to p98, geometric mean),
+    compared within time windows, with their standard errors counted in windows.
 
-    Requests close in time share the machine's load (on a shared 2-core machine the median of a
-    second's requests moves 3.6-6.8 % with nothing changed), so requests are not independent draws:
+    Requests close in time share the machine's load (on a shared 2-core machine the median of half a
+    second's requests moves about 10 % with nothing changed), so requests are not independent draws:
     the unit is the window. Each request's log latency is taken relative to its window's pooled
     median, which removes the load the two cohorts share in that window and keeps their difference
     (both are divided by the same figure). The ratios come from those relative latencies; their
@@ -231,11 +234,16 @@ def judge_latency(
     a: Analysis,
     control_ts: np.ndarray | None = None,
     treatment_ts: np.ndarray | None = None,
+    ops: int = 1,
 ) -> MetricResult:
     """Treatment against control latency, compared within `a.judge_windows` time windows
     (`windowed_ratios`): the median ratio against `a.median_regression_max` and `_critical`, the
-    tail-band (p95-p98) ratio against `a.tail_regression_max` and `_critical`. Without request times every
-    request is its own point in time, in the order given."""
+    tail-band (p95-p98) ratio against `a.tail_regression_max` and `_critical`. The median's one-sided
+    bound is at 1 - alpha / `ops` (Bonferroni over the operations one verdict judges); the tail's at
+    1 - 5 alpha / `ops` (at most 0.05) when each cohort has at least `TAIL_BAND_MIN` requests in the
+    band, else at 1 - alpha / `ops` like the median: a band of a few requests gives a rough estimate
+    whose interval the t law states too narrowly. Without request times every request is its own
+    point in time, in the order given."""
     r = MetricResult(name, PASS, len(control), len(treatment))
     if len(control) < a.min_samples or len(treatment) < a.min_samples:
         r.classification = NODATA
@@ -256,9 +264,11 @@ def judge_latency(
         return r
     med, tail = math.exp(w["median"]["log_ratio"]), math.exp(w["tail"]["log_ratio"])
     # one-sided bounds: "worse" is the only direction that holds or rolls back
-    med_lo, med_hi = bound(w["median"], 1 - a.alpha), bound(w["median"], 1 - a.alpha, upper=True)
-    tail_alpha = min(0.05, 5 * a.alpha)
-    tail_lo, tail_hi = bound(w["tail"], 1 - tail_alpha), bound(w["tail"], 1 - tail_alpha, upper=True)
+    each = a.alpha / max(ops, 1)
+    band = int(min(len(control), len(treatment)) * (TAIL_BAND[1] - TAIL_BAND[0]))
+    tail_each = min(0.05, 5 * each) if band >= TAIL_BAND_MIN else each
+    med_lo, med_hi = bound(w["median"], 1 - each), bound(w["median"], 1 - each, upper=True)
+    tail_lo, tail_hi = bound(w["tail"], 1 - tail_each), bound(w["tail"], 1 - tail_each, upper=True)
     r.figures = {
         "windows": w["windows"],
         "windows_total": w["windows_total"],
@@ -267,7 +277,8 @@ def judge_latency(
         "median_ratio_interval": [med_lo, med_hi],
         "tail_ratio": tail,
         "tail_ratio_interval": [tail_lo, tail_hi],
-        "interval_confidence": {"median": 1 - a.alpha, "tail": 1 - tail_alpha},
+        "bound_confidence": {"median": 1 - each, "tail": 1 - tail_each},
+        "tail_band_requests": band,
         "p50_control_ms": float(np.median(control)),
         "p50_treatment_ms": float(np.median(treatment)),
         "p99_control_ms": float(np.quantile(control, 0.99)),
@@ -495,6 +506,7 @@ def judge(
                 a,
                 np.array([s.ts for s in c]),
                 np.array([s.ts for s in t]),
+                ops=len(ops),
             )
         )
         metrics.append(
