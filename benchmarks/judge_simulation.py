@@ -141,8 +141,9 @@ def replay(rng, segments, kind, judge, splits):
 def soak_samples(rng, creep=0.0, seconds=20.0, rate=150.0):
     n = int(seconds * rate)
     ts = np.sort(rng.uniform(0, seconds, n))
-    lat = 4.0 * load_factor(rng, seconds)(ts) * np.exp(rng.normal(0, 0.35, n) + math.log1p(creep) * ts / seconds)
-    ops = np.where(rng.random(n) < 0.8, "recall", "remember")
+    ops = np.where(rng.random(n) < 0.7, "recall", "remember")  # the production mix: 30 % writes
+    creeping = (ops == "recall") * math.log1p(creep) * ts / seconds  # the read path creeps, writes do not
+    lat = 4.0 * load_factor(rng, seconds)(ts) * np.exp(rng.normal(0, 0.35, n) + creeping)
     out = [Sample(float(t), "control", str(o), float(x), True) for t, o, x in zip(ts, ops, lat, strict=True)]
     out += [Sample(float(t), "control", "probe", 0.0, True, rss_mb=200.0) for t in range(0, int(seconds) + 1, 2)]
     return out

@@ -30,15 +30,16 @@ def soak(
 ) -> list[Sample]:
     """A soak's samples: recalls and writes at `rate`/s; each latency = base x load(t) x e^noise, where
     load(t) is shared by all requests at time t: an AR(1) walk per second (6 % steps, as the median of
-    a second moved here) with a jump of +/-15 % now and then, times e^(creep x t / seconds)."""
+    a second moved here) with a jump of +/-15 % now and then; recalls times e^(creep x t / seconds)."""
     n = int(seconds * rate)
     ts = np.sort(rng.uniform(0, seconds, n))
     per_s = np.zeros(int(seconds) + 1)
     for i in range(1, len(per_s)):
         per_s[i] = 0.6 * per_s[i - 1] + rng.normal(0, 0.04) + (rng.choice([-0.15, 0.15]) if rng.random() < 0.03 else 0)
-    load = np.exp(per_s[ts.astype(int)] + math.log1p(creep) * ts / seconds)
+    ops = np.where(rng.random(n) < 0.7, "recall", "remember")
+    # the creep is the read path's (a corpus or an index that slows recalls): writes do not creep
+    load = np.exp(per_s[ts.astype(int)] + (ops == "recall") * math.log1p(creep) * ts / seconds)
     lat = base_ms * load * np.exp(rng.normal(0, 0.35, n))
-    ops = np.where(rng.random(n) < 0.8, "recall", "remember")
     ok = rng.random(n) >= error_share
     out = [Sample(float(t), "control", str(o), float(x), bool(k)) for t, o, x, k in zip(ts, ops, lat, ok, strict=True)]
     out += [

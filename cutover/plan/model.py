@@ -167,17 +167,20 @@ class Analysis(Strict):
     top_k: int = Field(default=10, ge=1, description="k for overlap and drift")
     rbo_p: float = Field(default=0.9, gt=0, lt=1, description="rank-biased overlap persistence")
     drift_gate_min_samples: int = Field(default=20, ge=1, description="drift samples before cutover readiness")
-    # A soak's latency trend is judged over windows, not requests. On this kind of machine (2 shared
-    # cores) the median of half a second's recalls moves about 10 % with nothing changed (the load
-    # model of benchmarks/noise.py, calibrated on rehearsal runs here). Under that noise a steady 20 s
-    # soak cut into 20 windows held (upper 95 % bound above the margin) 2.3 % of the time at +35 % and
-    # 1.0 % at +40 %, while a run that creeps by half still held 97.5 % of the time at +40 %
-    # (`make bench-judge`, soak rows). A longer soak has steadier windows and tighter bounds.
+    # A soak's latency trend is judged over windows, and relative to the writes of the same window.
+    # On this kind of machine (2 shared cores) the machine's load alone moved the median recall of
+    # 20 s soaks by -26 % to +54 % between their first and last windows (5 rehearsal runs); recall
+    # relative to the writes of the same windows moved -3 % to +5 %, the upper 95 % bound at most
+    # +10 %. Simulated at 150 requests/s (a third of the rehearsal's rate, so noisier windows), the
+    # bound of a steady soak stayed under +21 % in 90 % of runs and +26 % in 98 %. The margin +30 %
+    # leaves room for a corpus that grows with the writes and still holds a read path that creeps by
+    # half (tests/test_soak.py; `make bench-judge`, soak rows).
     soak_windows: int = Field(default=20, ge=3, le=1000, description="equal time windows a soak is cut into")
     soak_latency_margin: float = Field(
-        default=0.40,
+        default=0.30,
         gt=0,
-        description="non-inferiority margin of a soak's median recall latency change over the run (upper 95 % bound)",
+        description="non-inferiority margin of a soak's median recall latency change over the run, relative to "
+        "the writes of the same windows (upper 95 % bound)",
     )
     shadow_sample_rate: float = Field(default=0.1, gt=0, le=1, description="share of reads shadowed")
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="false-alarm rate of each test")
@@ -310,8 +313,8 @@ class EffectivePhase(Strict):
                     "soak": "soak verdict PROMOTE (`cutover analyze --kind soak`): error rate within the SLO's budget "
                     f"{1 - m.recall_availability:.2%} (ROLLBACK above the abort trigger "
                     f"{self.abort_triggers.error_rate:.0%}), recall p99 under {m.recall_p99_ms:g} ms, median recall "
-                    f"latency change over the run under +{a.soak_latency_margin:.0%} (upper 95 % bound of the trend "
-                    f"over {a.soak_windows} time windows), resident memory growth at most x1.5",
+                    f"latency change over the run, relative to the writes, under +{a.soak_latency_margin:.0%} (upper "
+                    f"95 % bound of the trend over {a.soak_windows} time windows), resident memory growth at most x1.5",
                     "baseline": "baseline latency and error figures captured for control",
                     "drift": f"drift gate ready: at least {a.drift_gate_min_samples} shadow reads, and the upper "
                     f"bound of their mean parity drift (the share of records either store returns that the other "
