@@ -367,10 +367,7 @@ def judge_overlap(
         sc, st = set(c), set(t)
         return len(sc & st) / len(sc | st) if sc | st else 1.0
 
-    def complete(ps):
-        return [(c, t) for c, t in ps if len(c) < k and (c or t)]
-
-    full, floor = complete(pairs), complete(floor_pairs or [])
+    full, floor = complete_answers(pairs, k), complete_answers(floor_pairs or [], k)
     overlaps = [len(set(c[:k]) & set(t[:k])) / max(1, min(k, max(len(c[:k]), len(t[:k])))) for c, t in pairs if c or t]
     r.figures = {
         "pairs": len(pairs),
@@ -443,8 +440,9 @@ class Verdict:
         }
 
 
-def _pairs(samples: Sequence[Sample]) -> list[tuple[list, list]]:
-    return _answer_pairs(samples)[0]
+def complete_answers(pairs: list[tuple[list, list]], k: int) -> list[tuple[list, list]]:
+    """The pairs whose first answer is complete (fewer than k records: every match), not both empty."""
+    return [(c, t) for c, t in pairs if len(c) < k and (c or t)]
 
 
 def _answer_pairs(samples: Sequence[Sample]) -> tuple[list[tuple[list, list]], list[tuple[list, list]]]:
@@ -475,7 +473,7 @@ def missing_samples(samples: Sequence[Sample], a: Analysis, ops: Sequence[str] =
             n = sum(1 for s in samples if s.cohort == cohort and s.op == op and s.ok)
             if n < a.min_samples:
                 missing.append(f"{op} {cohort}: {n} of {a.min_samples}")
-    pairs = sum(1 for c, t in _pairs(samples) if len(c) < a.top_k and (c or t))
+    pairs = len(complete_answers(_answer_pairs(samples)[0], a.top_k))
     if pairs < MIN_OVERLAP_PAIRS:
         missing.append(
             f"recall overlap: {pairs} of {MIN_OVERLAP_PAIRS} complete answers to queries answered in both cohorts"
