@@ -102,3 +102,31 @@ def test_kill_switch_forces_legacy_for_everyone(plan, evaluate):
         assert ev.details(plan.flag_keys.write_mode, "k", "legacy").value == "mirror"
     ev = evaluate(render_flags(plan, "canary", "staging"))
     assert ev.details(plan.flag_keys.kill_switch, "k", True).value is False
+
+
+def test_no_rendered_object_holds_an_array_the_kubernetes_providers_diff_panics_on(plan):
+    """Every object of every phase, kill switch on and off, every part enabled: no array whose first
+    element is an object or array beside elements of another kind (pulumi-kubernetes' pruneSlice
+    panics on those in its Diff; engines/README.md). The check itself finds the old targeting's."""
+    from cutover.plan.stacks import load_stack
+    from cutover.render.flags import panic_prone_arrays
+    from cutover.render.rendering import render
+
+    from .conftest import ROOT
+
+    cfg = load_stack(ROOT, "production")
+    on = {"enabled": True}
+    cfg = cfg.model_copy(
+        update={
+            name: getattr(cfg, name).model_copy(update=on)
+            for name in ("gateway", "loadtest", "nightly", "migration", "controller")
+        }
+    )
+    for phase in plan.phase_names:
+        for kill in (False, True):
+            for obj in render(plan, "production", cfg, phase, kill_switch=kill).manifests:
+                where = f"{phase} kill={kill} {obj['kind']} {obj['metadata']['name']}"
+                assert panic_prone_arrays(obj) == [], where
+    old_split = {"fractional": [{"cat": ["salt", {"var": "targetingKey"}]}, ["treatment", 5], ["control", 95]]}
+    old_rule = {"if": [{"in": [{"var": "group"}, ["internal"]]}, "treatment", old_split]}
+    assert panic_prone_arrays(old_rule) == [".if", ".if[0].in", ".if[2].fractional"]

@@ -269,7 +269,7 @@ class FlagReader:
 
     def _evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
         keys, tg, p = self.plan.flag_keys, self.plan.targeting, self.provider
-        ctx = self._ctx(targeting_key, {tg.internal_attribute: group} if group else {})
+        ctx = self._ctx(tg.bucketing_key(targeting_key), {tg.internal_attribute: group} if group else {})
         kill = p.resolve_boolean_details(keys.kill_switch, False, ctx)
         read = p.resolve_string_details(keys.read_path, "legacy", ctx)
         write = p.resolve_string_details(keys.write_mode, "legacy", ctx)

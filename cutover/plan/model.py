@@ -259,6 +259,11 @@ class Targeting(Strict):
     internal_attribute: str = Field(default="group", min_length=1, description="context attribute of the group")
     internal_values: list[str] = Field(default_factory=lambda: ["internal"], min_length=1)
 
+    def bucketing_key(self, targeting_key: str) -> str:
+        """The targeting key an evaluator passes to flagd for a request: the salt, then the agent or
+        tenant id. flagd's `fractional` hashes flag key + this, so a new salt reshuffles the cohorts."""
+        return f"{self.salt}:{targeting_key}"
+
 
 class FlagKeys(Strict):
     read_path: str = "memory-read-path"

@@ -9,9 +9,19 @@ Three flags steer the memory service per request:
 - the kill switch (`memory-kill-switch`): when on, everyone reads legacy and writes go legacy-primary.
 
 The treatment cohort is the read-path flag's targeting: internal groups by a context attribute,
-then a sticky `fractional` split on salt + targeting key with the treatment bucket first (weights
-out of 10 000), so a key treated at 5 % is still treated at 25 %, 50 % and 75 %. (flagd's schema
-allows a `$evaluators` reference only inside a rule, not as a whole targeting, so it is inlined.)
+then a sticky `fractional` split with the treatment bucket first (weights out of 10 000), so a key
+treated at 5 % is still treated at 25 %, 50 % and 75 %. flagd buckets on flag key + targeting key;
+the campaign's salt is in the targeting key (`Targeting.bucketing_key`: the gateway evaluates
+with "<salt>:<agent id>"), so a new salt reshuffles the cohorts. (flagd's schema allows a `$evaluators`
+reference only inside a rule, not as a whole targeting, so it is inlined.)
+
+Every JSONLogic array is written so that the released Kubernetes provider of Pulumi can diff it: its
+`pruneSlice` (pulumi-kubernetes provider/pkg/provider/util.go) takes the kind of an array's first
+element for all of them and panics on an array whose first element is an object or array and a later
+one is not of that kind (engines/README.md has the reproduction). So: literals first in comparisons
+(`{"==": ["internal", {"var": "group"}]}`), the `if` branches as expressions (`{"cat": ["treatment"]}`),
+and `fractional` without a bucketing expression before its buckets. `panic_prone_arrays` finds the
+arrays that would break it, and the tests hold every rendered object to none.
 """
 
 from __future__ import annotations
@@ -25,23 +35,39 @@ TOTAL_WEIGHT = 100 * PERCENT_SCALE
 CONTROL, TREATMENT = "control", "treatment"
 
 
+def _variant(name: str) -> dict:
+    """A variant name as an expression (an object, like the condition beside it in an `if`)."""
+    return {"cat": [name]}
+
+
 def cohort_rule(plan: Plan, eff: EffectivePhase) -> dict | None:
     """JSONLogic that returns 'treatment' or 'control'; None when the cohort is static."""
     t, tg = eff.phase.flags.treatment, plan.targeting
     if t.is_global:
         return None
-    split: str | dict = CONTROL
+    split: dict | None = None
     if t.weight > 0:
-        split = {
-            "fractional": [
-                {"cat": [tg.salt, {"var": "targetingKey"}]},
-                [TREATMENT, t.weight],
-                [CONTROL, TOTAL_WEIGHT - t.weight],
-            ]
-        }
+        split = {"fractional": [[TREATMENT, t.weight], [CONTROL, TOTAL_WEIGHT - t.weight]]}
     if t.internal:
-        return {"if": [{"in": [{"var": tg.internal_attribute}, list(tg.internal_values)]}, TREATMENT, split]}
-    return split if isinstance(split, dict) else None
+        internal = [{"==": [value, {"var": tg.internal_attribute}]} for value in tg.internal_values]
+        return {"if": [{"or": internal}, _variant(TREATMENT), split or _variant(CONTROL)]}
+    return split
+
+
+def panic_prone_arrays(value: object, path: str = "") -> list[str]:
+    """Paths of the arrays in `value` that the Kubernetes provider's Diff cannot prune: the first
+    element an object (or array) and a later element not one (see the module's docstring)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += panic_prone_arrays(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        kinds = {type(item) for item in value if item is not None}
+        if value and isinstance(value[0], (dict, list)) and len(kinds) > 1:
+            found.append(path or ".")
+        for i, item in enumerate(value):
+            found += panic_prone_arrays(item, f"{path}[{i}]")
+    return found
 
 
 def kill_write_mode(plan: Plan, phase_mode: str) -> str:
