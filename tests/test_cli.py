@@ -137,3 +137,31 @@ def test_bad_input_gives_a_short_error_and_exit_2(project, case):
     for words in expected:
         assert words in r.stderr, f"{words!r} not in: {r.stderr}"
     assert len(r.stderr.splitlines()) <= 4
+
+
+def test_analyze_takes_the_phase_the_samples_carry_and_refuses_a_run_across_two(tmp_path):
+    """The Kubernetes load tests run `cutover analyze` without --phase: the samples carry the phase
+    of the flags that answered them (X-Cutover-Phase). Two phases in one run are refused, not judged."""
+    import random
+
+    rng = random.Random(5)
+
+    def write(path: Path, phases: list[str]) -> Path:
+        lines = [
+            json.dumps(
+                {
+                    "ts": 1000 + i * 0.01, "cohort": ("control", "treatment")[i % 2], "agent": f"a{i % 400}",
+                    "op": "recall", "latency_ms": rng.uniform(5, 9), "ok": True, "status": 200,
+                    "phase": phases[i * len(phases) // 4000],
+                }
+            )
+            for i in range(4000)
+        ]  # fmt: skip
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    one = run("analyze", str(write(tmp_path / "one.jsonl", ["ramp-25"])), "--out", str(tmp_path / "a1"))
+    assert json.loads((tmp_path / "a1" / "verdict.json").read_text())["phase"] == "ramp-25", one.stdout + one.stderr
+    two = run("analyze", str(write(tmp_path / "two.jsonl", ["canary", "ramp-25"])), "--out", str(tmp_path / "a2"))
+    assert two.returncode == 2 and "the samples carry phases canary, ramp-25" in two.stderr, two.stderr
+    assert "--phase" in two.stderr

@@ -394,3 +394,12 @@ def test_dead_letters_of_an_outage_are_counted_and_cleared_by_the_repair(tmp_pat
         assert 'cutover_outbox_dead_letters{target="memoryos"} 0.0' in c.get("/metrics").text
         after = reconcile()
         assert after.returncode == 0 and "parity: yes" in after.stdout, after.stdout
+
+
+def test_answers_name_the_phase_of_the_flags_that_decided(tmp_path):
+    """X-Cutover-Phase: what a Deployment's gateway (no --phase) and the load tests' samples rely on."""
+    with gateway(tmp_path, "ramp-25") as g:
+        r = g.client("agent-1").post("/v1/recall", json={"namespace": "n"})
+        assert r.status_code == 200 and r.headers["X-Cutover-Phase"] == "ramp-25"
+        assert "phase" not in r.json()  # a header, not a body field
+        assert g.status()["phase"] == "ramp-25"

@@ -39,7 +39,9 @@ def gate_cmd(
 @commands.command("analyze")
 def analyze_cmd(
     samples: list[Path] = typer.Argument(..., help="sample files (JSON lines) from a Locust run"),
-    phase: str = typer.Option(..., "--phase", "-p", help="phase the samples were collected in"),
+    phase: str | None = typer.Option(
+        None, "--phase", "-p", help="phase the samples were collected in (default: the one phase they carry)"
+    ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="writes verdict.json, report.md and PNG plots here"),
     kind: str = typer.Option("verdict", "--kind", help="verdict (canary vs control), baseline or soak"),
     stack: str | None = typer.Option(None, "--stack", "-s", help="stack the evidence applies to"),
@@ -56,11 +58,16 @@ def analyze_cmd(
     from cutover.judge.report import write_analysis
 
     plan = common.plan(file)
-    eff = plan.effective(phase)
     try:
         data = analysis.load_samples(samples)
     except (analysis.SampleError, OSError) as exc:
         raise CutoverError(str(exc), fix="pass the --samples file(s) a cutover Locust scenario wrote") from None
+    if phase is None:
+        try:
+            phase = analysis.samples_phase(data)
+        except analysis.SampleError as exc:
+            raise CutoverError(str(exc), fix="name the phase: --phase PHASE") from None
+    eff = plan.effective(phase)
     evidence_kind: EvidenceKind
     if kind == "verdict":
         verdict = analysis.judge(data, eff.analysis, expected_share(eff, treatment_share))

@@ -18,7 +18,9 @@ commands = typer.Typer()
 @commands.command("serve")
 def serve_cmd(
     stack: str = typer.Option("staging", "--stack", "-s", help="stack whose plan and phase to serve"),
-    phase: str | None = typer.Option(None, "--phase", "-p", help="phase (default: the stack's phase)"),
+    phase: str | None = typer.Option(
+        None, "--phase", "-p", help="phase (default: the stack's phase; with --plan and --flagd, the live flags' phase)"
+    ),
     port: int = typer.Option(8080, "--port", help="public API port"),
     admin_port: int | None = typer.Option(None, "--admin-port", help="admin API port on 127.0.0.1 (default: port + 1)"),
     host: str = typer.Option("127.0.0.1", "--host", help="public API address"),
@@ -70,12 +72,16 @@ def serve_cmd(
 
     if plan_file is not None:
         plan, kill = load_plan(plan_file), False
-        if phase is None:
-            raise CutoverError("--plan needs --phase", fix="name the phase to serve, e.g. --phase shadow")
+        if phase is None and flagd is None:
+            raise CutoverError(
+                "--plan needs --phase (or --flagd, whose flags name the phase)",
+                fix="name the phase to serve, e.g. --phase shadow",
+            )
     else:
         plan, cfg = common.project(project_dir, stack)
         phase, kill = phase or cfg.phase, cfg.killSwitch
-    plan.index(phase)
+    if phase is not None:
+        plan.index(phase)
     if background not in ("process", "thread"):
         raise CutoverError(f"--background {background!r}", fix="use process or thread")
     public_auth = load_auth(auth)
@@ -98,6 +104,7 @@ def serve_cmd(
         flag_source = f"flagd://{flagd}"
     elif flags_file is None:
         flags_file = data_dir / "flags.json"
+        assert phase is not None  # without --flagd a phase is given or the stack's
         flags_file.write_text(flagmod.dumps(flagmod.render_flags(plan, phase, stack, kill_switch=kill)))
         flag_source = flags_file
     else:
@@ -116,7 +123,7 @@ def serve_cmd(
     token, where = admin_token(data_dir)
     admin_port = admin_port or port + 1
     err.print(
-        f"cutover gateway: stack {stack}, phase {phase}, http://{host}:{port} (admin http://127.0.0.1:{admin_port}, "
+        f"cutover gateway: stack {stack}, phase {gw.phase}, http://{host}:{port} (admin http://127.0.0.1:{admin_port}, "
         f"token in {where}), auth {public_auth.describe()}, flags {flag_source}, data {data_dir}"
     )
     run(gw, host, port, admin_port, token, drain_s=drain_s, auth=public_auth)

@@ -12,7 +12,8 @@ Public (`--host`, default 127.0.0.1):
   Input limits (plan `gateway.max_*`): body, request line + headers, JSON nesting, X-Group length; integers
   are signed 64-bit, floats finite, strings valid Unicode; ids and namespaces match records.ID_PATTERN /
   NAMESPACE_PATTERN. Every violation is a 4xx naming the field.
-  Responses carry the answering path, whether it fell back, and the cohort (body and X-Cutover-* headers).
+  Responses carry the answering path, whether it fell back, and the cohort (body and X-Cutover-* headers),
+  and the phase of the flags that decided (X-Cutover-Phase; absent when the flags name none).
 
 Admin (always 127.0.0.1, bearer token):
   GET /admin/status · GET|POST /admin/faults · POST /admin/outbox/requeue
@@ -155,10 +156,12 @@ class _Answer(JSONResponse):
 
 
 def _answer(body: dict, info: dict, status: int = 200) -> JSONResponse:
+    phase = info.pop("phase", None)  # a header only: the phase of the flags that decided
     headers = {
         "X-Cutover-Path": info["path"],
         "X-Cutover-Cohort": info["cohort"],
         "X-Cutover-Fallback": "true" if info["fallback"] else "false",
+        **({"X-Cutover-Phase": phase} if phase else {}),
     }
     return _Answer({**body, **info}, status_code=status, headers=headers)
 

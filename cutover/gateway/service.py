@@ -69,6 +69,7 @@ class Decision:
     read_path: str
     write_mode: str
     kill: bool
+    phase: str | None = None  # the phase the flags that decided carry (their flag-set metadata)
 
 
 READ_PATHS = ("legacy", "shadow", "memoryos")
@@ -280,10 +281,12 @@ class FlagReader:
         }
         if not isinstance(kill.value, bool) or read.value not in READ_PATHS or write.value not in WRITE_ROUTES:
             raise ValueError(f"flag values out of range: {kill.value!r}, {read.value!r}, {write.value!r}")
+        phase = (read.flag_metadata or {}).get("phase")
+        phase = phase if isinstance(phase, str) and phase in self.plan.phase_names else None
         if kill.value:
-            return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True), variants
+            return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True, phase), variants
         cohort = read.variant if read.variant in ("control", "treatment") else "control"
-        return Decision(cohort, read.value, write.value, False), variants
+        return Decision(cohort, read.value, write.value, False, phase), variants
 
     def phase(self) -> str | None:
         """The phase the live flags carry (the flag set's metadata, as flagd hands it with every
@@ -414,7 +417,7 @@ class Gateway:
     def __init__(
         self,
         plan: Plan,
-        phase: str,
+        phase: str | None,
         stack: str,
         legacy,
         memoryos,
@@ -426,15 +429,12 @@ class Gateway:
     ):
         """background: the mirror worker and the shadow reads run in a child process (cutover.gateway.background)
         when the stores can be reopened there; False, or stores that cannot, keep them in threads."""
-        self.plan, self.phase, self.stack = plan, phase, stack
-        self.eff = plan.effective(phase)
+        self.plan, self.stack = plan, stack
         self.legacy, self.memoryos = FaultyStore(legacy), FaultyStore(memoryos)
         self.stores = {"legacy": self.legacy, "memoryos": self.memoryos}
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes etc., for soak runs
         self.metrics = GatewayMetrics(plan, self.registry)
-        self.metrics.phase_info.labels(phase=phase, stack=stack).set(1)
-        self._phase_shown = phase
         self.flags = FlagReader(
             plan,
             flags_path,
@@ -442,6 +442,11 @@ class Gateway:
             on_error=lambda r: self.metrics.flag_config_errors.labels(reason=r).inc(),
             work_dir=Path(data_dir),
         )
+        # phase None (a Deployment: no phase in its arguments): the phase the live flags carry
+        self.phase = phase or self.flags.phase() or plan.phase_names[0]
+        self.eff = plan.effective(self.phase)
+        self.metrics.phase_info.labels(phase=self.phase, stack=stack).set(1)
+        self._phase_shown = self.phase
         g = plan.gateway
         # One outbox per primary: inside a SQLite store's own file (the write and its mirror row commit
         # together), or a file of its own in data_dir for a remote store (enqueued before the write).
@@ -606,6 +611,7 @@ class Gateway:
             "path": WRITE_ROUTES[decision.write_mode][0],
             "fallback": False,
             "cohort": decision.cohort,
+            "phase": decision.phase,
             "write_mode": decision.write_mode,
         }
         put = lambda store, mirror_to: store.put(rec, auto_version, mirror_to=mirror_to)  # noqa: E731
@@ -624,7 +630,13 @@ class Gateway:
         return self._observed("remember", decision.cohort, info, write), info
 
     def recall(self, q: RecallQuery, decision: Decision) -> tuple[list[Record], dict]:
-        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "read_path": decision.read_path}
+        info = {
+            "path": "legacy",
+            "fallback": False,
+            "cohort": decision.cohort,
+            "phase": decision.phase,
+            "read_path": decision.read_path,
+        }
 
         def read() -> list[Record]:
             records = self._read("recall", decision, info, "recall", q)
@@ -635,13 +647,18 @@ class Gateway:
         return self._observed("recall", decision.cohort, info, read), info
 
     def get(self, namespace: str, id: str, decision: Decision) -> tuple[Record | None, dict]:
-        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort}
+        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "phase": decision.phase}
         return self._observed(
             "get", decision.cohort, info, lambda: self._read("get", decision, info, "get", namespace, id)
         ), info
 
     def delete(self, namespace: str, id: str, decision: Decision) -> tuple[bool, dict]:
-        info = {"path": WRITE_ROUTES[decision.write_mode][0], "fallback": False, "cohort": decision.cohort}
+        info = {
+            "path": WRITE_ROUTES[decision.write_mode][0],
+            "fallback": False,
+            "cohort": decision.cohort,
+            "phase": decision.phase,
+        }
         delete = lambda store, mirror_to: store.delete(namespace, id, mirror_to=mirror_to)  # noqa: E731
         found = self._observed(
             "delete", decision.cohort, info, lambda: self._primary(decision.write_mode, "delete", namespace, id, delete)

@@ -50,6 +50,7 @@ class Sample:
     open_fds: float | None = None  # soak probes: the gateway's open files
     outbox_depth: float | None = None  # soak probes: unmirrored writes
     wal_frames: float | None = None  # soak probes: frames in the gateway's SQLite write-ahead logs
+    phase: str | None = None  # the phase of the flags that answered (the gateway's X-Cutover-Phase)
 
 
 class SampleError(ValueError):
@@ -80,6 +81,7 @@ def load_samples(paths: Iterable[Path]) -> list[Sample]:
                             d.get("open_fds"),
                             d.get("outbox_depth"),
                             d.get("wal_frames"),
+                            d.get("phase"),
                         )
                     )
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -87,6 +89,16 @@ def load_samples(paths: Iterable[Path]) -> list[Sample]:
                         f"{path}:{n}: not a sample ({exc}); need ts, cohort, op, latency_ms, ok"
                     ) from None
     return out
+
+
+def samples_phase(samples: Iterable[Sample]) -> str:
+    """The one phase the samples were answered in (their X-Cutover-Phase); SampleError when they
+    carry none or several (the phase changed during the run: judge each part on its own)."""
+    phases = sorted({s.phase for s in samples if s.phase})
+    if len(phases) != 1:
+        found = f"phases {', '.join(phases)}" if phases else "no phase (a gateway before X-Cutover-Phase)"
+        raise SampleError(f"the samples carry {found}")
+    return phases[0]
 
 
 @dataclass

@@ -4,7 +4,8 @@ Many agents (targeting keys, sent as X-Agent-Id) write and recall memories in sh
 namespaces, with text from a generated corpus; recall queries hit (corpus words) or miss (words
 that never occur). Every request becomes one JSON line in the samples file:
 ts, cohort (read from the gateway's X-Cutover-Cohort header, so the split is the real one), agent, op,
-latency_ms, ok, status, and for recall the returned ids and a query key.
+latency_ms, ok, status, phase (X-Cutover-Phase: the phase of the flags that answered), and for
+recall the returned ids and a query key.
 
 Options (after the locustfile's own): --samples PATH, --agents N, --namespaces N, --miss-share X,
 --recall-share X. Loopback by default; runs are bounded by Locust's --run-time.
@@ -113,6 +114,12 @@ def _record(request_type, name, response_time, response_length, response=None, c
         "status": status,
         "cohort": (response.headers.get("X-Cutover-Cohort") if response is not None else None) or "unknown",
     }
+    phase = response.headers.get("X-Cutover-Phase") if response is not None else None
+    if phase:
+        sample["phase"] = phase
+    phase = response.headers.get("X-Cutover-Phase") if response is not None else None
+    if phase:
+        sample["phase"] = phase
     if ctx["op"] == "recall":
         sample["query"] = ctx["query"]
         try:

@@ -9,22 +9,23 @@ FEATURE_FLAG_API = "core.openfeature.dev/v1beta1"
 PROMETHEUS_RULE_API = "monitoring.coreos.com/v1"
 
 
-def labels(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict[str, str]:
-    """The stack's labels plus cutover's own; cutover's win on conflict."""
+def labels(plan: Plan, stack: str, cfg: StackConfig) -> dict[str, str]:
+    """The stack's labels plus cutover's own; cutover's win on conflict. No phase: a phase step
+    changes only the objects whose content depends on the phase (the FeatureFlag, which carries a
+    `cutover.io/phase` label, and the PrometheusRule), never a workload or a dashboard."""
     return {
         **cfg.labels,
         "app.kubernetes.io/managed-by": "cutover",
         "cutover.io/plan": plan.name,
         "cutover.io/stack": stack,
-        "cutover.io/phase": phase,
     }
 
 
-def metadata(name: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, **extra_labels: str) -> dict:
+def metadata(name: str, plan: Plan, stack: str, cfg: StackConfig, **extra_labels: str) -> dict:
     return {
         "name": name,
         "namespace": cfg.namespace,
-        "labels": {**labels(plan, stack, cfg, phase), **extra_labels},
+        "labels": {**labels(plan, stack, cfg), **extra_labels},
         "annotations": {"cutover.io/plan-digest": plan.digest()},
     }
 
@@ -35,7 +36,7 @@ def feature_flag(plan: Plan, stack: str, cfg: StackConfig, phase: str, flags_doc
     return {
         "apiVersion": FEATURE_FLAG_API,
         "kind": "FeatureFlag",
-        "metadata": metadata(f"{plan.name}-flags", plan, stack, cfg, phase),
+        "metadata": metadata(f"{plan.name}-flags", plan, stack, cfg, **{"cutover.io/phase": phase}),
         "spec": {"flagSpec": spec},
     }
 
@@ -45,14 +46,14 @@ def prometheus_rule(plan: Plan, stack: str, cfg: StackConfig, phase: str, rules:
     return {
         "apiVersion": PROMETHEUS_RULE_API,
         "kind": "PrometheusRule",
-        "metadata": metadata(f"{plan.name}-rules", plan, stack, cfg, phase, release=cfg.release),
+        "metadata": metadata(f"{plan.name}-rules", plan, stack, cfg, release=cfg.release),
         "spec": rules,
     }
 
 
-def dashboard_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str, slug: str, text: str) -> dict:
+def dashboard_config_map(plan: Plan, stack: str, cfg: StackConfig, slug: str, text: str) -> dict:
     """A dashboard for the Grafana sidecar: label grafana_dashboard=1, folder by annotation."""
-    meta = metadata(f"{plan.name}-dashboard-{slug}", plan, stack, cfg, phase, grafana_dashboard="1")
+    meta = metadata(f"{plan.name}-dashboard-{slug}", plan, stack, cfg, grafana_dashboard="1")
     meta["annotations"]["grafana_folder"] = cfg.grafanaFolder
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {f"{slug}.json": text}}
 

@@ -69,11 +69,8 @@ def render(
     objects = [
         manifests.feature_flag(plan, stack, cfg, phase, flag_doc),
         manifests.prometheus_rule(plan, stack, cfg, phase, rules),
-        *(
-            manifests.dashboard_config_map(plan, stack, cfg, phase, slug, dashboards.dumps(b))
-            for slug, b in boards.items()
-        ),
-        *workloads.build(plan, stack, cfg, phase),
+        *(manifests.dashboard_config_map(plan, stack, cfg, slug, dashboards.dumps(b)) for slug, b in boards.items()),
+        *workloads.build(plan, stack, cfg),
     ]
     return Rendering(
         stack=stack,
@@ -84,7 +81,7 @@ def render(
         rule_tests=ruletests.build_rule_tests(plan, phase, rules),
         dashboards=boards,
         manifests=objects,
-        secrets=workloads.secrets(plan, stack, cfg, phase),
+        secrets=workloads.secrets(plan, stack, cfg),
         plan_digest=plan.digest(),
         alertmanager=workloads.alertmanager_snippet(plan, stack, cfg) if cfg.controller.enabled else None,
     )

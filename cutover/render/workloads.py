@@ -58,9 +58,9 @@ def names(plan: Plan) -> dict[str, str]:
     }
 
 
-def _meta(name: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str, **extra: str) -> dict:
+def _meta(name: str, plan: Plan, stack: str, cfg: StackConfig, component: str, **extra: str) -> dict:
     """Objects carry their pods' selector labels too (a ServiceMonitor finds the Service by them)."""
-    return metadata(name, plan, stack, cfg, phase, **_selector(plan, stack, component), **extra)
+    return metadata(name, plan, stack, cfg, **_selector(plan, stack, component), **extra)
 
 
 def _selector(plan: Plan, stack: str, component: str) -> dict[str, str]:
@@ -72,8 +72,8 @@ def _selector(plan: Plan, stack: str, component: str) -> dict[str, str]:
     }
 
 
-def _pod_labels(plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str) -> dict[str, str]:
-    return {**stack_labels(plan, stack, cfg, phase), **_selector(plan, stack, component)}
+def _pod_labels(plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict[str, str]:
+    return {**stack_labels(plan, stack, cfg), **_selector(plan, stack, component)}
 
 
 def _resources(r: Resources) -> dict:
@@ -121,13 +121,13 @@ def gateway_url(plan: Plan, cfg: StackConfig) -> str:
 # -- shared -----------------------------------------------------------------------------------------
 
 
-def plan_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def plan_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """The effective plan, mounted where `cutover analyze --file` and `cutover serve` read it."""
     text = yaml.safe_dump(plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(names(plan)["plan"], plan, stack, cfg, phase, "plan"),
+        "metadata": _meta(names(plan)["plan"], plan, stack, cfg, "plan"),
         "data": {"rollout.yaml": text},
     }
 
@@ -135,13 +135,13 @@ def plan_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dic
 # -- the gateway ------------------------------------------------------------------------------------
 
 
-def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """Tells the OpenFeature Operator to inject a flagd sidecar fed by this stack's FeatureFlag."""
     n = names(plan)
     return {
         "apiVersion": FEATURE_FLAG_SOURCE_API,
         "kind": "FeatureFlagSource",
-        "metadata": _meta(n["flagsource"], plan, stack, cfg, phase, "gateway"),
+        "metadata": _meta(n["flagsource"], plan, stack, cfg, "gateway"),
         "spec": {
             "sources": [{"source": f"{cfg.namespace}/{n['flags']}", "provider": "kubernetes"}],
             "port": cfg.gateway.flagdPort,
@@ -150,19 +150,19 @@ def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig, phase: str) ->
     }
 
 
-def admin_secret(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def admin_secret(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
     secret config value; `cutover render` never writes it."""
-    return _secret(names(plan)["admin"], SECRET_CONFIG_KEY, plan, stack, cfg, phase, "gateway")
+    return _secret(names(plan)["admin"], SECRET_CONFIG_KEY, plan, stack, cfg, "gateway")
 
 
-def _secret(name: str, config_key: str, plan: Plan, stack: str, cfg: StackConfig, phase: str, component: str) -> dict:
-    meta = _meta(name, plan, stack, cfg, phase, component)
+def _secret(name: str, config_key: str, plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict:
+    meta = _meta(name, plan, stack, cfg, component)
     meta["annotations"][SECRET_CONFIG_ANNOTATION] = config_key
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
 
 
-def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     g, n = cfg.gateway, names(plan)
     plan_vol, plan_mount = _plan_volume(plan)
     command = [
@@ -170,8 +170,6 @@ def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> 
         "serve",
         "--stack",
         stack,
-        "--phase",
-        phase,
         "--host",
         "0.0.0.0",
         "--port",
@@ -205,14 +203,14 @@ def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> 
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(n["gateway"], plan, stack, cfg, phase, "gateway"),
+        "metadata": _meta(n["gateway"], plan, stack, cfg, "gateway"),
         "spec": {
             "replicas": g.replicas,
             "selector": {"matchLabels": _selector(plan, stack, "gateway")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
-                    "labels": _pod_labels(plan, stack, cfg, phase, "gateway"),
+                    "labels": _pod_labels(plan, stack, cfg, "gateway"),
                     "annotations": {
                         "openfeature.dev/enabled": "true",
                         "openfeature.dev/featureflagsource": n["flagsource"],
@@ -230,11 +228,11 @@ def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> 
     }
 
 
-def gateway_service(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def gateway_service(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway"),
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
         "spec": {
             "selector": _selector(plan, stack, "gateway"),
             "ports": [{"name": "http", "port": cfg.gateway.port, "targetPort": "http", "protocol": "TCP"}],
@@ -242,11 +240,11 @@ def gateway_service(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dic
     }
 
 
-def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway"),
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
         "spec": {
             "minAvailable": cfg.gateway.minAvailable,
             "selector": {"matchLabels": _selector(plan, stack, "gateway")},
@@ -254,12 +252,12 @@ def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
     }
 
 
-def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """Scraped by the stack's kube-prometheus-stack release (it selects ServiceMonitors by `release`)."""
     return {
         "apiVersion": SERVICE_MONITOR_API,
         "kind": "ServiceMonitor",
-        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, phase, "gateway", release=cfg.release),
+        "metadata": _meta(names(plan)["gateway"], plan, stack, cfg, "gateway", release=cfg.release),
         "spec": {
             "selector": {"matchLabels": _selector(plan, stack, "gateway")},
             "namespaceSelector": {"matchNames": [cfg.namespace]},
@@ -278,17 +276,17 @@ def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig, phase: str
 # -- distributed Locust -----------------------------------------------------------------------------
 
 
-def locustfiles_config_map(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def locustfiles_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     data = {f: (loadtests_dir() / f).read_text(encoding="utf-8") for f in LOCUSTFILES}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(names(plan)["locustfiles"], plan, stack, cfg, phase, "loadtest"),
+        "metadata": _meta(names(plan)["locustfiles"], plan, stack, cfg, "loadtest"),
         "data": data,
     }
 
 
-def results_claim(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def results_claim(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """One volume for load-test results and nightly verdicts: workers write samples, analyze reads them."""
     lt = cfg.loadtest
     spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
@@ -297,7 +295,7 @@ def results_claim(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(names(plan)["results"], plan, stack, cfg, phase, "loadtest"),
+        "metadata": _meta(names(plan)["results"], plan, stack, cfg, "loadtest"),
         "spec": spec,
     }
 
@@ -323,7 +321,7 @@ def loadtest_run_dir(cfg: StackConfig) -> str:
     return f"/results/runs/{cfg.loadtest.scenario}-{cfg.loadtest.runId}"
 
 
-def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     """The master runs one headless run per `runId` (bounded by `runTime`), then judges it and idles,
     so a restart never repeats a finished run; change `runId` to start another."""
     lt, n = cfg.loadtest, names(plan)
@@ -347,8 +345,6 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[
     analyze = [
         "cutover",
         "analyze",
-        "--phase",
-        phase,
         "--stack",
         stack,
         "--kind",
@@ -383,14 +379,14 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(n["master"], plan, stack, cfg, phase, "locust-master"),
+        "metadata": _meta(n["master"], plan, stack, cfg, "locust-master"),
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": sel},
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": {
-                    "labels": _pod_labels(plan, stack, cfg, phase, "locust-master"),
+                    "labels": _pod_labels(plan, stack, cfg, "locust-master"),
                     "annotations": {"cutover.io/run-id": lt.runId},
                 },
                 "spec": {"containers": [container], "volumes": vols},
@@ -400,7 +396,7 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(n["master"], plan, stack, cfg, phase, "locust-master"),
+        "metadata": _meta(n["master"], plan, stack, cfg, "locust-master"),
         "spec": {
             "selector": sel,
             "ports": [{"name": "locust", "port": 5557, "targetPort": "locust", "protocol": "TCP"}],
@@ -409,7 +405,7 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[
     return [deployment, service]
 
 
-def locust_workers(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def locust_workers(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     lt, n = cfg.loadtest, names(plan)
     run = loadtest_run_dir(cfg)
     command = [
@@ -427,13 +423,13 @@ def locust_workers(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(n["worker"], plan, stack, cfg, phase, "locust-worker"),
+        "metadata": _meta(n["worker"], plan, stack, cfg, "locust-worker"),
         "spec": {
             "replicas": lt.workers,
             "selector": {"matchLabels": _selector(plan, stack, "locust-worker")},
             "template": {
                 "metadata": {
-                    "labels": _pod_labels(plan, stack, cfg, phase, "locust-worker"),
+                    "labels": _pod_labels(plan, stack, cfg, "locust-worker"),
                     "annotations": {"cutover.io/run-id": lt.runId},
                 },
                 "spec": {"containers": [container], "volumes": vols},
@@ -445,7 +441,7 @@ def locust_workers(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict
 # -- nightly comparison -----------------------------------------------------------------------------
 
 
-def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """Each night: the canary scenario headless against the gateway, then the judge; every night's
     samples, verdict.json and report stay under /results/nightly/<UTC date>."""
     nt, n = cfg.nightly, names(plan)
@@ -464,7 +460,7 @@ def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> di
         "--processes",
         str(nt.processes),
     ]
-    analyze = ["cutover", "analyze", "--phase", phase, "--stack", stack, "--file", f"{PLAN_DIR}/rollout.yaml"]
+    analyze = ["cutover", "analyze", "--stack", stack, "--file", f"{PLAN_DIR}/rollout.yaml"]
     command = _sh(
         f'night="{night}"',
         'mkdir -p "$night"',
@@ -479,7 +475,7 @@ def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> di
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": _meta(n["nightly"], plan, stack, cfg, phase, "nightly"),
+        "metadata": _meta(n["nightly"], plan, stack, cfg, "nightly"),
         "spec": {
             "schedule": nt.schedule,
             "timeZone": nt.timeZone,
@@ -490,7 +486,7 @@ def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> di
                 "spec": {
                     "backoffLimit": 0,
                     "template": {
-                        "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "nightly")},
+                        "metadata": {"labels": _pod_labels(plan, stack, cfg, "nightly")},
                         "spec": {"restartPolicy": "Never", "containers": [container], "volumes": vols},
                     },
                 }
@@ -509,7 +505,7 @@ def _data_volume(cfg: StackConfig) -> tuple[dict, dict]:
     )
 
 
-def migration_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def migration_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """An Indexed Job: pod i of n migrates the namespaces whose hash mod n is i (`--shard i/n`)."""
     m, n = cfg.migration, names(plan)
     migrate = ["cutover", "migrate", "--from", m.source, "--to", m.target, "--batch", str(m.batch)]
@@ -523,7 +519,7 @@ def migration_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(n["migrate"], plan, stack, cfg, phase, "migration"),
+        "metadata": _meta(n["migrate"], plan, stack, cfg, "migration"),
         "spec": {
             "completionMode": "Indexed",
             "completions": m.shards,
@@ -531,14 +527,14 @@ def migration_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
             "backoffLimitPerIndex": m.backoffLimit,
             "maxFailedIndexes": 0,
             "template": {
-                "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "migration")},
+                "metadata": {"labels": _pod_labels(plan, stack, cfg, "migration")},
                 "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
             },
         },
     }
 
 
-def reconcile_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def reconcile_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """After every shard: per namespace and tier, counts and checksums; the Job fails without parity."""
     m, n = cfg.migration, names(plan)
     reconcile = ["cutover", "reconcile", "--source", m.source, "--target", m.target, "--report", "/data/reconcile"]
@@ -547,40 +543,40 @@ def reconcile_job(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(n["reconcile"], plan, stack, cfg, phase, "migration"),
+        "metadata": _meta(n["reconcile"], plan, stack, cfg, "migration"),
         "spec": {
             "backoffLimit": 1,
             "template": {
-                "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "reconcile")},
+                "metadata": {"labels": _pod_labels(plan, stack, cfg, "reconcile")},
                 "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
             },
         },
     }
 
 
-def build(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+def build(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     """Every scale-out object this stack enables (none when all parts are off)."""
     objs: list[dict] = []
     if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.controller.enabled:
-        objs.append(plan_config_map(plan, stack, cfg, phase))
+        objs.append(plan_config_map(plan, stack, cfg))
     if cfg.gateway.enabled:
         objs += [
-            feature_flag_source(plan, stack, cfg, phase),
-            gateway_deployment(plan, stack, cfg, phase),
-            gateway_service(plan, stack, cfg, phase),
-            gateway_pdb(plan, stack, cfg, phase),
-            gateway_service_monitor(plan, stack, cfg, phase),
+            feature_flag_source(plan, stack, cfg),
+            gateway_deployment(plan, stack, cfg),
+            gateway_service(plan, stack, cfg),
+            gateway_pdb(plan, stack, cfg),
+            gateway_service_monitor(plan, stack, cfg),
         ]
     if cfg.loadtest.enabled or cfg.nightly.enabled:
-        objs += [locustfiles_config_map(plan, stack, cfg, phase), results_claim(plan, stack, cfg, phase)]
+        objs += [locustfiles_config_map(plan, stack, cfg), results_claim(plan, stack, cfg)]
     if cfg.loadtest.enabled:
-        objs += [*locust_master(plan, stack, cfg, phase), locust_workers(plan, stack, cfg, phase)]
+        objs += [*locust_master(plan, stack, cfg), locust_workers(plan, stack, cfg)]
     if cfg.nightly.enabled:
-        objs.append(nightly_cron_job(plan, stack, cfg, phase))
+        objs.append(nightly_cron_job(plan, stack, cfg))
     if cfg.migration.enabled:
-        objs += [migration_job(plan, stack, cfg, phase), reconcile_job(plan, stack, cfg, phase)]
+        objs += [migration_job(plan, stack, cfg), reconcile_job(plan, stack, cfg)]
     if cfg.controller.enabled:
-        objs += controller_objects(plan, stack, cfg, phase)
+        objs += controller_objects(plan, stack, cfg)
     for obj in objs:
         pod = pod_spec(obj)
         if pod is not None:  # volumes written by uid 10001: the results and data volumes, the outbox
@@ -596,12 +592,12 @@ def pod_spec(obj: dict) -> dict | None:
     return spec.get("template", {}).get("spec") if obj["kind"] in ("Deployment", "Job", "CronJob") else None
 
 
-def secrets(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+def secrets(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     """Secrets whose values only Pulumi holds (filled by the program from the secret config value
     their annotation names, never rendered); each holds its value under the key `token`."""
-    out = [admin_secret(plan, stack, cfg, phase)] if cfg.gateway.enabled else []
+    out = [admin_secret(plan, stack, cfg)] if cfg.gateway.enabled else []
     if cfg.controller.enabled:
-        out.append(_secret(names(plan)["webhook"], WEBHOOK_CONFIG_KEY, plan, stack, cfg, phase, "controller"))
+        out.append(_secret(names(plan)["webhook"], WEBHOOK_CONFIG_KEY, plan, stack, cfg, "controller"))
     return out
 
 
@@ -612,11 +608,11 @@ def controller_url(plan: Plan, cfg: StackConfig) -> str:
     return f"http://{names(plan)['controller']}.{cfg.namespace}.svc:{cfg.controller.port}/alertmanager"
 
 
-def controller_objects(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> list[dict]:
+def controller_objects(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     """`cutover controller` in the cluster: it patches only the stack's FeatureFlag (its Role names
     that one object), and Alertmanager reaches it through the AlertmanagerConfig below."""
     c, n = cfg.controller, names(plan)
-    meta = lambda name: _meta(name, plan, stack, cfg, phase, "controller")  # noqa: E731
+    meta = lambda name: _meta(name, plan, stack, cfg, "controller")  # noqa: E731
     plan_vol, plan_mount = _plan_volume(plan)
     command = [
         "cutover", "controller", "--stack", stack, "--plan", f"{PLAN_DIR}/rollout.yaml",
@@ -651,7 +647,7 @@ def controller_objects(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> 
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": sel},
                 "template": {
-                    "metadata": {"labels": _pod_labels(plan, stack, cfg, phase, "controller")},
+                    "metadata": {"labels": _pod_labels(plan, stack, cfg, "controller")},
                     "spec": {
                         "serviceAccountName": n["controller"],
                         "containers": [container],
@@ -666,15 +662,15 @@ def controller_objects(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> 
             "spec": {"selector": sel,
                      "ports": [{"name": "http", "port": c.port, "targetPort": "http", "protocol": "TCP"}]},
         },
-        alertmanager_config(plan, stack, cfg, phase),
+        alertmanager_config(plan, stack, cfg),
     ]  # fmt: skip
 
 
-def alertmanager_config(plan: Plan, stack: str, cfg: StackConfig, phase: str) -> dict:
+def alertmanager_config(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     """The route of the rollback-labelled abort alerts to the controller, for an Alertmanager run by
     the prometheus-operator (labelled for the stack's kube-prometheus-stack release)."""
     c, n = cfg.controller, names(plan)
-    meta = _meta(n["controller"], plan, stack, cfg, phase, "controller", release=cfg.release)
+    meta = _meta(n["controller"], plan, stack, cfg, "controller", release=cfg.release)
     return {
         "apiVersion": ALERTMANAGER_CONFIG_API, "kind": "AlertmanagerConfig", "metadata": meta,
         "spec": {
