@@ -268,7 +268,10 @@ go_build() {
   local dest="$CACHE/$engine-$version" src="$MODULES/$module"
   local bin="$dest/bin/$out" log="$dest/build.log" stamp="$dest/.stamp"
   local key t0 t1
-  key=$(stamp_key "$src/go.mod" "$src/go.sum" "$src"/*.go "$pkg" "$ldflags" "$tags" "$prehook")
+  # files in subdirectories: local modules the module's go.mod replaces (modules/flagd/operator-api)
+  local -a subfiles
+  mapfile -t subfiles < <(find "$src" -mindepth 2 -type f | LC_ALL=C sort)
+  key=$(stamp_key "$src/go.mod" "$src/go.sum" "$src"/*.go "${subfiles[@]}" "$pkg" "$ldflags" "$tags" "$prehook")
   lock_engine "$engine-$version"
   if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && version_ok "$bin" "$vcmd" "$vwant"; then
     say "==> $engine $version: already built ($bin), 0 s, $(disk "$dest")"
@@ -287,6 +290,7 @@ go_build() {
   mkdir -p "$dest/bin"
   local work="$CACHE/.build/$engine.$$"
   rm -rf "$work" && mkdir -p "$work" && cp "$src"/go.mod "$src"/go.sum "$src"/*.go "$work"/
+  find "$src" -mindepth 1 -maxdepth 1 -type d -exec cp -r {} "$work"/ \;
   t0=$(now)
   # (set -e does not apply here: go_build runs on the left of ||)
   (
@@ -508,7 +512,7 @@ engine_flagd() {
   # served by the module proxy here; modules/flagd is a flagd-compatible
   # daemon on the served github.com/open-feature/flagd/core (same release).
   go_build flagd "$FLAGD_VERSION" flagd cutover.local/engines/flagd flagd \
-    version "flagd version $FLAGD_VERSION" "-s -w -X main.version=$FLAGD_VERSION" grpcnotrace
+    version "flagd version $FLAGD_VERSION (cutover build on github.com/open-feature/flagd/core v$FLAGD_VERSION; sync: file, kubernetes)" "-s -w -X main.version=$FLAGD_VERSION" grpcnotrace
 }
 
 # ---- a bundle from the cache, and clean ----------------------------------------------

@@ -12,6 +12,7 @@
 //
 //	flagd start --uri file:flags.json [--uri ...] [--port 8013]
 //	            [--ofrep-port 8016] [--management-port 8014]
+//	flagd start --uri core.openfeature.dev/NAMESPACE/NAME   (a FeatureFlag)
 //	flagd version
 //
 // Port 8013 serves gRPC flagd.evaluation.v1.Service (ResolveBoolean, ...,
@@ -21,9 +22,13 @@
 // 8016 serves OFREP (POST /ofrep/v1/evaluate/flags[/{key}]); 8014 serves
 // /healthz and /readyz (ready once every source has synced).
 //
-// Flag files are watched and reloaded (EventStream then sends
-// configuration_change). Not implemented: the connect/gRPC-web protocols on
-// 8013, the sync service (8015), HTTP/gRPC/k8s/blob sources, TLS, metrics.
+// Sources are upstream's sync providers from flagd/core: flag files are
+// watched and reloaded (file sync), and a FeatureFlag object is watched in
+// the API server (flagd/core's Kubernetes sync, what the OpenFeature
+// Operator's flagd sidecar runs; credentials from $KUBECONFIG, else the
+// pod's service account). On every change EventStream sends
+// configuration_change. Not implemented: the connect/gRPC-web protocols on
+// 8013, the sync service (8015), HTTP/gRPC/blob sources, TLS, metrics.
 package main
 
 import (
@@ -52,13 +57,20 @@ import (
 	"github.com/open-feature/flagd/core/pkg/store"
 	isync "github.com/open-feature/flagd/core/pkg/sync"
 	"github.com/open-feature/flagd/core/pkg/sync/file"
+	"github.com/open-feature/flagd/core/pkg/sync/kubernetes"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
+
+// crdPrefix marks a FeatureFlag source, as in upstream flagd's --uri.
+const crdPrefix = "core.openfeature.dev/"
 
 // version is stamped by engines.sh (-X main.version=...): the flagd/core release.
 var version = "dev"
@@ -74,7 +86,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "version", "--version", "-v":
-		fmt.Printf("flagd version %s (cutover build on github.com/open-feature/flagd/core v%s)\n", version, version)
+		fmt.Printf("flagd version %s (cutover build on github.com/open-feature/flagd/core v%s; sync: file, kubernetes)\n", version, version)
 	case "start":
 		if err := start(os.Args[2:]); err != nil {
 			fmt.Fprintf(os.Stderr, "flagd: %v\n", err)
@@ -86,7 +98,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: flagd start --uri file:PATH [--uri ...] [--port 8013] [--ofrep-port 8016] [--management-port 8014]\n       flagd version")
+	fmt.Fprintln(os.Stderr, "usage: flagd start --uri file:PATH|core.openfeature.dev/NAMESPACE/NAME [--uri ...] [--port 8013] [--ofrep-port 8016] [--management-port 8014]\n       flagd version")
 	os.Exit(2)
 }
 
@@ -102,7 +114,7 @@ type server struct {
 func start(args []string) error {
 	fs := flag.NewFlagSet("flagd start", flag.ExitOnError)
 	var sources uris
-	fs.Var(&sources, "uri", "flag source: file:PATH or PATH (repeatable)")
+	fs.Var(&sources, "uri", "flag source: file:PATH, PATH or core.openfeature.dev/NAMESPACE/NAME (repeatable)")
 	fs.Var(&sources, "f", "shorthand for --uri")
 	port := fs.Int("port", 8013, "gRPC evaluation port")
 	fs.IntVar(port, "p", 8013, "shorthand for --port")
@@ -128,18 +140,28 @@ func start(args []string) error {
 	}
 	log := logger.NewLogger(zl, false)
 
-	paths := make([]string, len(sources))
+	// one sync provider a source, named as flagd/core's syncs name their data (the store's source key)
+	syncs := make([]isync.ISync, len(sources))
+	names := make([]string, len(sources))
+	var dyn dynamic.Interface
 	for i, s := range sources {
 		switch {
-		case strings.HasPrefix(s, "file:"):
-			paths[i] = strings.TrimPrefix(s, "file:")
-		case strings.Contains(s, "://"):
-			return fmt.Errorf("source %q: only file sources are supported by this build", s)
+		case strings.HasPrefix(s, crdPrefix):
+			if dyn == nil {
+				if dyn, err = kubeClient(); err != nil {
+					return fmt.Errorf("source %q: %w", s, err)
+				}
+			}
+			names[i] = strings.TrimPrefix(s, crdPrefix)
+			syncs[i] = kubernetes.NewK8sSync(log.WithFields(zap.String("component", "sync"), zap.String("sync", "kubernetes")), names[i], dyn)
+		case strings.HasPrefix(s, "file:") || !strings.Contains(s, "://"):
+			names[i] = strings.TrimPrefix(s, "file:")
+			syncs[i] = file.NewFileSync(names[i], file.FSNOTIFY, log.WithFields(zap.String("component", "sync"), zap.String("sync", "file")))
 		default:
-			paths[i] = s
+			return fmt.Errorf("source %q: this build reads file:PATH and core.openfeature.dev/NAMESPACE/NAME sources", s)
 		}
 	}
-	st, err := store.NewStore(log, paths)
+	st, err := store.NewStore(log, names)
 	if err != nil {
 		return fmt.Errorf("creating flag store: %w", err)
 	}
@@ -149,18 +171,24 @@ func start(args []string) error {
 	defer cancel()
 
 	data := make(chan isync.DataSync, 8)
-	for _, p := range paths {
-		s := file.NewFileSync(p, file.FSNOTIFY, log.WithFields(zap.String("component", "sync"), zap.String("sync", "file")))
+	for i, s := range syncs {
 		if err := s.Init(ctx); err != nil {
-			return fmt.Errorf("source %s: %w", p, err)
+			return fmt.Errorf("source %s: %w", sources[i], err)
 		}
+		name := sources[i]
 		go func() {
-			if err := s.Sync(ctx, data); err != nil && ctx.Err() == nil {
-				log.Error(fmt.Sprintf("sync of %s stopped: %v", p, err))
+			for ctx.Err() == nil { // a sync that stops (the API server unreachable at start) is started again
+				if err := s.Sync(ctx, data); err != nil && ctx.Err() == nil {
+					log.Error(fmt.Sprintf("sync of %s stopped: %v; retrying in 2 s", name, err))
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
 			}
 		}()
 	}
-	go srv.apply(ctx, data, len(paths))
+	go srv.apply(ctx, data, len(syncs))
 
 	gs := grpc.NewServer()
 	evalgrpc.RegisterServiceServer(gs, srv)
@@ -216,6 +244,23 @@ func start(args []string) error {
 	}
 	gs.GracefulStop()
 	return nil
+}
+
+// kubeClient is a dynamic client from $KUBECONFIG (or ~/.kube/config), else the in-cluster
+// service account, as upstream flagd's Kubernetes sync builder does.
+func kubeClient() (dynamic.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" && os.Getenv("KUBECONFIG") == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes credentials: %w", err)
+	}
+	return dynamic.NewForConfig(cfg)
 }
 
 // apply feeds synced flag data to the evaluator and tells EventStream clients.
