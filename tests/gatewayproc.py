@@ -32,7 +32,8 @@ def project_copy(tmp: Path, **plan_changes) -> Path:
 
 
 class GatewayProcess:
-    def __init__(self, project: Path, data: Path, phase: str, stack: str = "staging", flag_poll_ms: int = 200):
+    def __init__(self, project: Path, data: Path, phase: str | None, stack: str = "staging", flag_poll_ms: int = 200):
+        """phase None: as the Deployment runs it (`--plan`, no `--phase`: the live flags name the phase)."""
         self.project, self.data, self.phase, self.stack, self.poll = project, data, phase, stack, flag_poll_ms
         self.port, self.admin_port = free_port(), free_port()
         self.proc: subprocess.Popen | None = None
@@ -49,8 +50,7 @@ class GatewayProcess:
             "serve",
             "--stack",
             self.stack,
-            "--phase",
-            self.phase,
+            *(["--phase", self.phase] if self.phase else ["--plan", str(self.project / "rollout.yaml")]),
             "--port",
             str(self.port),
             "--admin-port",

@@ -1,5 +1,5 @@
 """A throwaway Kubernetes control plane for tests: etcd + kube-apiserver
-(+ kube-controller-manager's garbage collector and namespace controllers).
+(+ kube-controller-manager's garbage collector, namespace and PVC protection controllers).
 
 Self-contained (standard library; ``cryptography`` or the ``openssl`` CLI for
 the certificates; PyYAML if installed, for reading manifests). No kubelet, no
@@ -244,7 +244,15 @@ def load_manifests(text: str) -> list[dict]:
     try:
         import yaml  # PyYAML
 
-        return [doc for doc in yaml.safe_load_all(text) if doc]
+        class Loader(yaml.SafeLoader):
+            """YAML 1.2 as Kubernetes reads it: a bare `=` is a string (PyYAML's YAML 1.1 `value` tag
+            would refuse the AlertmanagerConfig CRD's matchType enum)."""
+
+        Loader.yaml_implicit_resolvers = {
+            first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:value"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        return [doc for doc in yaml.load_all(text, Loader=Loader) if doc]
     except ImportError:
         pass
     docs = []
@@ -440,7 +448,8 @@ class KubeCluster:
                 "--kubeconfig",
                 self.kubeconfig,
                 "--controllers",
-                "garbage-collector-controller,namespace-controller",
+                # + the PVC protection controller: it lifts a deleted claim's finalizer (no pod uses it)
+                "garbage-collector-controller,namespace-controller,persistentvolumeclaim-protection-controller",
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",

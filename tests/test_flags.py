@@ -36,7 +36,13 @@ def test_every_phase_renders_a_valid_flagd_flag_set(plan, kill):
         doc = render_flags(plan, phase, "staging", kill_switch=kill)
         errors = sorted(validator.iter_errors(doc), key=str)
         assert not errors, f"{phase}: {errors[0].message}"
-        assert set(doc["flags"]) == {"memory-read-path", "memory-write-mode", "memory-kill-switch"}
+        assert set(doc["flags"]) == {
+            "memory-read-path",
+            "memory-write-mode",
+            "memory-kill-switch",
+            "memory-rollout-phase",
+        }
+        assert doc["flags"]["memory-rollout-phase"]["defaultVariant"] == phase
 
 
 def test_treatment_share_matches_the_plan_within_one_point_and_ramp_is_monotone(plan, evaluate):

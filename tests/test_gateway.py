@@ -318,41 +318,6 @@ def test_admin_api_needs_the_token(tmp_path):
         assert g.admin("nope").get("/admin/status").status_code == 401
 
 
-def test_flags_from_a_flagd_daemon_over_rpc_and_a_flip_reaches_the_gateway(tmp_path):
-    """`--flagd HOST:PORT` (the OpenFeature Operator's sidecar on Kubernetes): the split and a kill
-    switch flip arrive over flagd's gRPC protocol and its event stream."""
-    from .flagd_rpc import FlagdStandIn
-    from .promstack import free_port
-
-    project = project_copy(tmp_path)
-    plan = load_plan(project / "rollout.yaml")
-    flag_file = tmp_path / "flags.json"
-    flag_file.write_text(json.dumps(render_flags(plan, "ramp-50", "staging")))
-    port = free_port()
-    flagd = FlagdStandIn(flag_file, port)
-    data = tmp_path / "data"
-    data.mkdir()
-    g = GatewayProcess(project, data, "ramp-50")
-    try:
-        g.start(None, "--flagd", f"127.0.0.1:{port}")
-        cohorts = {
-            g.client(f"agent-{i}").post("/v1/recall", json={"namespace": "n"}).headers["X-Cutover-Cohort"]
-            for i in range(60)
-        }
-        assert cohorts == {"control", "treatment"}
-        assert g.status()["flags"]["file"] == f"flagd://127.0.0.1:{port}"
-        flag_file.write_text(json.dumps(render_flags(plan, "ramp-50", "staging", kill_switch=True)))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not g.status()["flags"]["kill_switch"]:
-            time.sleep(0.1)
-        assert g.status()["flags"]["kill_switch"] is True
-        paths = {g.client(f"agent-{i}").post("/v1/recall", json={"namespace": "n"}).json()["path"] for i in range(60)}
-        assert paths == {"legacy"}
-    finally:
-        g.stop()
-        flagd.stop()
-
-
 def test_dead_letters_of_an_outage_are_counted_and_cleared_by_the_repair(tmp_path):
     """Shadow phase: mirrored writes are built by the policy (a plain reconcile, tiers compared, says
     parity); copies given up during a MemoryOS outage show in status and the metric; after recovery

@@ -281,20 +281,26 @@ class FlagReader:
         }
         if not isinstance(kill.value, bool) or read.value not in READ_PATHS or write.value not in WRITE_ROUTES:
             raise ValueError(f"flag values out of range: {kill.value!r}, {read.value!r}, {write.value!r}")
-        phase = (read.flag_metadata or {}).get("phase")
-        phase = phase if isinstance(phase, str) and phase in self.plan.phase_names else None
+        phase = self._phase(ctx, read.flag_metadata)
         if kill.value:
             return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True, phase), variants
         cohort = read.variant if read.variant in ("control", "treatment") else "control"
         return Decision(cohort, read.value, write.value, False, phase), variants
 
+    def _phase(self, ctx, metadata) -> str | None:
+        """The phase flag's value; else the flag-set metadata's `phase` (a flag set from before the
+        phase flag, in FILE mode); None when neither names a phase of the plan."""
+        names = self.plan.phase_names
+        value: object = self.provider.resolve_string_details(self.plan.flag_keys.phase, "", ctx).value
+        if value not in names:
+            value = (metadata or {}).get("phase")
+        return value if isinstance(value, str) and value in names else None
+
     def phase(self) -> str | None:
-        """The phase the live flags carry (the flag set's metadata, as flagd hands it with every
-        evaluation), or None when they carry none."""
+        """The phase the live flags carry, or None when they carry none."""
         ctx = self._ctx("status-probe", {})
         details = self.provider.resolve_string_details(self.plan.flag_keys.read_path, "legacy", ctx)
-        value = (details.flag_metadata or {}).get("phase")
-        return value if isinstance(value, str) and value in self.plan.phase_names else None
+        return self._phase(ctx, details.flag_metadata)
 
     def close(self) -> None:
         self._watch_stop.set()

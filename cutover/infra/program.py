@@ -27,8 +27,9 @@ def stack_config() -> StackConfig:
         value = cfg.get_object(name) if structured else cfg.get(name)
         if value is not None:
             values[name] = value
-    if "killSwitch" in values:
-        values["killSwitch"] = str(values["killSwitch"]).lower() == "true"
+    for flag in ("killSwitch", "skipAwait"):
+        if flag in values:
+            values[flag] = str(values[flag]).lower() == "true"
     return StackConfig.model_validate(values)
 
 
@@ -51,11 +52,23 @@ BODY = ("spec", "data", "stringData", "type", "rules", "roleRef", "subjects")
 ARG = {"stringData": "string_data", "roleRef": "role_ref"}
 
 
+# pulumi-kubernetes' documented annotation: create or update the object without waiting for it to
+# become ready (a Deployment's pods, a Job's completion, a Service's endpoints)
+SKIP_AWAIT = "pulumi.com/skipAwait"
+
+
 def declare(
-    obj: dict, gate: pulumi.Output, opts: pulumi.ResourceOptions | None = None, **inputs: t.Any
+    obj: dict,
+    gate: pulumi.Output,
+    opts: pulumi.ResourceOptions | None = None,
+    skip_await: bool = False,
+    **inputs: t.Any,
 ) -> pulumi.CustomResource:
     """One Pulumi resource per manifest. Inputs wait on `gate`, so a refused transition registers nothing."""
-    metadata = gate.apply(lambda _: obj["metadata"])
+    meta = obj["metadata"]
+    if skip_await:
+        meta = {**meta, "annotations": {**meta.get("annotations", {}), SKIP_AWAIT: "true"}}
+    metadata = gate.apply(lambda _: meta)
     name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
     body = {k: obj[k] for k in BODY if k in obj}
     body.update(inputs)
@@ -101,7 +114,7 @@ def program(root: Path) -> Rendering:
         if obj["kind"] == "Job" and obj["metadata"]["name"] == workloads.names(plan)["reconcile"]:
             # reconcile after every shard: pulumi-kubernetes waits for the migration Job to complete
             opts = pulumi.ResourceOptions(depends_on=[declared[("Job", workloads.names(plan)["migrate"])]])
-        declared[(obj["kind"], obj["metadata"]["name"])] = declare(obj, gate, opts)
+        declared[(obj["kind"], obj["metadata"]["name"])] = declare(obj, gate, opts, cfg.skipAwait)
     for obj in rendering.secrets:  # each filled from the secret config value its annotation names
         key = obj["metadata"]["annotations"][workloads.SECRET_CONFIG_ANNOTATION]
         token = pulumi.Config(PROJECT).get_secret(key)
@@ -111,7 +124,7 @@ def program(root: Path) -> Rendering:
                 f'pulumi config set --secret {PROJECT}:{key} "$(openssl rand -hex 24)"'
             )
         secret_token: pulumi.Output[str] = pulumi.Output.secret(token)
-        declare(obj, gate, stringData=secret_token.apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
+        declare(obj, gate, None, cfg.skipAwait, stringData=secret_token.apply(lambda v: {workloads.ADMIN_TOKEN_KEY: v}))
     pulumi.export("phase", cfg.phase)
     pulumi.export("transition", gate)
     pulumi.export("planDigest", plan.digest())

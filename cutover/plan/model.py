@@ -269,6 +269,11 @@ class FlagKeys(Strict):
     read_path: str = "memory-read-path"
     write_mode: str = "memory-write-mode"
     kill_switch: str = "memory-kill-switch"
+    phase: str = Field(
+        default="memory-rollout-phase",
+        description="the phase the flag set belongs to, as a flag: what a gateway asks flagd over RPC, "
+        "where flag-set metadata does not reach the OpenFeature provider",
+    )
     kill_switch_write_mode: Literal["legacy", "mirror"] = Field(
         default="mirror",
         description="write mode while the kill switch is on; mirror keeps legacy primary and MemoryOS current",

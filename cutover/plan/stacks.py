@@ -157,6 +157,11 @@ class StackConfig(BaseModel):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every object")
     killSwitch: bool = Field(default=False, description="force legacy for everyone (emergency)")
+    skipAwait: bool = Field(
+        default=False,
+        description="pulumi up does not wait for objects to become ready (annotation pulumi.com/skipAwait): "
+        "for an API server without nodes, as in cutover's own end-to-end test",
+    )
     release: str = Field(
         default="kube-prometheus-stack",
         description="kube-prometheus-stack release: the PrometheusRule's `release` label",

@@ -6,7 +6,10 @@ Three flags steer the memory service per request:
   the value is the path that cohort reads (legacy | shadow | memoryos). The evaluated variant is the
   request's cohort, the value its read path;
 - the write mode (`memory-write-mode`): legacy | mirror | memoryos-primary, the same for everyone;
-- the kill switch (`memory-kill-switch`): when on, everyone reads legacy and writes go legacy-primary.
+- the kill switch (`memory-kill-switch`): when on, everyone reads legacy and writes go legacy-primary;
+- the phase (`memory-rollout-phase`): the phase this flag set belongs to, the same for everyone. The
+  flag-set metadata names it too, but an OpenFeature provider in RPC mode (the gateway beside the
+  operator's flagd sidecar) is not handed metadata, only values; the gateway reads this flag.
 
 The treatment cohort is the read-path flag's targeting: internal groups by a context attribute,
 then a sticky `fractional` split with the treatment bucket first (weights out of 10 000), so a key
@@ -117,6 +120,12 @@ def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = Fals
                 "variants": {"on": True, "off": False},
                 "defaultVariant": "on" if kill_switch else "off",
                 "metadata": {"description": "on: everyone reads legacy, writes stay legacy-primary"},
+            },
+            keys.phase: {
+                "state": "ENABLED",
+                "variants": {name: name for name in plan.phase_names},
+                "defaultVariant": phase,
+                "metadata": {"description": "the phase this flag set belongs to"},
             },
         },
     }

@@ -27,7 +27,8 @@
 // the API server (flagd/core's Kubernetes sync, what the OpenFeature
 // Operator's flagd sidecar runs; credentials from $KUBECONFIG, else the
 // pod's service account). On every change EventStream sends
-// configuration_change. Not implemented: the connect/gRPC-web protocols on
+// configuration_change naming the flags of that source (clients drop them
+// from their caches), as flagd does. Not implemented: the connect/gRPC-web protocols on
 // 8013, the sync service (8015), HTTP/gRPC/blob sources, TLS, metrics.
 package main
 
@@ -107,7 +108,7 @@ type server struct {
 	log   *logger.Logger
 	eval  *evaluator.JSON
 	mu    gosync.Mutex
-	subs  map[chan string]struct{}
+	subs  map[chan event]struct{}
 	ready chan struct{}
 }
 
@@ -165,7 +166,7 @@ func start(args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating flag store: %w", err)
 	}
-	srv := &server{log: log, eval: evaluator.NewJSON(log, st), subs: map[chan string]struct{}{}, ready: make(chan struct{})}
+	srv := &server{log: log, eval: evaluator.NewJSON(log, st), subs: map[chan event]struct{}{}, ready: make(chan struct{})}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -263,9 +264,18 @@ func kubeClient() (dynamic.Interface, error) {
 	return dynamic.NewForConfig(cfg)
 }
 
-// apply feeds synced flag data to the evaluator and tells EventStream clients.
+// event is one message of EventStream: its type and, for configuration_change,
+// the keys of the flags that changed (clients drop those from their caches).
+type event struct {
+	Type  string
+	Flags []string
+}
+
+// apply feeds synced flag data to the evaluator and tells EventStream clients,
+// naming every flag the source held before or holds now, as flagd does.
 func (s *server) apply(ctx context.Context, data <-chan isync.DataSync, sources int) {
 	seen := map[string]bool{}
+	keys := map[string]map[string]bool{} // source -> its flag keys
 	for {
 		select {
 		case <-ctx.Done():
@@ -282,20 +292,56 @@ func (s *server) apply(ctx context.Context, data <-chan isync.DataSync, sources 
 					close(s.ready)
 				}
 			}
-			s.broadcast("configuration_change")
+			var doc struct {
+				Flags map[string]json.RawMessage `json:"flags"`
+			}
+			_ = json.Unmarshal([]byte(d.FlagData), &doc)
+			changed := keys[d.Source]
+			keys[d.Source] = map[string]bool{}
+			for k := range doc.Flags {
+				keys[d.Source][k] = true
+			}
+			all := map[string]bool{}
+			for k := range changed {
+				all[k] = true
+			}
+			for k := range keys[d.Source] {
+				all[k] = true
+			}
+			names := make([]string, 0, len(all))
+			for k := range all {
+				names = append(names, k)
+			}
+			s.broadcast(event{Type: "configuration_change", Flags: names})
 		}
 	}
 }
 
-func (s *server) broadcast(event string) {
+func (s *server) broadcast(ev event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.subs {
 		select {
-		case c <- event:
+		case c <- ev:
 		default:
 		}
 	}
+}
+
+// eventData is the data of a configuration_change message: {"flags": {key: {}}}.
+func eventData(ev event) *structpb.Struct {
+	if ev.Type != "configuration_change" {
+		return nil
+	}
+	flags := map[string]any{}
+	for _, k := range ev.Flags {
+		flags[k] = map[string]any{}
+	}
+	data, err := structpb.NewStruct(map[string]any{"flags": flags})
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
 func ctxMap(c *structpb.Struct) map[string]any {
@@ -408,8 +454,8 @@ func (s *server) ResolveAll(ctx context.Context, r *evalv1.ResolveAllRequest) (*
 
 // events sends provider_ready once the flags are loaded, then
 // configuration_change on every reload, and keep_alive every 30 s.
-func (s *server) events(ctx context.Context, send func(string) error) error {
-	c := make(chan string, 4)
+func (s *server) events(ctx context.Context, send func(event) error) error {
+	c := make(chan event, 4)
 	s.mu.Lock()
 	s.subs[c] = struct{}{}
 	s.mu.Unlock()
@@ -423,7 +469,7 @@ func (s *server) events(ctx context.Context, send func(string) error) error {
 	case <-ctx.Done():
 		return nil
 	}
-	if err := send("provider_ready"); err != nil {
+	if err := send(event{Type: "provider_ready"}); err != nil {
 		return err
 	}
 	keepalive := time.NewTicker(30 * time.Second)
@@ -437,7 +483,7 @@ func (s *server) events(ctx context.Context, send func(string) error) error {
 				return err
 			}
 		case <-keepalive.C:
-			if err := send("keep_alive"); err != nil {
+			if err := send(event{Type: "keep_alive"}); err != nil {
 				return err
 			}
 		}
@@ -445,8 +491,8 @@ func (s *server) events(ctx context.Context, send func(string) error) error {
 }
 
 func (s *server) EventStream(_ *evalv1.EventStreamRequest, stream grpc.ServerStreamingServer[evalv1.EventStreamResponse]) error {
-	return s.events(stream.Context(), func(t string) error {
-		return stream.Send(&evalv1.EventStreamResponse{Type: t})
+	return s.events(stream.Context(), func(ev event) error {
+		return stream.Send(&evalv1.EventStreamResponse{Type: ev.Type, Data: eventData(ev)})
 	})
 }
 
@@ -525,8 +571,8 @@ func (v *serverV2) ResolveObject(ctx context.Context, r *evalv2.ResolveObjectReq
 }
 
 func (v *serverV2) EventStream(_ *evalv2.EventStreamRequest, stream grpc.ServerStreamingServer[evalv2.EventStreamResponse]) error {
-	return v.s.events(stream.Context(), func(t string) error {
-		return stream.Send(&evalv2.EventStreamResponse{Type: t})
+	return v.s.events(stream.Context(), func(ev event) error {
+		return stream.Send(&evalv2.EventStreamResponse{Type: ev.Type, Data: eventData(ev)})
 	})
 }
 
