@@ -266,3 +266,41 @@ def test_cutover_controller_command_rolls_back_on_a_webhook_and_refuses_a_weak_s
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _apply_merge_patch(target, patch):
+    """RFC 7386, as the API server applies a merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _apply_merge_patch(out.get(k), v)
+    return out
+
+
+def test_the_featureflag_merge_patch_turns_the_live_flag_set_into_the_new_one():
+    """`cutover flags --featureflag` and the controller patch the FeatureFlag with a merge patch: keys
+    the new flag set drops (a rollback's targeting) must go, not stay (a read-back then failed)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from cutover.ops.controller import merge_patch
+
+    leaf = st.one_of(st.booleans(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=3))
+    docs = st.recursive(leaf, lambda inner: st.dictionaries(st.sampled_from("abcde"), inner, max_size=4), max_leaves=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.dictionaries(st.sampled_from("abcde"), docs, max_size=4),
+        st.dictionaries(st.sampled_from("abcde"), docs, max_size=4),
+    )
+    def holds(old, new):
+        assert _apply_merge_patch(old, merge_patch(old, new)) == new
+
+    holds()
+    canary = {"flags": {"f": {"targeting": {"if": [1]}, "defaultVariant": "control"}}}
+    shadow = {"flags": {"f": {"defaultVariant": "treatment"}}}
+    assert merge_patch(canary, shadow) == {"flags": {"f": {"targeting": None, "defaultVariant": "treatment"}}}

@@ -159,10 +159,27 @@ class FeatureFlagObject:
         return {"$schema": "https://flagd.dev/schema/v0/flags.json", **obj["spec"]["flagSpec"]}
 
     def write(self, doc: dict) -> None:
-        body = {"spec": {"flagSpec": {k: v for k, v in doc.items() if k != "$schema"}}}
+        """A JSON merge patch (what the client sends for custom objects) from the live flag set to
+        `doc`: a key `doc` no longer has (a targeting that a rollback drops) is patched to null, or
+        the merge would keep it."""
+        live = {k: v for k, v in self.read().items() if k != "$schema"}
+        spec = {k: v for k, v in doc.items() if k != "$schema"}
         self.api.patch_namespaced_custom_object(
-            "core.openfeature.dev", "v1beta1", self.namespace, "featureflags", self.name, body
-        )
+            "core.openfeature.dev", "v1beta1", self.namespace, "featureflags", self.name,
+            {"spec": {"flagSpec": merge_patch(live, spec)}},
+        )  # fmt: skip
+
+
+def merge_patch(old: object, new: object) -> object:
+    """The RFC 7386 merge patch that turns `old` into `new` (objects compared key by key; anything
+    else replaced whole)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if old.get(k) != v:
+            patch[k] = merge_patch(old[k], v) if k in old else v
+    return patch
 
 
 def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict:
@@ -171,7 +188,10 @@ def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str, 
     backend.write(doc)
     back = backend.read()
     if back.get("flags") != doc["flags"]:
-        raise RuntimeError("the flags read back differ from what was written: another writer? check and retry")
+        raise CutoverError(
+            "the flags read back differ from what was written: another writer?",
+            fix="read them (cutover flags without a change) and retry",
+        )
     return back
 
 

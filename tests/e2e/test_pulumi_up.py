@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -189,15 +192,28 @@ def test_pulumi_up_through_every_phase_forward_and_back_with_flagd_syncing_from_
                 recall = lambda agent: gateway.client(agent).post("/v1/recall", json={"namespace": "n"})  # noqa: E731
                 assert {recall(f"a{i}").json()["path"] for i in range(30)} == {"legacy"}
 
-        # the kill switch as the controller and `cutover flags` set it: a patch of the FeatureFlag
-        path = cluster.path("core.openfeature.dev/v1beta1", "FeatureFlag", f"{PLAN.name}-flags", namespace)
-        patch = {"spec": {"flagSpec": {"flags": {PLAN.flag_keys.kill_switch: {"defaultVariant": "on"}}}}}
+        # the kill switch as on-call sets it in a cluster (the controller writes the same way): a
+        # merge patch of the FeatureFlag by `cutover flags --featureflag`
+        def flags(*args: str) -> None:
+            argv = [sys.executable, "-m", "cutover.cli", "flags", "--stack", STACK, "--featureflag", featureflag]
+            argv += ["--project-dir", str(project.dir), "--log", str(tmp_path / "rollbacks.jsonl"), *args]
+            env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and "set and verified" in r.stdout, r.stdout + r.stderr
+
+        featureflag = f"{namespace}/{PLAN.name}-flags"
         t0 = time.monotonic()
-        cluster.request("PATCH", path, patch, "application/merge-patch+json")
-        seconds["kill switch on (patch)"] = answers_phase(gateway, "ramp-75", kill=True)
-        patch["spec"]["flagSpec"]["flags"][PLAN.flag_keys.kill_switch]["defaultVariant"] = "off"
-        cluster.request("PATCH", path, patch, "application/merge-patch+json")
+        flags("--kill-switch", "on")
+        cli_s = time.monotonic() - t0
+        seconds["kill switch on (cutover flags)"] = answers_phase(gateway, "ramp-75", kill=True)
+        print(f"cutover flags --featureflag --kill-switch on: {cli_s:.1f} s")
+        flags("--kill-switch", "off")
         answers_phase(gateway, "ramp-75", kill=False)
+        # a rollback to shadow drops the targeting: the patch removes it (a merge patch keeps what it omits)
+        flags("--phase", "shadow", "--reason", "e2e: a rollback by hand")
+        answers_phase(gateway, "shadow", kill=False)
+        live = cluster.get("core.openfeature.dev/v1beta1", "FeatureFlag", f"{PLAN.name}-flags", namespace)
+        assert live["spec"]["flagSpec"]["flags"] == rendering("shadow").flags["flags"]
     finally:
         gateway.stop()
         flagd.stop()
