@@ -314,6 +314,7 @@ def test_bearer_tokens_limit_callers_to_their_namespaces(tmp_path):
         assert httpx.post(g.url + "/v1/memories", json=rec, headers={"X-Agent-Id": "1"}).status_code == 401
         h = {"X-Agent-Id": "1", "Authorization": f"Bearer {a}"}
         assert httpx.post(g.url + "/v1/memories", json=rec, headers=h).status_code == 200
+        g.wait_drained()  # a treated agent reads MemoryOS, which the mirror fills after the write
         assert httpx.get(g.url + "/v1/memories/agents/a/x", headers=h).status_code == 200
         other = {**rec, "namespace": "agents/ab"}
         assert httpx.post(g.url + "/v1/memories", json=other, headers=h).status_code == 403

@@ -77,8 +77,8 @@ READ_PATHS = ("legacy", "shadow", "memoryos")
 
 def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
     """(the flag document, None) when `raw` is a flag file the gateway can serve from, else (None, why):
-    valid JSON, a `flags` object holding the plan's three flags, each with a state, variants of the
-    right type and values, and a defaultVariant among them."""
+    valid JSON, a `flags` object holding the plan's three flags (and the phase flag, if it is there),
+    each with a state, variants of the right type and values, and a defaultVariant among them."""
     if not raw.strip():
         return None, "the file is empty"
     try:
@@ -95,6 +95,8 @@ def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
         keys.read_path: READ_PATHS,
         keys.write_mode: tuple(WRITE_ROUTES),
     }
+    if keys.phase in doc["flags"]:  # optional: flag sets rendered before it lack it
+        allowed[keys.phase] = tuple(plan.phase_names)
     for key, values in allowed.items():
         flag = doc["flags"].get(key)
         where = f"flags.{key}"
