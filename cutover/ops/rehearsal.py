@@ -37,6 +37,8 @@ from cutover.migration.tiering import load_policy
 from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.render.alerts import render_rules
 from cutover.render.rendering import load_project, render, write_rendering
+from cutover.render.workloads.common import analyze_args
+from cutover.render.workloads.controller import ControllerRoute
 from cutover.store.records import Record
 from cutover.store.stores import LegacyStore, MemoryOSStore
 
@@ -224,27 +226,8 @@ class Rehearsal:
         )
         # Alertmanager -> controller
         am_port, am_cluster = self.free_port(), self.free_port()
-        am_cfg = {
-            "route": {
-                "receiver": "controller",
-                "group_by": ["alertname"],
-                "group_wait": "1s",
-                "group_interval": "1s",
-                "repeat_interval": "1m",
-            },
-            "receivers": [
-                {
-                    "name": "controller",
-                    "webhook_configs": [
-                        {
-                            "url": f"{self.ctrl_url}/alertmanager",
-                            "send_resolved": False,
-                            "http_config": {"authorization": {"credentials": self.secret}},
-                        }
-                    ],
-                }
-            ],
-        }
+        route = ControllerRoute("controller", f"{self.ctrl_url}/alertmanager", "1s", "1s", "1m")
+        am_cfg = route.alertmanager_yml({"credentials": self.secret}, nested=False)
         (self.out / "alertmanager.yml").write_text(yaml.safe_dump(am_cfg))
         self.spawn(
             "alertmanager",
@@ -553,10 +536,8 @@ class Rehearsal:
         """`cutover analyze`, as an operator runs it, with the rehearsal's judge plan (the plan but
         for min_samples); the verdict.json it writes is the gate's evidence."""
         out = self.out / "evidence" / name
-        r = self.cutover(
-            "analyze", *map(str, files), "--phase", phase, "--kind", kind, "--stack", "staging",
-            "--out", str(out), "--file", str(self.judge_plan_file),
-        )  # fmt: skip
+        args = analyze_args("staging", str(self.judge_plan_file), phase=phase, kind=kind, out=str(out))
+        r = self.cutover(*args, *map(str, files))
         if r.returncode not in (0, 1, 3):  # PROMOTE, HOLD, ROLLBACK
             raise RuntimeError(f"cutover analyze failed: {' '.join(r.stderr.split())[-300:]}")
         return json.loads((out / "verdict.json").read_text())

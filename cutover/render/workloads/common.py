@@ -1,0 +1,163 @@
+"""What every scale-out part shares: object names, labels and selectors, containers, the plan
+ConfigMap and its volume, Secrets without data, the gateway and controller URLs."""
+
+from __future__ import annotations
+
+import yaml
+
+from cutover.plan.model import Plan
+from cutover.plan.stacks import Resources, StackConfig
+from cutover.render.manifests import labels as stack_labels
+from cutover.render.manifests import metadata
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+FEATURE_FLAG_SOURCE_API = "core.openfeature.dev/v1beta1"
+LOCUSTFILES = ("workload.py", "canary.py", "soak.py", "baseline.py")
+LOCUST_DIR = "/locust"  # the locustfiles ConfigMap is mounted here
+PLAN_DIR = "/etc/cutover"  # the plan ConfigMap is mounted here
+ADMIN_TOKEN_KEY = "token"
+SECRET_CONFIG_KEY = "adminToken"  # memoryos-rollout:adminToken, a Pulumi secret
+WEBHOOK_CONFIG_KEY = "webhookSecret"  # memoryos-rollout:webhookSecret, a Pulumi secret
+SECRET_CONFIG_ANNOTATION = "cutover.io/secret-config"  # which secret config value fills a Secret
+ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
+WEBHOOK_DIR = "/etc/cutover-webhook"
+
+
+def names(plan: Plan) -> dict[str, str]:
+    """Object names, one place: tests and docs use them too."""
+    n = plan.name
+    return {
+        "plan": f"{n}-plan",
+        "gateway": f"{n}-gateway",
+        "admin": f"{n}-gateway-admin",
+        "flagsource": f"{n}-flagsource",
+        "flags": f"{n}-flags",
+        "locustfiles": f"{n}-locustfiles",
+        "master": f"{n}-locust-master",
+        "worker": f"{n}-locust-worker",
+        "results": f"{n}-loadtest-results",
+        "nightly": f"{n}-nightly-canary",
+        "migrate": f"{n}-migrate",
+        "reconcile": f"{n}-reconcile",
+        "controller": f"{n}-controller",
+        "webhook": f"{n}-controller-webhook",
+    }
+
+
+def part_meta(name: str, plan: Plan, stack: str, cfg: StackConfig, component: str, **extra: str) -> dict:
+    """Objects carry their pods' selector labels too (a ServiceMonitor finds the Service by them)."""
+    return metadata(name, plan, stack, cfg, **selector_labels(plan, stack, component), **extra)
+
+
+def selector_labels(plan: Plan, stack: str, component: str) -> dict[str, str]:
+    """Stable across phases (a Deployment's selector is immutable): no phase label here."""
+    return {
+        "app.kubernetes.io/name": plan.name,
+        "app.kubernetes.io/instance": stack,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def pod_labels(plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict[str, str]:
+    return {**stack_labels(plan, stack, cfg), **selector_labels(plan, stack, component)}
+
+
+def resources_of(r: Resources) -> dict:
+    return {"requests": dict(r.requests), "limits": dict(r.limits)}
+
+
+def pod_container(name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra) -> dict:
+    return {
+        "name": name,
+        "image": cfg.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "resources": resources_of(resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        **extra,
+    }
+
+
+def sh_command(*lines: str) -> list[str]:
+    """A POSIX shell script as a container command: `set -eu`, one step per line."""
+    return ["/bin/sh", "-c", "\n".join(("set -eu", *lines))]
+
+
+def plan_volume(plan: Plan) -> tuple[dict, dict]:
+    return (
+        {"name": "plan", "configMap": {"name": names(plan)["plan"]}},
+        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+    )
+
+
+def any_enabled(cfg: StackConfig) -> bool:
+    return cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.migration.enabled
+
+
+def gateway_url(plan: Plan, cfg: StackConfig) -> str:
+    """The stack's gateway as the load tests reach it (the Service in the stack's namespace)."""
+    return f"http://{names(plan)['gateway']}.{cfg.namespace}.svc:{cfg.gateway.port}"
+
+
+def plan_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """The effective plan, mounted where `cutover analyze --file` and `cutover serve` read it."""
+    text = yaml.safe_dump(plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": part_meta(names(plan)["plan"], plan, stack, cfg, "plan"),
+        "data": {"rollout.yaml": text},
+    }
+
+
+def secret_without_data(name: str, config_key: str, plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict:
+    meta = part_meta(name, plan, stack, cfg, component)
+    meta["annotations"][SECRET_CONFIG_ANNOTATION] = config_key
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
+
+
+def pod_spec(obj: dict) -> dict | None:
+    """The pod spec inside a Deployment, Job or CronJob (None for other kinds)."""
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec") if obj["kind"] in ("Deployment", "Job", "CronJob") else None
+
+
+def controller_url(plan: Plan, cfg: StackConfig) -> str:
+    return f"http://{names(plan)['controller']}.{cfg.namespace}.svc:{cfg.controller.port}/alertmanager"
+
+
+def locust_volumes(plan: Plan) -> tuple[list[dict], list[dict]]:
+    n = names(plan)
+    plan_vol, plan_mount = plan_volume(plan)
+    return (
+        [
+            {"name": "locustfiles", "configMap": {"name": n["locustfiles"]}},
+            {"name": "results", "persistentVolumeClaim": {"claimName": n["results"]}},
+            plan_vol,
+        ],
+        [
+            {"name": "locustfiles", "mountPath": LOCUST_DIR, "readOnly": True},
+            {"name": "results", "mountPath": "/results"},
+            plan_mount,
+        ],
+    )
+
+
+def loadtest_run_dir(cfg: StackConfig) -> str:
+    return f"/results/runs/{cfg.loadtest.scenario}-{cfg.loadtest.runId}"
+
+
+def analyze_args(
+    stack: str, plan_file: str, *, phase: str | None = None, kind: str | None = None, out: str | None = None
+) -> list[str]:
+    """`cutover analyze`'s arguments (without the sample files), as every runner of the judge passes
+    them: the Locust master, the nightly Job and the rehearsal. No phase: the samples carry it."""
+    args = ["analyze", "--stack", stack, *(["--phase", phase] if phase else []), *(["--kind", kind] if kind else [])]
+    return [*args, "--file", plan_file, *(["--out", out] if out else [])]

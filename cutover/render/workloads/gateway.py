@@ -1,0 +1,153 @@
+"""The gateway on Kubernetes: its Deployment (with the OpenFeature Operator's flagd sidecar), Service,
+PodDisruptionBudget, ServiceMonitor, FeatureFlagSource and admin-token Secret."""
+
+from __future__ import annotations
+
+from cutover.plan.model import Plan
+from cutover.plan.stacks import StackConfig
+from cutover.render.workloads.common import (
+    ADMIN_TOKEN_KEY,
+    FEATURE_FLAG_SOURCE_API,
+    PLAN_DIR,
+    SECRET_CONFIG_KEY,
+    SERVICE_MONITOR_API,
+    names,
+    part_meta,
+    plan_volume,
+    pod_container,
+    pod_labels,
+    secret_without_data,
+    selector_labels,
+)
+
+
+def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """Tells the OpenFeature Operator to inject a flagd sidecar fed by this stack's FeatureFlag."""
+    n = names(plan)
+    return {
+        "apiVersion": FEATURE_FLAG_SOURCE_API,
+        "kind": "FeatureFlagSource",
+        "metadata": part_meta(n["flagsource"], plan, stack, cfg, "gateway"),
+        "spec": {
+            "sources": [{"source": f"{cfg.namespace}/{n['flags']}", "provider": "kubernetes"}],
+            "port": cfg.gateway.flagdPort,
+            "probesEnabled": True,
+        },
+    }
+
+
+def admin_secret(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
+    secret config value; `cutover render` never writes it."""
+    return secret_without_data(names(plan)["admin"], SECRET_CONFIG_KEY, plan, stack, cfg, "gateway")
+
+
+def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    g, n = cfg.gateway, names(plan)
+    plan_vol, plan_mount = plan_volume(plan)
+    command = [
+        "cutover",
+        "serve",
+        "--stack",
+        stack,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(g.port),
+        "--plan",
+        f"{PLAN_DIR}/rollout.yaml",
+        "--flagd",
+        f"localhost:{g.flagdPort}",
+        "--legacy",
+        g.legacyUrl,
+        "--memoryos",
+        g.memoryosUrl,
+        "--data-dir",
+        "/var/lib/cutover",
+    ]
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    container = pod_container(
+        "gateway",
+        cfg,
+        command,
+        g.resources,
+        ports=[{"name": "http", "containerPort": g.port, "protocol": "TCP"}],
+        env=[
+            {"name": "CUTOVER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": n["admin"], "key": ADMIN_TOKEN_KEY}}}
+        ],
+        livenessProbe=probe,
+        readinessProbe={**probe, "httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
+        volumeMounts=[plan_mount, {"name": "data", "mountPath": "/var/lib/cutover"}],
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": part_meta(n["gateway"], plan, stack, cfg, "gateway"),
+        "spec": {
+            "replicas": g.replicas,
+            "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels(plan, stack, cfg, "gateway"),
+                    "annotations": {
+                        "openfeature.dev/enabled": "true",
+                        "openfeature.dev/featureflagsource": n["flagsource"],
+                        "cutover.io/plan-digest": plan.digest(),
+                    },
+                },
+                "spec": {
+                    # the outbox drains on SIGTERM before the pod goes; it is on disk if it cannot
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [container],
+                    "volumes": [plan_vol, {"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def gateway_service(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
+        "spec": {
+            "selector": selector_labels(plan, stack, "gateway"),
+            "ports": [{"name": "http", "port": cfg.gateway.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
+        "spec": {
+            "minAvailable": cfg.gateway.minAvailable,
+            "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
+        },
+    }
+
+
+def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """Scraped by the stack's kube-prometheus-stack release (it selects ServiceMonitors by `release`)."""
+    return {
+        "apiVersion": SERVICE_MONITOR_API,
+        "kind": "ServiceMonitor",
+        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway", release=cfg.release),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
+            "namespaceSelector": {"matchNames": [cfg.namespace]},
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": cfg.gateway.scrapeInterval,
+                    "scrapeTimeout": cfg.gateway.scrapeInterval,
+                }
+            ],
+        },
+    }

@@ -1,0 +1,156 @@
+"""Distributed Locust: the master (one headless run per runId, then the judge) and its workers, the
+locustfiles ConfigMap and the results volume."""
+
+from __future__ import annotations
+
+import shlex
+
+from cutover.plan.model import Plan
+from cutover.plan.project import loadtests_dir
+from cutover.plan.stacks import StackConfig
+from cutover.render.locust import headless_args, scenario_file
+from cutover.render.workloads.common import (
+    LOCUST_DIR,
+    LOCUSTFILES,
+    PLAN_DIR,
+    analyze_args,
+    gateway_url,
+    loadtest_run_dir,
+    locust_volumes,
+    names,
+    part_meta,
+    pod_container,
+    pod_labels,
+    selector_labels,
+    sh_command,
+)
+
+
+def locustfiles_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    data = {f: (loadtests_dir() / f).read_text(encoding="utf-8") for f in LOCUSTFILES}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": part_meta(names(plan)["locustfiles"], plan, stack, cfg, "loadtest"),
+        "data": data,
+    }
+
+
+def results_claim(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """One volume for load-test results and nightly verdicts: workers write samples, analyze reads them."""
+    lt = cfg.loadtest
+    spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
+    if lt.storageClass:
+        spec["storageClassName"] = lt.storageClass
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": part_meta(names(plan)["results"], plan, stack, cfg, "loadtest"),
+        "spec": spec,
+    }
+
+
+def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
+    """The master runs one headless run per `runId` (bounded by `runTime`), then judges it and idles,
+    so a restart never repeats a finished run; change `runId` to start another."""
+    lt, n = cfg.loadtest, names(plan)
+    run = loadtest_run_dir(cfg)
+    kind = {"canary": "verdict", "soak": "soak", "baseline": "baseline"}[lt.scenario]
+    locust = [
+        "locust",
+        *headless_args(
+            scenario_file(LOCUST_DIR, lt.scenario),
+            host=gateway_url(plan, cfg),
+            users=lt.users,
+            spawn_rate=lt.spawnRate,
+            run_time=lt.runTime,
+            samples=f"{run}/samples.jsonl",
+            csv=f"{run}/stats",
+        ),
+        "--master",
+        "--expect-workers",
+        str(lt.workers),
+    ]
+    analyze = ["cutover", *analyze_args(stack, f"{PLAN_DIR}/rollout.yaml", kind=kind, out=f"{run}/analysis")]
+    command = sh_command(
+        f"mkdir -p {run}",
+        f"if [ ! -e {run}/done ]; then",
+        f"  {shlex.join(locust)}",
+        # HOLD/ROLLBACK exit non-zero; the verdict is the result
+        f"  {shlex.join(analyze)} {run}/samples*.jsonl || true",
+        f"  touch {run}/done",
+        "fi",
+        f'echo "run {lt.runId} finished: {run}/analysis/verdict.json"',
+        "exec sleep 2147483647",
+    )
+    vols, mounts = locust_volumes(plan)
+    sel = selector_labels(plan, stack, "locust-master")
+    container = pod_container(
+        "master",
+        cfg,
+        command,
+        lt.resources,
+        volumeMounts=mounts,
+        workingDir=LOCUST_DIR,
+        ports=[{"name": "locust", "containerPort": 5557, "protocol": "TCP"}],
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": part_meta(n["master"], plan, stack, cfg, "locust-master"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels(plan, stack, cfg, "locust-master"),
+                    "annotations": {"cutover.io/run-id": lt.runId},
+                },
+                "spec": {"containers": [container], "volumes": vols},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": part_meta(n["master"], plan, stack, cfg, "locust-master"),
+        "spec": {
+            "selector": sel,
+            "ports": [{"name": "locust", "port": 5557, "targetPort": "locust", "protocol": "TCP"}],
+        },
+    }
+    return [deployment, service]
+
+
+def locust_workers(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    lt, n = cfg.loadtest, names(plan)
+    run = loadtest_run_dir(cfg)
+    command = [
+        "locust",
+        "-f",
+        scenario_file(LOCUST_DIR, lt.scenario),
+        "--worker",
+        "--master-host",
+        n["master"],
+        "--samples",
+        f"{run}/samples.jsonl",
+    ]
+    vols, mounts = locust_volumes(plan)
+    container = pod_container("worker", cfg, command, lt.resources, volumeMounts=mounts, workingDir=LOCUST_DIR)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": part_meta(n["worker"], plan, stack, cfg, "locust-worker"),
+        "spec": {
+            "replicas": lt.workers,
+            "selector": {"matchLabels": selector_labels(plan, stack, "locust-worker")},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels(plan, stack, cfg, "locust-worker"),
+                    "annotations": {"cutover.io/run-id": lt.runId},
+                },
+                "spec": {"containers": [container], "volumes": vols},
+            },
+        },
+    }

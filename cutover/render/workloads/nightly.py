@@ -1,0 +1,74 @@
+"""The nightly comparison: the canary scenario headless against the gateway, then the judge."""
+
+from __future__ import annotations
+
+import shlex
+
+from cutover.plan.model import Plan
+from cutover.plan.stacks import StackConfig
+from cutover.render.workloads.common import (
+    LOCUST_DIR,
+    PLAN_DIR,
+    analyze_args,
+    gateway_url,
+    locust_volumes,
+    names,
+    part_meta,
+    pod_container,
+    pod_labels,
+    sh_command,
+)
+
+
+def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+    """Each night: the canary scenario headless against the gateway, then the judge; every night's
+    samples, verdict.json and report stay under /results/nightly/<UTC date>."""
+    nt, n = cfg.nightly, names(plan)
+    night = "/results/nightly/$(date -u +%Y-%m-%dT%H%MZ)"
+    loadtest = [
+        "cutover",
+        "loadtest",
+        "canary",
+        "--host",
+        gateway_url(plan, cfg),
+        "--allow-remote",
+        "-u",
+        str(nt.users),
+        "-t",
+        nt.runTime,
+        "--processes",
+        str(nt.processes),
+    ]
+    analyze = ["cutover", *analyze_args(stack, f"{PLAN_DIR}/rollout.yaml")]
+    command = sh_command(
+        f'night="{night}"',
+        'mkdir -p "$night"',
+        f'{shlex.join(loadtest)} --samples "$night/samples.jsonl"',
+        f'status=0; {shlex.join(analyze)} --out "$night" "$night"/samples*.jsonl || status=$?',
+        'ln -sfn "$night" /results/nightly/latest',
+        'echo "verdict: $night/verdict.json (exit $status)"',
+        'exit "$status"',  # HOLD (1) or ROLLBACK (3) marks the night's Job failed, so it is seen
+    )
+    vols, mounts = locust_volumes(plan)
+    container = pod_container("nightly-canary", cfg, command, nt.resources, volumeMounts=mounts, workingDir=LOCUST_DIR)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": part_meta(n["nightly"], plan, stack, cfg, "nightly"),
+        "spec": {
+            "schedule": nt.schedule,
+            "timeZone": nt.timeZone,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": nt.keepVerdicts,
+            "failedJobsHistoryLimit": nt.keepVerdicts,
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "metadata": {"labels": pod_labels(plan, stack, cfg, "nightly")},
+                        "spec": {"restartPolicy": "Never", "containers": [container], "volumes": vols},
+                    },
+                }
+            },
+        },
+    }
