@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cutover.plan.stacks import available_stacks
-from cutover.render.rendering import load_project, render
+from cutover.plan.stacks import available_stacks, load_project
+from cutover.render.rendering import render
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

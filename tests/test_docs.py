@@ -17,8 +17,8 @@ from urllib.parse import urljoin, urlparse
 import pytest
 
 from cutover.plan.durations import format_duration
+from cutover.plan.stacks import load_project
 from cutover.render.alerts import alert_names, render_rules
-from cutover.render.rendering import load_project
 
 from .conftest import ROOT
 

@@ -8,8 +8,8 @@ import pulumi
 import pytest
 import yaml
 
-from cutover.plan.stacks import available_stacks
-from cutover.render.rendering import load_project, render
+from cutover.plan.stacks import available_stacks, load_project
+from cutover.render.rendering import render
 
 from .conftest import FIXTURES, ROOT, crd_validator
 from .pulumi_harness import run_program

@@ -16,9 +16,9 @@ import pulumi
 import pytest
 import yaml
 
-from cutover.plan.stacks import StackConfig, available_stacks
+from cutover.plan.stacks import StackConfig, available_stacks, load_project
 from cutover.render import workloads
-from cutover.render.rendering import load_project, render
+from cutover.render.rendering import render
 from cutover.store.stores import MemoryOSStore
 
 from .conftest import ROOT, crd_validator

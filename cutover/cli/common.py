@@ -10,8 +10,7 @@ from rich.console import Console
 
 from cutover.plan.model import Plan, load_plan
 from cutover.plan.project import find_project, plan_file
-from cutover.plan.stacks import StackConfig
-from cutover.render.rendering import load_project
+from cutover.plan.stacks import StackConfig, load_project
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 140)

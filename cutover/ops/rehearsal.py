@@ -35,8 +35,9 @@ from cutover.migration import reconcile as rc
 from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
 from cutover.ops.controller import FlagFile, FlagState, render_state
+from cutover.plan.stacks import load_project
 from cutover.render.alerts import render_rules
-from cutover.render.rendering import load_project, render, write_rendering
+from cutover.render.rendering import render, write_rendering
 from cutover.render.workloads.common import analyze_args
 from cutover.render.workloads.controller import ControllerRoute
 from cutover.store.records import Record

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cutover.plan.errors import StackError
+from cutover.plan.model import Plan, load_plan
 from cutover.plan.yamlsrc import SourceFile
 
 PROJECT = "memoryos-rollout"
@@ -220,3 +221,17 @@ def load_stack(root: Path, stack: str) -> StackConfig:
         if err["type"] == "extra_forbidden":
             fix = f"remove {PROJECT}:{key}; known keys: {', '.join(StackConfig.model_fields)}"
         raise src.error(err["msg"], loc, fix=fix) from None
+
+
+def load_project(root: Path, stack: str) -> tuple[Plan, StackConfig]:
+    """The stack's config and its plan; a phase the plan lacks is reported against the stack file."""
+    cfg = load_stack(root, stack)
+    plan = load_plan(cfg.project_path(root, cfg.planPath))
+    if cfg.phase not in plan.phase_names:
+        raise StackError(
+            f"unknown phase {cfg.phase!r}",
+            file=str(stack_file(root, stack)),
+            field=f"{PROJECT}:phase",
+            fix=f"use one of: {', '.join(plan.phase_names)}",
+        )
+    return plan, cfg

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutover.plan.errors import StackError
-from cutover.plan.model import Plan, load_plan
-from cutover.plan.stacks import PROJECT, StackConfig, load_stack, stack_file
+from cutover.plan.model import Plan
+from cutover.plan.stacks import StackConfig
 from cutover.render import alerts, dashboards, flags, manifests, ruletests, workloads, yamlout
 
 
@@ -85,20 +84,6 @@ def render(
         plan_digest=plan.digest(),
         alertmanager=workloads.alertmanager_snippet(plan, stack, cfg) if cfg.controller.enabled else None,
     )
-
-
-def load_project(root: Path, stack: str) -> tuple[Plan, StackConfig]:
-    """The stack's config and its plan; a phase the plan lacks is reported against the stack file."""
-    cfg = load_stack(root, stack)
-    plan = load_plan(cfg.project_path(root, cfg.planPath))
-    if cfg.phase not in plan.phase_names:
-        raise StackError(
-            f"unknown phase {cfg.phase!r}",
-            file=str(stack_file(root, stack)),
-            field=f"{PROJECT}:phase",
-            fix=f"use one of: {', '.join(plan.phase_names)}",
-        )
-    return plan, cfg
 
 
 def write_rendering(rendering: Rendering, out: Path) -> list[Path]:
