@@ -36,7 +36,7 @@ from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
 from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.plan.stacks import load_project
-from cutover.render.alerts import render_rules
+from cutover.render.alerts import AlertName, render_rules
 from cutover.render.rendering import render, write_rendering
 from cutover.render.workloads.common import analyze_args
 from cutover.render.workloads.controller import ControllerRoute
@@ -732,7 +732,7 @@ class Rehearsal:
                 wait = self.hold_down - (time.time() - history[-1]["at"])
                 if wait > 0:
                     time.sleep(wait + 0.5)
-            res = self.drill(phase, fault, "CutoverFallbackRateHigh")
+            res = self.drill(phase, fault, AlertName.FALLBACK_RATE_HIGH)
             results.append(res)
             name = "latency" if "latency_ms" in fault else "errors"
             self.check(

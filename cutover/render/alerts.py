@@ -11,10 +11,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cutover.plan.durations import format_duration, parse_duration
+from cutover.plan.durations import format_duration
 from cutover.plan.metrics import le
 from cutover.plan.model import EffectivePhase, Plan
 from cutover.render.promql import PromQL
+
+
+class AlertName:
+    """Every alert's name, once: the rules, their promtool tests, the rehearsal and the docs use these."""
+
+    TREATMENT_LATENCY_P95_HIGH = "CutoverTreatmentLatencyP95High"
+    TREATMENT_ERROR_RATE_HIGH = "CutoverTreatmentErrorRateHigh"
+    DRIFT_HIGH = "CutoverDriftHigh"
+    FALLBACK_RATE_HIGH = "CutoverFallbackRateHigh"
+    OUTBOX_DEPTH_HIGH = "CutoverOutboxDepthHigh"
+    OUTBOX_LAG_HIGH = "CutoverOutboxLagHigh"
+    TREATMENT_P99_ABOVE_CONTROL = "CutoverTreatmentP99AboveControl"
+    TREATMENT_ERROR_RATE_ABOVE_CONTROL = "CutoverTreatmentErrorRateAboveControl"
+    TREATMENT_NO_DATA = "CutoverTreatmentNoData"
+    WATCHDOG = "CutoverWatchdog"
+
+    @staticmethod
+    def burn_rate(slo_key: str) -> str:
+        """The multiwindow burn-rate alert of an SLO (availability | latency)."""
+        return f"CutoverRecall{slo_key.capitalize()}BurnRate"
+
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 LATENCY_OBJECTIVE = 0.99  # the latency SLO: 99 % of recalls under monitoring.recall_p99_ms
@@ -71,8 +92,8 @@ def runbook_url(base: str, alert: str) -> str:
     return f"{base.rstrip('/')}/on-call/alerts/{kebab(alert)}/"
 
 
-def recording_rules(plan: Plan, eff: EffectivePhase) -> list[dict]:
-    q = PromQL(plan)
+def recording_rules(plan: Plan, eff: EffectivePhase, time_scale: float = 1.0) -> list[dict]:
+    q = PromQL(plan, time_scale=time_scale)
     bound = le(eff.monitoring.recall_p99_ms / 1000)
     rules = []
     for w in WINDOWS:
@@ -100,7 +121,7 @@ def _alert(
     rule = {
         "alert": name_,
         "expr": expr,
-        "for": for_,
+        "for": PromQL.scale_duration(for_, ctx["time_scale"]),
         "labels": {
             "severity": severity,
             "phase": ctx["phase"],
@@ -126,7 +147,7 @@ def burn_rate_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     out = []
     for slo in slos(eff):
         budget = round(1 - slo.objective, 10)
-        alert = f"CutoverRecall{slo.key.capitalize()}BurnRate"
+        alert = AlertName.burn_rate(slo.key)
         for bw in BURN_WINDOWS:
             expr = (
                 f"({slo.record}{bw.long} / {budget:g}) > {bw.factor:g}\n"
@@ -153,7 +174,7 @@ def burn_rate_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
 
 def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     """The phase's abort triggers: critical pages the controller acts on (label action=rollback)."""
-    q, t = PromQL(plan), eff.abort_triggers
+    q, t = PromQL(plan, time_scale=ctx["time_scale"]), eff.abort_triggers
     treatment = eff.phase.flags.treatment
     both_cohorts = not treatment.is_global and (treatment.weight > 0 or treatment.internal)
     has_treatment = treatment.weight > 0 or treatment.internal
@@ -165,7 +186,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     )
     rules = [
         _alert(
-            "CutoverTreatmentLatencyP95High",
+            AlertName.TREATMENT_LATENCY_P95_HIGH,
             f"{q.quantile(0.95, w, op='recall', cohort='treatment')} > {t.p95_latency_ms / 1000:g}",
             for_,
             "critical",
@@ -175,7 +196,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
             **act,
         ),
         _alert(
-            "CutoverTreatmentErrorRateHigh",
+            AlertName.TREATMENT_ERROR_RATE_HIGH,
             f"({ratio('treatment')}) > {t.error_rate:g}",
             for_,
             "critical",
@@ -185,7 +206,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
             **act,
         ),
         _alert(
-            "CutoverDriftHigh",
+            AlertName.DRIFT_HIGH,
             f"({q.mean('drift', '15m', measure='parity')}) > {t.drift:g}",
             for_,
             "critical",
@@ -196,7 +217,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
             **act,
         ),
         _alert(
-            "CutoverFallbackRateHigh",
+            AlertName.FALLBACK_RATE_HIGH,
             f"({q.rate('fallbacks', w, '', op='recall')}\n/\n"
             f"({q.rate('requests', w, '', op='recall', cohort='treatment')} > 0))"
             f" > {t.fallback_rate:g}",
@@ -208,7 +229,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
             **act,
         ),
         _alert(
-            "CutoverOutboxDepthHigh",
+            AlertName.OUTBOX_DEPTH_HIGH,
             f"max({q.series('outbox_depth')}) > {t.outbox_depth}",
             for_,
             "critical",
@@ -218,7 +239,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
             **act,
         ),
         _alert(
-            "CutoverOutboxLagHigh",
+            AlertName.OUTBOX_LAG_HIGH,
             f"max({q.series('outbox_oldest_age')}) > {t.outbox_oldest_age_s:g}",
             for_,
             "critical",
@@ -231,7 +252,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     if both_cohorts:
         rules += [
             _alert(
-                "CutoverTreatmentP99AboveControl",
+                AlertName.TREATMENT_P99_ABOVE_CONTROL,
                 f"({q.quantile(0.99, w, op='recall', cohort='treatment')}\n/\n"
                 f"{q.quantile(0.99, w, op='recall', cohort='control')}) > {t.p99_ratio_vs_control:g}",
                 for_,
@@ -242,7 +263,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
                 **act,
             ),
             _alert(
-                "CutoverTreatmentErrorRateAboveControl",
+                AlertName.TREATMENT_ERROR_RATE_ABOVE_CONTROL,
                 f"(({ratio('treatment')})\n- on() ({ratio('control')})) > {t.error_rate_increase_vs_control:g}",
                 for_,
                 "critical",
@@ -256,7 +277,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     if has_treatment:
         rules.append(
             _alert(
-                "CutoverTreatmentNoData",
+                AlertName.TREATMENT_NO_DATA,
                 f"({q.rate('requests', '10m')} > 0)\nunless on()\n"
                 f"({q.rate('requests', '10m', cohort='treatment')} > 0)",
                 "10m",
@@ -275,7 +296,7 @@ def watchdog(ctx: dict) -> dict:
     Alertmanager configuration inhibits `severity: info` alerts (InfoInhibitor), which would silence
     the heartbeat the switch listens for."""
     return _alert(
-        "CutoverWatchdog",
+        AlertName.WATCHDOG,
         "vector(1)",
         "0s",
         "none",
@@ -285,41 +306,25 @@ def watchdog(ctx: dict) -> dict:
     )
 
 
-_WINDOW = re.compile(r"\[(\d+(?:\.\d+)?[smhdw])\]")
-
-
-def _scaled(duration: str, scale: float) -> str:
-    return format_duration(max(1, round(parse_duration(duration) / scale)))
-
-
-def compress(rules: dict, scale: float) -> dict:
-    """The same rules with every range window and `for:` divided by `scale` (rehearsals only: a
-    5-minute window becomes 10 s at scale 30). Rule and record names keep their nominal windows."""
-    out: dict[str, list[dict]] = {"groups": []}
-    for g in rules["groups"]:
-        group = {**g, "rules": []}
-        for r in g["rules"]:
-            r = {**r, "expr": _WINDOW.sub(lambda m: f"[{_scaled(m.group(1), scale)}]", r["expr"])}
-            if "for" in r:
-                r["for"] = _scaled(r["for"], scale)
-            group["rules"].append(r)
-        out["groups"].append(group)
-    return out
-
-
 def render_rules(
     plan: Plan, phase: str, stack: str, runbook_base: str, time_scale: float = 1.0, namespace: str | None = None
 ) -> dict:
-    """A plain Prometheus rule file (`groups:`), as promtool and a PrometheusRule spec take it."""
-    if time_scale != 1.0:
-        return compress(render_rules(plan, phase, stack, runbook_base, namespace=namespace), time_scale)
+    """A plain Prometheus rule file (`groups:`), as promtool and a PrometheusRule spec take it.
+    `time_scale`: every window and `for:` divided by it (rehearsals only); names keep their nominal
+    windows."""
     eff = plan.effective(phase)
     # namespace: the stack's; the prometheus-operator's AlertmanagerConfig only routes alerts labelled
     # with its own namespace (its default matcher strategy), and the sums drop the series' label
-    ctx = {"phase": phase, "stack": stack, "runbook_base": runbook_base, "namespace": namespace}
+    ctx = {
+        "phase": phase,
+        "stack": stack,
+        "runbook_base": runbook_base,
+        "namespace": namespace,
+        "time_scale": time_scale,
+    }
     return {
         "groups": [
-            {"name": "cutover-sli-recording", "rules": recording_rules(plan, eff)},
+            {"name": "cutover-sli-recording", "rules": recording_rules(plan, eff, time_scale)},
             {"name": "cutover-slo-burn-rate", "rules": burn_rate_alerts(plan, eff, ctx)},
             {"name": "cutover-abort-triggers", "rules": abort_alerts(plan, eff, ctx)},
             {"name": "cutover-meta", "rules": [watchdog(ctx)]},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cutover.plan.durations import format_duration, parse_duration
 from cutover.plan.metrics import name
 from cutover.plan.model import Plan
 
@@ -18,11 +19,31 @@ class PromQL:
     """`extra` joins every selector; `cohort_extra` only the selectors of series with a cohort label
     (the dashboards' `$cohort` variable)."""
 
-    def __init__(self, plan: Plan, window: str = "5m", extra: Sequence[str] = (), cohort_extra: Sequence[str] = ()):
+    def __init__(
+        self,
+        plan: Plan,
+        window: str = "5m",
+        extra: Sequence[str] = (),
+        cohort_extra: Sequence[str] = (),
+        time_scale: float = 1.0,
+    ):
+        """`time_scale`: every range window divided by it (the rehearsal's compressed time: a
+        5-minute window becomes 10 s at 30)."""
         self.plan = plan
         self.window = window
+        self.time_scale = time_scale
         self.extra = tuple(extra) + ((plan.metrics.selector,) if plan.metrics.selector else ())
         self.cohort_extra = tuple(cohort_extra)
+
+    @staticmethod
+    def scale_duration(duration: str, time_scale: float) -> str:
+        """A window or `for:` duration divided by `time_scale` (unchanged at 1; at least 1 s)."""
+        if time_scale == 1.0:
+            return duration
+        return format_duration(max(1, round(parse_duration(duration) / time_scale)))
+
+    def scaled(self, duration: str) -> str:
+        return self.scale_duration(duration, self.time_scale)
 
     def name(self, key: str, suffix: str = "") -> str:
         return name(self.plan, key) + suffix
@@ -47,7 +68,8 @@ class PromQL:
     ) -> str:
         """`sum by (by) (rate(metric{...}[window]))`; `cohort_label=False` for series without one."""
         grouping = f"sum by ({by}) " if by else "sum"
-        return f"{grouping}(rate({self.series(key, suffix, cohort_label, **matchers)}[{window or self.window}]))"
+        series = self.series(key, suffix, cohort_label, **matchers)
+        return f"{grouping}(rate({series}[{self.scaled(window or self.window)}]))"
 
     def quantile(self, q: float, window: str | None = None, by: str = "", **matchers: str) -> str:
         grouping = f"le, {by}" if by else "le"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from cutover.plan.durations import parse_duration
 from cutover.plan.metrics import latency_buckets, le, name
 from cutover.plan.model import Plan
-from cutover.render.alerts import BURN_WINDOWS, LATENCY_OBJECTIVE
+from cutover.render.alerts import BURN_WINDOWS, LATENCY_OBJECTIVE, AlertName
 
 MINUTE = 60
 Series = Callable[[int], list[dict]]  # the input series of a test case, built for a length in minutes
@@ -149,26 +149,26 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
 
     slow, fast = 0.6, 0.02
     simple(
-        "CutoverTreatmentLatencyP95High",
+        AlertName.TREATMENT_LATENCY_P95_HIGH,
         lambda m: traffic_series(plan, [Cohort("treatment", latencies=[(slow, 1.0)]), Cohort("control")], m),
         lambda m: traffic_series(plan, healthy, m),
         bucket_quantile(plan, 0.95, slow),
     )
     simple(
-        "CutoverTreatmentP99AboveControl",
+        AlertName.TREATMENT_P99_ABOVE_CONTROL,
         lambda m: traffic_series(plan, [Cohort("treatment", latencies=[(0.2, 1.0)]), Cohort("control")], m),
         lambda m: traffic_series(plan, healthy, m),
         bucket_quantile(plan, 0.99, 0.2) / bucket_quantile(plan, 0.99, fast),
     )
     bad = min(0.5, max(t.error_rate, t.error_rate_increase_vs_control) * 3)
     simple(
-        "CutoverTreatmentErrorRateHigh",
+        AlertName.TREATMENT_ERROR_RATE_HIGH,
         lambda m: traffic_series(plan, [Cohort("treatment", error_ratio=bad), Cohort("control")], m),
         lambda m: traffic_series(plan, healthy, m),
         bad,
     )
     simple(
-        "CutoverTreatmentErrorRateAboveControl",
+        AlertName.TREATMENT_ERROR_RATE_ABOVE_CONTROL,
         lambda m: traffic_series(plan, [Cohort("treatment", error_ratio=bad), Cohort("control", error_ratio=0.001)], m),
         lambda m: traffic_series(plan, healthy, m),
         bad - 0.001,
@@ -187,7 +187,11 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
 
     high_drift = min(1.0, t.drift * 2)
     simple(
-        "CutoverDriftHigh", drift_series(high_drift, 30), drift_series(t.drift / 4, 30), high_drift, drift_series(0, 0)
+        AlertName.DRIFT_HIGH,
+        drift_series(high_drift, 30),
+        drift_series(t.drift / 4, 30),
+        high_drift,
+        drift_series(0, 0),
     )
 
     fb = name(plan, "fallbacks")
@@ -200,7 +204,7 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
         )
 
     simple(
-        "CutoverFallbackRateHigh",
+        AlertName.FALLBACK_RATE_HIGH,
         fallback_series(fb_share),
         fallback_series(t.fallback_rate / 10),
         fb_share,
@@ -209,21 +213,21 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
 
     depth, age = name(plan, "outbox_depth"), name(plan, "outbox_oldest_age")
     simple(
-        "CutoverOutboxDepthHigh",
+        AlertName.OUTBOX_DEPTH_HIGH,
         lambda m: [_gauge(f'{depth}{{target="memoryos"}}', t.outbox_depth * 2.5, m)],
         lambda m: [_gauge(f'{depth}{{target="memoryos"}}', t.outbox_depth / 20, m)],
         t.outbox_depth * 2.5,
         lambda m: [_gauge(f'{depth}{{target="memoryos"}}', 0, m)],
     )
     simple(
-        "CutoverOutboxLagHigh",
+        AlertName.OUTBOX_LAG_HIGH,
         lambda m: [_gauge(f'{age}{{target="memoryos"}}', t.outbox_oldest_age_s * 3, m)],
         lambda m: [_gauge(f'{age}{{target="memoryos"}}', 5, m)],
         t.outbox_oldest_age_s * 3,
         lambda m: [_gauge(f'{age}{{target="memoryos"}}', 0, m)],
     )
     simple(
-        "CutoverTreatmentNoData",
+        AlertName.TREATMENT_NO_DATA,
         lambda m: traffic_series(plan, [Cohort("control")], m),
         lambda m: traffic_series(plan, healthy, m),
         600 / MINUTE,
@@ -234,7 +238,7 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
     factors = sorted(bw.factor for bw in BURN_WINDOWS)
     for slo_key, objective in (("availability", mon.recall_availability), ("latency", LATENCY_OBJECTIVE)):
         budget = round(1 - objective, 10)
-        alert = f"CutoverRecall{slo_key.capitalize()}BurnRate"
+        alert = AlertName.burn_rate(slo_key)
         for r in by_name.get(alert, []):
             f = next(bw.factor for bw in BURN_WINDOWS if bw.long == r["labels"]["long"])
             higher = [x for x in factors if x > f]
@@ -262,14 +266,14 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rule
                 )
             )
 
-    if "CutoverWatchdog" in by_name:
-        (r,) = by_name["CutoverWatchdog"]
+    if AlertName.WATCHDOG in by_name:
+        (r,) = by_name[AlertName.WATCHDOG]
         cases.append(
             _case(
-                "CutoverWatchdog: always firing",
+                f"{AlertName.WATCHDOG}: always firing",
                 [],
                 [
-                    {"eval_time": "1m", "alertname": "CutoverWatchdog", "exp_alerts": [_expected(r, 1.0, {})]},
+                    {"eval_time": "1m", "alertname": AlertName.WATCHDOG, "exp_alerts": [_expected(r, 1.0, {})]},
                 ],
             )
         )
