@@ -19,7 +19,7 @@ import gzip
 import io
 from pathlib import Path
 
-from cutover.judge.verdict import load_samples
+from cutover.judge.samples import load_samples
 
 DEFAULT = Path(__file__).with_name("aa-capture.csv.gz")
 

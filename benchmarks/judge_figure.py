@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks.noise import load_factor
-from cutover.judge.verdict import judge_latency
+from cutover.judge.checks import judge_latency
 from cutover.plan.model import Analysis
 
 A = Analysis()

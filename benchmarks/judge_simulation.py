@@ -15,7 +15,7 @@ run, 2 000 per cohort unless the case says otherwise, 0.1 % errors in each.
   to make a new one: benchmarks/capture_aa.py), their agents split at random into two groups: an
   A/A with the machine's real noise; the effect cases multiply one group's latencies.
 
-Each case compares today's judge (cutover.judge.verdict: within time windows, median and slowest 5 %
+Each case compares today's judge (cutover.judge.verdict and stats: within time windows, median and slowest 5 %
 apart) with the judge before (benchmarks/old_judge.py: per request). "Detected" is any verdict but
 PROMOTE (HOLD or ROLLBACK); on the A/A rows that is a false alarm. The soak rows judge simulated
 20 s soaks (judge_soak) under the correlated noise.
@@ -35,7 +35,10 @@ import numpy as np
 
 from benchmarks import old_judge
 from benchmarks.noise import calibration, load_factor, window_median_sd
-from cutover.judge.verdict import Sample, decide, judge_errors, judge_latency, judge_soak
+from cutover.judge.checks import judge_errors, judge_latency
+from cutover.judge.samples import Sample
+from cutover.judge.soak import judge_soak
+from cutover.judge.verdict import decide
 from cutover.plan.model import Analysis, load_plan
 
 A = Analysis()

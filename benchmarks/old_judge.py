@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from cutover.judge.verdict import CRITICAL, HIGH, LOW, NODATA, PASS, MetricResult
+from cutover.judge.checks import CRITICAL, HIGH, LOW, NODATA, PASS, MetricResult
 from cutover.plan.model import Analysis
 
 P99_REGRESSION_MAX, P99_REGRESSION_CRITICAL = 0.05, 0.20

@@ -9,7 +9,9 @@ import pytest
 
 from cutover.judge.evidence import load_evidence_file
 from cutover.judge.report import campaign_report, write_analysis
-from cutover.judge.verdict import Sample, judge, missing_samples, msprt
+from cutover.judge.samples import Sample
+from cutover.judge.stats import msprt
+from cutover.judge.verdict import judge, missing_samples
 from cutover.plan.model import Analysis
 
 A = Analysis()

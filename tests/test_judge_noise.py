@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.noise import load_factor
-from cutover.judge.verdict import Sample, judge, judge_latency
+from cutover.judge.checks import judge_latency
+from cutover.judge.samples import Sample
+from cutover.judge.verdict import judge
 from cutover.plan.model import Analysis
 
 A = Analysis()

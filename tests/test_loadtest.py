@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from cutover.judge.evidence import load_evidence_file
-from cutover.judge.verdict import load_samples
+from cutover.judge.samples import load_samples
 
 from .gatewayproc import gateway, project_copy
 

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from cutover.judge.verdict import Sample, judge_soak
+from cutover.judge.samples import Sample
+from cutover.judge.soak import judge_soak
 from cutover.plan.model import load_plan
 
 from .conftest import ROOT

@@ -348,7 +348,7 @@ def test_distributed_locust_as_rendered_gives_a_verdict_from_the_workers_samples
     plan mount mapped to local directories, the gateway Service to a local gateway. The one change: the
     master's final idle (`exec sleep`, which keeps a finished run from repeating) becomes `exit 0`."""
     from cutover.judge.evidence import load_evidence_file
-    from cutover.judge.verdict import load_samples
+    from cutover.judge.samples import load_samples
 
     from .gatewayproc import gateway, project_copy
 

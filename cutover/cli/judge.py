@@ -54,18 +54,20 @@ def analyze_cmd(
 
     Exit code 0 for PROMOTE, 1 for HOLD, 3 for ROLLBACK.
     """
+    from cutover.judge import samples as sampling
+    from cutover.judge import soak
     from cutover.judge import verdict as analysis
     from cutover.judge.report import write_analysis
 
     plan = common.plan(file)
     try:
-        data = analysis.load_samples(samples)
-    except (analysis.SampleError, OSError) as exc:
+        data = sampling.load_samples(samples)
+    except (sampling.SampleError, OSError) as exc:
         raise CutoverError(str(exc), fix="pass the --samples file(s) a cutover Locust scenario wrote") from None
     if phase is None:
         try:
-            phase = analysis.samples_phase(data)
-        except analysis.SampleError as exc:
+            phase = sampling.samples_phase(data)
+        except sampling.SampleError as exc:
             raise CutoverError(str(exc), fix="name the phase: --phase PHASE") from None
     eff = plan.effective(phase)
     evidence_kind: EvidenceKind
@@ -78,7 +80,7 @@ def analyze_cmd(
         evidence_kind = "baseline"
     elif kind == "soak":
         mon = eff.monitoring
-        verdict = analysis.judge_soak(
+        verdict = soak.judge_soak(
             data, eff.analysis, eff.abort_triggers.error_rate, mon.recall_p99_ms, mon.recall_availability
         )
         title = "Soak"

@@ -285,7 +285,8 @@ def example_report(plan: Plan) -> tuple[str, dict[str, bytes]]:
     import numpy as np
 
     from cutover.judge.report import write_analysis
-    from cutover.judge.verdict import Sample, judge
+    from cutover.judge.samples import Sample
+    from cutover.judge.verdict import judge
 
     rng = np.random.default_rng(42)
     samples = []

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from cutover.judge.evidence import Evidence, load_evidence, new_evidence
-from cutover.judge.verdict import Sample, Verdict
+from cutover.judge.samples import Sample
+from cutover.judge.verdict import Verdict
 from cutover.plan.model import EvidenceKind, Plan
 
 

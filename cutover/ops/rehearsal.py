@@ -487,7 +487,8 @@ class Rehearsal:
         """`cutover loadtest canary` in chunks until every cohort and operation has the judge's
         minimum samples (`missing_samples`), bounded by JUDGE_TIMEOUT_S; None (a failed check with
         the counts) when the time is up."""
-        from cutover.judge.verdict import load_samples, missing_samples
+        from cutover.judge.samples import load_samples
+        from cutover.judge.verdict import missing_samples
 
         a = self.judge_plan.effective(phase).analysis
         folder = self.out / "samples" / name

@@ -133,7 +133,7 @@ class Analysis(Strict):
     """Settings of the judge (canary vs control) and of the drift gate."""
 
     min_samples: int = Field(default=1000, ge=1, description="minimum samples per cohort for a verdict")
-    # Latency is compared within time windows (cutover.judge.verdict.windowed_ratios): the median
+    # Latency is compared within time windows (cutover.judge.stats.windowed_ratios): the median
     # and the tail band (p95 to p98) separately. The defaults hold the false-alarm targets under noise
     # like a shared 2-core machine's (`make bench-judge`: A/A not PROMOTE <= 2 %, ROLLBACK <= 0.5 %)
     # while a +10 % median or a +30 % slowest 5 % is caught at 2 000 requests per cohort. The tail's
