@@ -126,3 +126,15 @@ def test_nothing_reads_outside_the_checkout():
     # and the allowed lines are there: the bundle is found where the machines keep it
     ci = (ROOT / ".ci/run").read_text().splitlines()
     assert all(a in (ln.strip() for ln in ci) for a in ALLOWED_BESIDE[".ci/run"])
+
+
+def test_every_package_directory_is_in_the_wheel():
+    """`[tool.setuptools] packages` lists packages by name: one not listed is missing from the wheel
+    and the image (a split module that became a package, e.g. render/workloads/)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts
+    }
+    assert found - listed == set(), "add to [tool.setuptools] packages"
