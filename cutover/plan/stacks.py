@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cutover.plan.errors import StackError
-from cutover.plan.model import Plan, load_plan
+from cutover.plan.model import EffectivePhase, Plan, load_plan
 from cutover.plan.yamlsrc import SourceFile
 
 PROJECT = "memoryos-rollout"
@@ -235,3 +237,18 @@ def load_project(root: Path, stack: str) -> tuple[Plan, StackConfig]:
             fix=f"use one of: {', '.join(plan.phase_names)}",
         )
     return plan, cfg
+
+
+@dataclass(frozen=True)
+class Target:
+    """What every renderer renders for: the plan, the stack (name and settings) and the phase, with
+    the phase's effective settings (the plan's overrides merged in)."""
+
+    plan: Plan
+    stack: str
+    cfg: StackConfig
+    phase: str
+
+    @cached_property
+    def eff(self) -> EffectivePhase:
+        return self.plan.effective(self.phase)

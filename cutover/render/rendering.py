@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import StackConfig, Target
 from cutover.render import alerts, dashboards, flags, manifests, ruletests, workloads, yamlout
 
 
@@ -62,14 +62,15 @@ def render(
     phase = phase or cfg.phase
     plan.index(phase)  # unknown phase -> PlanError naming the known ones
     kill = cfg.killSwitch if kill_switch is None else kill_switch
+    target = Target(plan, stack, cfg, phase)
     flag_doc = flags.render_flags(plan, phase, stack, kill_switch=kill)
     rules = alerts.render_rules(plan, phase, stack, cfg.runbookBaseUrl, namespace=cfg.namespace)
     boards = dashboards.build(plan)
     objects = [
-        manifests.feature_flag(plan, stack, cfg, phase, flag_doc),
-        manifests.prometheus_rule(plan, stack, cfg, phase, rules),
-        *(manifests.dashboard_config_map(plan, stack, cfg, slug, dashboards.dumps(b)) for slug, b in boards.items()),
-        *workloads.build(plan, stack, cfg),
+        manifests.feature_flag(target, flag_doc),
+        manifests.prometheus_rule(target, rules),
+        *(manifests.dashboard_config_map(target, slug, dashboards.dumps(b)) for slug, b in boards.items()),
+        *workloads.build(target),
     ]
     return Rendering(
         stack=stack,
@@ -80,9 +81,9 @@ def render(
         rule_tests=ruletests.build_rule_tests(plan, phase, rules),
         dashboards=boards,
         manifests=objects,
-        secrets=workloads.secrets(plan, stack, cfg),
+        secrets=workloads.secrets(target),
         plan_digest=plan.digest(),
-        alertmanager=workloads.alertmanager_snippet(plan, stack, cfg) if cfg.controller.enabled else None,
+        alertmanager=workloads.alertmanager_snippet(target) if cfg.controller.enabled else None,
     )
 
 

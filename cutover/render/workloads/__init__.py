@@ -15,8 +15,7 @@ controller; `build` and `secrets` here put them together."""
 
 from __future__ import annotations
 
-from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     ADMIN_TOKEN_KEY,
     PLAN_DIR,
@@ -54,29 +53,30 @@ __all__ = [
 ]
 
 
-def build(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
+def build(t: Target) -> list[dict]:
     """Every scale-out object this stack enables (none when all parts are off)."""
+    cfg = t.cfg
     objs: list[dict] = []
     if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.controller.enabled:
-        objs.append(plan_config_map(plan, stack, cfg))
+        objs.append(plan_config_map(t))
     if cfg.gateway.enabled:
         objs += [
-            feature_flag_source(plan, stack, cfg),
-            gateway_deployment(plan, stack, cfg),
-            gateway_service(plan, stack, cfg),
-            gateway_pdb(plan, stack, cfg),
-            gateway_service_monitor(plan, stack, cfg),
+            feature_flag_source(t),
+            gateway_deployment(t),
+            gateway_service(t),
+            gateway_pdb(t),
+            gateway_service_monitor(t),
         ]
     if cfg.loadtest.enabled or cfg.nightly.enabled:
-        objs += [locustfiles_config_map(plan, stack, cfg), results_claim(plan, stack, cfg)]
+        objs += [locustfiles_config_map(t), results_claim(t)]
     if cfg.loadtest.enabled:
-        objs += [*locust_master(plan, stack, cfg), locust_workers(plan, stack, cfg)]
+        objs += [*locust_master(t), locust_workers(t)]
     if cfg.nightly.enabled:
-        objs.append(nightly_cron_job(plan, stack, cfg))
+        objs.append(nightly_cron_job(t))
     if cfg.migration.enabled:
-        objs += [migration_job(plan, stack, cfg), reconcile_job(plan, stack, cfg)]
+        objs += [migration_job(t), reconcile_job(t)]
     if cfg.controller.enabled:
-        objs += controller_objects(plan, stack, cfg)
+        objs += controller_objects(t)
     for obj in objs:
         pod = pod_spec(obj)
         if pod is not None:  # volumes written by uid 10001: the results and data volumes, the outbox
@@ -84,10 +84,11 @@ def build(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     return objs
 
 
-def secrets(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
+def secrets(t: Target) -> list[dict]:
     """Secrets whose values only Pulumi holds (filled by the program from the secret config value
     their annotation names, never rendered); each holds its value under the key `token`."""
-    out = [admin_secret(plan, stack, cfg)] if cfg.gateway.enabled else []
+    plan, cfg = t.plan, t.cfg
+    out = [admin_secret(t)] if cfg.gateway.enabled else []
     if cfg.controller.enabled:
-        out.append(secret_without_data(names(plan)["webhook"], WEBHOOK_CONFIG_KEY, plan, stack, cfg, "controller"))
+        out.append(secret_without_data(names(plan)["webhook"], WEBHOOK_CONFIG_KEY, t, "controller"))
     return out

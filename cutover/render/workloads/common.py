@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 
 from cutover.plan.model import Plan
-from cutover.plan.stacks import Resources, StackConfig
+from cutover.plan.stacks import Resources, StackConfig, Target
 from cutover.render.manifests import labels as stack_labels
 from cutover.render.manifests import metadata
 
@@ -44,9 +44,10 @@ def names(plan: Plan) -> dict[str, str]:
     }
 
 
-def part_meta(name: str, plan: Plan, stack: str, cfg: StackConfig, component: str, **extra: str) -> dict:
+def part_meta(name: str, t: Target, component: str, **extra: str) -> dict:
     """Objects carry their pods' selector labels too (a ServiceMonitor finds the Service by them)."""
-    return metadata(name, plan, stack, cfg, **selector_labels(plan, stack, component), **extra)
+    plan, stack = t.plan, t.stack
+    return metadata(name, t, **selector_labels(plan, stack, component), **extra)
 
 
 def selector_labels(plan: Plan, stack: str, component: str) -> dict[str, str]:
@@ -58,8 +59,9 @@ def selector_labels(plan: Plan, stack: str, component: str) -> dict[str, str]:
     }
 
 
-def pod_labels(plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict[str, str]:
-    return {**stack_labels(plan, stack, cfg), **selector_labels(plan, stack, component)}
+def pod_labels(t: Target, component: str) -> dict[str, str]:
+    plan, stack = t.plan, t.stack
+    return {**stack_labels(t), **selector_labels(plan, stack, component)}
 
 
 def resources_of(r: Resources) -> dict:
@@ -104,19 +106,20 @@ def gateway_url(plan: Plan, cfg: StackConfig) -> str:
     return f"http://{names(plan)['gateway']}.{cfg.namespace}.svc:{cfg.gateway.port}"
 
 
-def plan_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def plan_config_map(t: Target) -> dict:
     """The effective plan, mounted where `cutover analyze --file` and `cutover serve` read it."""
+    plan = t.plan
     text = yaml.safe_dump(plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": part_meta(names(plan)["plan"], plan, stack, cfg, "plan"),
+        "metadata": part_meta(names(plan)["plan"], t, "plan"),
         "data": {"rollout.yaml": text},
     }
 
 
-def secret_without_data(name: str, config_key: str, plan: Plan, stack: str, cfg: StackConfig, component: str) -> dict:
-    meta = part_meta(name, plan, stack, cfg, component)
+def secret_without_data(name: str, config_key: str, t: Target, component: str) -> dict:
+    meta = part_meta(name, t, component)
     meta["annotations"][SECRET_CONFIG_ANNOTATION] = config_key
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
 

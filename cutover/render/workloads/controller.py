@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     ADMIN_TOKEN_KEY,
     ALERTMANAGER_CONFIG_API,
@@ -22,11 +21,12 @@ from cutover.render.workloads.common import (
 )
 
 
-def controller_objects(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
+def controller_objects(t: Target) -> list[dict]:
     """`cutover controller` in the cluster: it patches only the stack's FeatureFlag (its Role names
     that one object), and Alertmanager reaches it through the AlertmanagerConfig below."""
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     c, n = cfg.controller, names(plan)
-    meta = lambda name: part_meta(name, plan, stack, cfg, "controller")  # noqa: E731
+    meta = lambda name: part_meta(name, t, "controller")  # noqa: E731
     plan_vol, plan_mount = plan_volume(plan)
     command = [
         "cutover", "controller", "--stack", stack, "--plan", f"{PLAN_DIR}/rollout.yaml",
@@ -61,7 +61,7 @@ def controller_objects(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": sel},
                 "template": {
-                    "metadata": {"labels": pod_labels(plan, stack, cfg, "controller")},
+                    "metadata": {"labels": pod_labels(t, "controller")},
                     "spec": {
                         "serviceAccountName": n["controller"],
                         "containers": [container],
@@ -76,7 +76,7 @@ def controller_objects(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
             "spec": {"selector": sel,
                      "ports": [{"name": "http", "port": c.port, "targetPort": "http", "protocol": "TCP"}]},
         },
-        alertmanager_config(plan, stack, cfg),
+        alertmanager_config(t),
     ]  # fmt: skip
 
 
@@ -126,8 +126,9 @@ class ControllerRoute:
         return {"route": route, "receivers": receivers}
 
 
-def controller_route(plan: Plan, stack: str, cfg: StackConfig) -> ControllerRoute:
+def controller_route(t: Target) -> ControllerRoute:
     """The stack's rollback-labelled abort alerts, to its controller."""
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     c = cfg.controller
     return ControllerRoute(
         receiver=names(plan)["controller"],
@@ -139,17 +140,18 @@ def controller_route(plan: Plan, stack: str, cfg: StackConfig) -> ControllerRout
     )
 
 
-def alertmanager_config(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def alertmanager_config(t: Target) -> dict:
     """The route of the rollback-labelled abort alerts to the controller, for an Alertmanager run by
     the prometheus-operator (labelled for the stack's kube-prometheus-stack release)."""
+    plan, cfg = t.plan, t.cfg
     n = names(plan)
-    meta = part_meta(n["controller"], plan, stack, cfg, "controller", release=cfg.release)
-    spec = controller_route(plan, stack, cfg).operator_spec(n["webhook"], ADMIN_TOKEN_KEY)
+    meta = part_meta(n["controller"], t, "controller", release=cfg.release)
+    spec = controller_route(t).operator_spec(n["webhook"], ADMIN_TOKEN_KEY)
     return {"apiVersion": ALERTMANAGER_CONFIG_API, "kind": "AlertmanagerConfig", "metadata": meta, "spec": spec}
 
 
-def alertmanager_snippet(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def alertmanager_snippet(t: Target) -> dict:
     """The same route and receiver for an Alertmanager configured by hand (alertmanager.yml):
     merge `route.routes` and `receivers`; the credentials file holds the webhook secret."""
     credentials = {"credentials_file": "/etc/alertmanager/secrets/cutover-webhook"}
-    return controller_route(plan, stack, cfg).alertmanager_yml(credentials)
+    return controller_route(t).alertmanager_yml(credentials)

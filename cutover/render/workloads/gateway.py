@@ -3,8 +3,7 @@ PodDisruptionBudget, ServiceMonitor, FeatureFlagSource and admin-token Secret.""
 
 from __future__ import annotations
 
-from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     ADMIN_TOKEN_KEY,
     FEATURE_FLAG_SOURCE_API,
@@ -21,13 +20,14 @@ from cutover.render.workloads.common import (
 )
 
 
-def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def feature_flag_source(t: Target) -> dict:
     """Tells the OpenFeature Operator to inject a flagd sidecar fed by this stack's FeatureFlag."""
+    plan, cfg = t.plan, t.cfg
     n = names(plan)
     return {
         "apiVersion": FEATURE_FLAG_SOURCE_API,
         "kind": "FeatureFlagSource",
-        "metadata": part_meta(n["flagsource"], plan, stack, cfg, "gateway"),
+        "metadata": part_meta(n["flagsource"], t, "gateway"),
         "spec": {
             "sources": [{"source": f"{cfg.namespace}/{n['flags']}", "provider": "kubernetes"}],
             "port": cfg.gateway.flagdPort,
@@ -36,13 +36,15 @@ def feature_flag_source(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     }
 
 
-def admin_secret(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def admin_secret(t: Target) -> dict:
     """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
     secret config value; `cutover render` never writes it."""
-    return secret_without_data(names(plan)["admin"], SECRET_CONFIG_KEY, plan, stack, cfg, "gateway")
+    plan = t.plan
+    return secret_without_data(names(plan)["admin"], SECRET_CONFIG_KEY, t, "gateway")
 
 
-def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def gateway_deployment(t: Target) -> dict:
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     g, n = cfg.gateway, names(plan)
     plan_vol, plan_mount = plan_volume(plan)
     command = [
@@ -83,14 +85,14 @@ def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": part_meta(n["gateway"], plan, stack, cfg, "gateway"),
+        "metadata": part_meta(n["gateway"], t, "gateway"),
         "spec": {
             "replicas": g.replicas,
             "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
-                    "labels": pod_labels(plan, stack, cfg, "gateway"),
+                    "labels": pod_labels(t, "gateway"),
                     "annotations": {
                         "openfeature.dev/enabled": "true",
                         "openfeature.dev/featureflagsource": n["flagsource"],
@@ -108,11 +110,12 @@ def gateway_deployment(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     }
 
 
-def gateway_service(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def gateway_service(t: Target) -> dict:
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
+        "metadata": part_meta(names(plan)["gateway"], t, "gateway"),
         "spec": {
             "selector": selector_labels(plan, stack, "gateway"),
             "ports": [{"name": "http", "port": cfg.gateway.port, "targetPort": "http", "protocol": "TCP"}],
@@ -120,11 +123,12 @@ def gateway_service(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     }
 
 
-def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def gateway_pdb(t: Target) -> dict:
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway"),
+        "metadata": part_meta(names(plan)["gateway"], t, "gateway"),
         "spec": {
             "minAvailable": cfg.gateway.minAvailable,
             "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
@@ -132,12 +136,13 @@ def gateway_pdb(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     }
 
 
-def gateway_service_monitor(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def gateway_service_monitor(t: Target) -> dict:
     """Scraped by the stack's kube-prometheus-stack release (it selects ServiceMonitors by `release`)."""
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     return {
         "apiVersion": SERVICE_MONITOR_API,
         "kind": "ServiceMonitor",
-        "metadata": part_meta(names(plan)["gateway"], plan, stack, cfg, "gateway", release=cfg.release),
+        "metadata": part_meta(names(plan)["gateway"], t, "gateway", release=cfg.release),
         "spec": {
             "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
             "namespaceSelector": {"matchNames": [cfg.namespace]},

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import shlex
 
-from cutover.plan.model import Plan
 from cutover.plan.project import loadtests_dir
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import Target
 from cutover.render.locust import headless_args, scenario_file
 from cutover.render.workloads.common import (
     LOCUST_DIR,
@@ -26,18 +25,20 @@ from cutover.render.workloads.common import (
 )
 
 
-def locustfiles_config_map(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def locustfiles_config_map(t: Target) -> dict:
+    plan = t.plan
     data = {f: (loadtests_dir() / f).read_text(encoding="utf-8") for f in LOCUSTFILES}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": part_meta(names(plan)["locustfiles"], plan, stack, cfg, "loadtest"),
+        "metadata": part_meta(names(plan)["locustfiles"], t, "loadtest"),
         "data": data,
     }
 
 
-def results_claim(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def results_claim(t: Target) -> dict:
     """One volume for load-test results and nightly verdicts: workers write samples, analyze reads them."""
+    plan, cfg = t.plan, t.cfg
     lt = cfg.loadtest
     spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
     if lt.storageClass:
@@ -45,14 +46,15 @@ def results_claim(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": part_meta(names(plan)["results"], plan, stack, cfg, "loadtest"),
+        "metadata": part_meta(names(plan)["results"], t, "loadtest"),
         "spec": spec,
     }
 
 
-def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
+def locust_master(t: Target) -> list[dict]:
     """The master runs one headless run per `runId` (bounded by `runTime`), then judges it and idles,
     so a restart never repeats a finished run; change `runId` to start another."""
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     lt, n = cfg.loadtest, names(plan)
     run = loadtest_run_dir(cfg)
     kind = {"canary": "verdict", "soak": "soak", "baseline": "baseline"}[lt.scenario]
@@ -97,14 +99,14 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": part_meta(n["master"], plan, stack, cfg, "locust-master"),
+        "metadata": part_meta(n["master"], t, "locust-master"),
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": sel},
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": {
-                    "labels": pod_labels(plan, stack, cfg, "locust-master"),
+                    "labels": pod_labels(t, "locust-master"),
                     "annotations": {"cutover.io/run-id": lt.runId},
                 },
                 "spec": {"containers": [container], "volumes": vols},
@@ -114,7 +116,7 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": part_meta(n["master"], plan, stack, cfg, "locust-master"),
+        "metadata": part_meta(n["master"], t, "locust-master"),
         "spec": {
             "selector": sel,
             "ports": [{"name": "locust", "port": 5557, "targetPort": "locust", "protocol": "TCP"}],
@@ -123,7 +125,8 @@ def locust_master(plan: Plan, stack: str, cfg: StackConfig) -> list[dict]:
     return [deployment, service]
 
 
-def locust_workers(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def locust_workers(t: Target) -> dict:
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     lt, n = cfg.loadtest, names(plan)
     run = loadtest_run_dir(cfg)
     command = [
@@ -141,13 +144,13 @@ def locust_workers(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": part_meta(n["worker"], plan, stack, cfg, "locust-worker"),
+        "metadata": part_meta(n["worker"], t, "locust-worker"),
         "spec": {
             "replicas": lt.workers,
             "selector": {"matchLabels": selector_labels(plan, stack, "locust-worker")},
             "template": {
                 "metadata": {
-                    "labels": pod_labels(plan, stack, cfg, "locust-worker"),
+                    "labels": pod_labels(t, "locust-worker"),
                     "annotations": {"cutover.io/run-id": lt.runId},
                 },
                 "spec": {"containers": [container], "volumes": vols},

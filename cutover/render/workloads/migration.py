@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import StackConfig, Target
 from cutover.render.workloads.common import (
     names,
     part_meta,
@@ -22,8 +21,9 @@ def data_volume(cfg: StackConfig) -> tuple[dict, dict]:
     )
 
 
-def migration_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def migration_job(t: Target) -> dict:
     """An Indexed Job: pod i of n migrates the namespaces whose hash mod n is i (`--shard i/n`)."""
+    plan, cfg = t.plan, t.cfg
     m, n = cfg.migration, names(plan)
     migrate = ["cutover", "migrate", "--from", m.source, "--to", m.target, "--batch", str(m.batch)]
     shard = f"$JOB_COMPLETION_INDEX-of-{m.shards}"
@@ -36,7 +36,7 @@ def migration_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": part_meta(n["migrate"], plan, stack, cfg, "migration"),
+        "metadata": part_meta(n["migrate"], t, "migration"),
         "spec": {
             "completionMode": "Indexed",
             "completions": m.shards,
@@ -44,15 +44,16 @@ def migration_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
             "backoffLimitPerIndex": m.backoffLimit,
             "maxFailedIndexes": 0,
             "template": {
-                "metadata": {"labels": pod_labels(plan, stack, cfg, "migration")},
+                "metadata": {"labels": pod_labels(t, "migration")},
                 "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
             },
         },
     }
 
 
-def reconcile_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def reconcile_job(t: Target) -> dict:
     """After every shard: per namespace and tier, counts and checksums; the Job fails without parity."""
+    plan, cfg = t.plan, t.cfg
     m, n = cfg.migration, names(plan)
     reconcile = ["cutover", "reconcile", "--source", m.source, "--target", m.target, "--report", "/data/reconcile"]
     vol, mount = data_volume(cfg)
@@ -62,11 +63,11 @@ def reconcile_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": part_meta(n["reconcile"], plan, stack, cfg, "migration"),
+        "metadata": part_meta(n["reconcile"], t, "migration"),
         "spec": {
             "backoffLimit": 1,
             "template": {
-                "metadata": {"labels": pod_labels(plan, stack, cfg, "reconcile")},
+                "metadata": {"labels": pod_labels(t, "reconcile")},
                 "spec": {"restartPolicy": "Never", "containers": [container], "volumes": [vol]},
             },
         },

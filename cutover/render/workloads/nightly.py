@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from cutover.plan.model import Plan
-from cutover.plan.stacks import StackConfig
+from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     LOCUST_DIR,
     PLAN_DIR,
@@ -20,9 +19,10 @@ from cutover.render.workloads.common import (
 )
 
 
-def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
+def nightly_cron_job(t: Target) -> dict:
     """Each night: the canary scenario headless against the gateway, then the judge; every night's
     samples, verdict.json and report stay under /results/nightly/<UTC date>."""
+    plan, stack, cfg = t.plan, t.stack, t.cfg
     nt, n = cfg.nightly, names(plan)
     night = "/results/nightly/$(date -u +%Y-%m-%dT%H%MZ)"
     loadtest = [
@@ -54,7 +54,7 @@ def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": part_meta(n["nightly"], plan, stack, cfg, "nightly"),
+        "metadata": part_meta(n["nightly"], t, "nightly"),
         "spec": {
             "schedule": nt.schedule,
             "timeZone": nt.timeZone,
@@ -65,7 +65,7 @@ def nightly_cron_job(plan: Plan, stack: str, cfg: StackConfig) -> dict:
                 "spec": {
                     "backoffLimit": 0,
                     "template": {
-                        "metadata": {"labels": pod_labels(plan, stack, cfg, "nightly")},
+                        "metadata": {"labels": pod_labels(t, "nightly")},
                         "spec": {"restartPolicy": "Never", "containers": [container], "volumes": vols},
                     },
                 }
