@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,9 +35,9 @@ DASHBOARDS = {
 ALERT_PAGES = "on-call/alerts"  # one Markdown page an alert: Meaning, Impact, Diagnosis, Mitigation
 
 
-def _all_rules(plan: Plan, base: str) -> dict[str, dict]:
+def _all_rules(plan: Plan, base: str) -> dict[str, dict[str, Any]]:
     """Every alert rule of every phase, by name (the last phase's instance)."""
-    rules: dict[str, dict] = {}
+    rules: dict[str, dict[str, Any]] = {}
     for phase in plan.phase_names:
         for g in render_rules(plan, phase, "STACK", base)["groups"]:
             for r in g["rules"]:
@@ -153,7 +154,7 @@ def phase_page(plan: Plan, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def alert_page(name: str, rule: dict, prose: str) -> str:
+def alert_page(name: str, rule: dict[str, Any], prose: str) -> str:
     """The alert's page: its written runbook text (runbooks/on-call/alerts/<name>.md) between a head and
     the rule as the plan renders it."""
     labels = ", ".join(f"`{k}={v}`" for k, v in rule["labels"].items() if k not in ("phase", "stack"))
@@ -183,7 +184,7 @@ def alert_page(name: str, rule: dict, prose: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def alerts_table(rules: dict[str, dict]) -> str:
+def alerts_table(rules: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Alerts",
         "",
@@ -200,7 +201,7 @@ def alerts_table(rules: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compatibility_page(data: dict) -> str:
+def compatibility_page(data: dict[str, Any]) -> str:
     cols = data["columns"]
     lines = [
         "# Compatibility matrix",
@@ -310,7 +311,7 @@ def example_report(plan: Plan) -> tuple[str, dict[str, bytes]]:
 
 
 # -- MkDocs hooks ------------------------------------------------------------------------------------
-_state: dict = {}
+_state: dict[str, Any] = {}
 
 
 def on_config(config, **kw):
@@ -320,7 +321,7 @@ def on_config(config, **kw):
     return config
 
 
-def alert_pages(rules: dict[str, dict], files) -> dict[str, str]:
+def alert_pages(rules: dict[str, dict[str, Any]], files) -> dict[str, str]:
     """Every alert's page; an alert without its runbook text, or text for no alert, fails the build."""
     written = {f.src_uri for f in files if f.src_uri.startswith(ALERT_PAGES + "/")}
     wanted = {f"{ALERT_PAGES}/{kebab(n)}.md": n for n in rules}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as t
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -58,7 +59,7 @@ SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 def declare(
-    obj: dict,
+    obj: dict[str, Any],
     gate: pulumi.Output,
     opts: pulumi.ResourceOptions | None = None,
     skip_await: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -26,7 +27,7 @@ class MetricResult:
     n_control: int
     n_treatment: int
     reasons: list[str] = field(default_factory=list)
-    figures: dict = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def judge_latency(
@@ -148,11 +149,11 @@ def judge_errors(name: str, control_ok: np.ndarray, treatment_ok: np.ndarray, a:
 
 
 def judge_overlap(
-    pairs: list[tuple[list, list]],
+    pairs: list[tuple[list[Any], list[Any]]],
     a: Analysis,
     rng: np.random.Generator,
     min_pairs: int = MIN_OVERLAP_PAIRS,
-    floor_pairs: list[tuple[list, list]] | None = None,
+    floor_pairs: list[tuple[list[Any], list[Any]]] | None = None,
 ) -> MetricResult:
     """Do the treatment's answers hold what control's hold? Judged only on complete answers: control
     returned fewer than k records, so it returned every match, and the order cannot matter. There the
@@ -165,7 +166,7 @@ def judge_overlap(
     k = a.top_k
     r = MetricResult("recall_overlap", PASS, len(pairs), len(pairs))
 
-    def jaccard(c: list, t: list) -> float:
+    def jaccard(c: list[Any], t: list[Any]) -> float:
         sc, st = set(c), set(t)
         return len(sc & st) / len(sc | st) if sc | st else 1.0
 

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,7 +53,7 @@ class Evidence(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     samples: dict[str, int] = Field(default_factory=dict)
-    details: dict = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True, description="file it was read from")
 
     @property

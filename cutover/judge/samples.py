@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,7 @@ class Sample:
     latency_ms: float
     ok: bool
     status: int = 200
-    ids: list | None = None
+    ids: list[Any] | None = None
     query: str | None = None
     rss_mb: float | None = None
     agent: str | None = None  # the targeting key: the unit of randomization
@@ -76,16 +77,18 @@ def samples_phase(samples: Iterable[Sample]) -> str:
     return phases[0]
 
 
-def complete_answers(pairs: list[tuple[list, list]], k: int) -> list[tuple[list, list]]:
+def complete_answers(pairs: list[tuple[list[Any], list[Any]]], k: int) -> list[tuple[list[Any], list[Any]]]:
     """The pairs whose first answer is complete (fewer than k records: every match), not both empty."""
     return [(c, t) for c, t in pairs if len(c) < k and (c or t)]
 
 
-def answer_pairs(samples: Sequence[Sample]) -> tuple[list[tuple[list, list]], list[tuple[list, list]]]:
+def answer_pairs(
+    samples: Sequence[Sample],
+) -> tuple[list[tuple[list[Any], list[Any]]], list[tuple[list[Any], list[Any]]]]:
     """Answers to the same query, in time order: (control, treatment) for each treatment answer with
     the latest control answer before it, and (control, control) for each control answer with the one
     before it (the noise floor)."""
-    last: dict[str, list] = {}
+    last: dict[str, list[Any]] = {}
     pairs, floor = [], []
     for s in sorted(samples, key=lambda s: s.ts):
         if not (s.op == "recall" and s.ok and s.query and s.ids is not None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -90,7 +91,7 @@ def band_means(z: np.ndarray, win: np.ndarray, weights: np.ndarray) -> tuple[np.
 
 def windowed_ratios(
     control: np.ndarray, treatment: np.ndarray, control_win: np.ndarray, treatment_win: np.ndarray
-) -> dict:
+) -> dict[str, Any]:
     """Treatment / control ratios of the median and of the tail band (p95 to p98, geometric mean),
     compared within time windows, with their standard errors counted in windows.
 
@@ -118,7 +119,7 @@ def windowed_ratios(
     weights[np.arange(1, len(used) + 1), used] = 0
     mc, tc = band_means(zc, wc, weights)
     mt, tt = band_means(zt, wt, weights)
-    out: dict = {
+    out: dict[str, Any] = {
         "windows": len(used),
         "windows_total": windows,
         "requests_left_out": int((~keep_c).sum() + (~keep_t).sum()),
@@ -131,13 +132,13 @@ def windowed_ratios(
     return out
 
 
-def bound(effect: dict, confidence: float, upper: bool = False) -> float:
+def bound(effect: dict[str, Any], confidence: float, upper: bool = False) -> float:
     """One-sided bound of a ratio from `windowed_ratios` (Student t on its windows)."""
     t = float(stats.t.ppf(confidence, effect["df"])) * effect["se"]
     return math.exp(effect["log_ratio"] + (t if upper else -t))
 
 
-def trend(times: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> dict | None:
+def trend(times: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> dict[str, Any] | None:
     """Least-squares slope of values over times (per unit of time, `scipy.stats.linregress`) with its
     one-sided lower and upper `confidence` bounds (Student t, n - 2 degrees of freedom); None below 3
     points or without two distinct times."""

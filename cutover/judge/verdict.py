@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +52,10 @@ class Verdict:
     reasons: list[str]
     metrics: list[MetricResult]
     srm_p: float
-    samples: dict
-    sequential: dict
+    samples: dict[str, Any]
+    sequential: dict[str, Any]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
             "score": self.score,
@@ -128,7 +129,12 @@ def judge(
 
 
 def decide(
-    metrics: list[MetricResult], n: dict, treatment_share: float, a: Analysis, samples=(), srm_n: dict | None = None
+    metrics: list[MetricResult],
+    n: dict[str, Any],
+    treatment_share: float,
+    a: Analysis,
+    samples=(),
+    srm_n: dict[str, Any] | None = None,
 ) -> Verdict:
     srm_n = srm_n or n
     srm = sample_ratio(srm_n["control"], srm_n["treatment"], treatment_share)
@@ -159,7 +165,7 @@ def decide(
     return Verdict(verdict, score, reasons, metrics, srm, n, seq)
 
 
-def sequential_guardrail(samples: Sequence[Sample], a: Analysis, op: str = "recall") -> dict:
+def sequential_guardrail(samples: Sequence[Sample], a: Analysis, op: str = "recall") -> dict[str, Any]:
     """Always-valid p-values of the latency (log) and error guardrails over all samples so far."""
     c = [s for s in samples if s.cohort == "control" and s.op == op]
     t = [s for s in samples if s.cohort == "treatment" and s.op == op]

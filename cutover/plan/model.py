@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -234,9 +234,9 @@ class GatewaySettings(Strict):
 class Overrides(Strict):
     """Partial settings a phase changes; the rest comes from the plan-wide values."""
 
-    monitoring: dict = Field(default_factory=dict)
-    abort_triggers: dict = Field(default_factory=dict)
-    analysis: dict = Field(default_factory=dict)
+    monitoring: dict[str, Any] = Field(default_factory=dict)
+    abort_triggers: dict[str, Any] = Field(default_factory=dict)
+    analysis: dict[str, Any] = Field(default_factory=dict)
 
 
 class Phase(Strict):
@@ -404,13 +404,13 @@ class Plan(Strict):
 _Section = TypeVar("_Section", bound=BaseModel)
 
 
-def _merge(base: _Section, override: dict) -> _Section:
+def _merge(base: _Section, override: dict[str, Any]) -> _Section:
     return type(base).model_validate({**base.model_dump(by_alias=True), **override})
 
 
-def semantic_problems(plan: Plan) -> list[tuple[tuple, str, str]]:
+def semantic_problems(plan: Plan) -> list[tuple[tuple[Any, ...], str, str]]:
     """Cross-field rules a schema cannot say: (field path, problem, fix)."""
-    problems: list[tuple[tuple, str, str]] = []
+    problems: list[tuple[tuple[Any, ...], str, str]] = []
     seen: dict[str, int] = {}
     for i, p in enumerate(plan.phases):
         if p.name in seen:

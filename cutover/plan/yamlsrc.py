@@ -18,7 +18,7 @@ MAX_INT_DIGITS = 100  # a plan's numbers are small; Python refuses to convert pa
 _INT = re.compile(r"^[-+]?(0x[0-9a-fA-F_]+|0o?[0-7_]+|[0-9][0-9_]*)$")
 
 
-def field_path(loc: tuple) -> str:
+def field_path(loc: tuple[Any, ...]) -> str:
     """('phases', 3, 'flags') -> 'phases[3].flags'."""
     out = ""
     for part in loc:
@@ -29,7 +29,7 @@ def field_path(loc: tuple) -> str:
     return out
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """The line of the deepest part of `loc` present in the file (a missing field: its parent's line)."""
     if root is None:
         return 1  # an empty document: its first line
@@ -151,21 +151,23 @@ class SourceFile:
             elif isinstance(node, yaml.SequenceNode):
                 stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node.value))
 
-    def line_of(self, loc: tuple) -> int | None:
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
         return _line_of(self.root, loc)
 
-    def error(self, message: str, loc: tuple = (), fix: str | None = None) -> CutoverError:
+    def error(self, message: str, loc: tuple[Any, ...] = (), fix: str | None = None) -> CutoverError:
         return self.error_cls(
             message, file=str(self.path), line=self.line_of(loc), field=field_path(loc) or None, fix=fix
         )
 
-    def validate(self, model: type[M], data: Any = None, prefix: tuple = (), context: dict | None = None) -> M:
+    def validate(
+        self, model: type[M], data: Any = None, prefix: tuple[Any, ...] = (), context: dict[str, Any] | None = None
+    ) -> M:
         try:
             return model.model_validate(self.data if data is None else data, context=context)
         except ValidationError as exc:
             raise self.from_validation(exc, prefix) from None
 
-    def from_validation(self, exc: ValidationError, prefix: tuple = ()) -> CutoverError:
+    def from_validation(self, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> CutoverError:
         err = exc.errors()[0]
         loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.plan.durations import format_duration
 from cutover.plan.metrics import le
@@ -92,7 +93,7 @@ def runbook_url(base: str, alert: str) -> str:
     return f"{base.rstrip('/')}/on-call/alerts/{kebab(alert)}/"
 
 
-def recording_rules(plan: Plan, eff: EffectivePhase, time_scale: float = 1.0) -> list[dict]:
+def recording_rules(plan: Plan, eff: EffectivePhase, time_scale: float = 1.0) -> list[dict[str, Any]]:
     q = PromQL(plan, time_scale=time_scale)
     bound = le(eff.monitoring.recall_p99_ms / 1000)
     rules = []
@@ -116,8 +117,8 @@ def recording_rules(plan: Plan, eff: EffectivePhase, time_scale: float = 1.0) ->
 
 
 def _alert(
-    name_: str, expr: str, for_: str, severity: str, summary: str, description: str, ctx: dict, **labels: str
-) -> dict:
+    name_: str, expr: str, for_: str, severity: str, summary: str, description: str, ctx: dict[str, Any], **labels: str
+) -> dict[str, Any]:
     rule = {
         "alert": name_,
         "expr": expr,
@@ -143,7 +144,7 @@ def _alert(
 VALUE = '{{ printf "%.3f" $value }}'
 
 
-def burn_rate_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
+def burn_rate_alerts(plan: Plan, eff: EffectivePhase, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for slo in slos(eff):
         budget = round(1 - slo.objective, 10)
@@ -172,7 +173,7 @@ def burn_rate_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     return out
 
 
-def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
+def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """The phase's abort triggers: critical pages the controller acts on (label action=rollback)."""
     q, t = PromQL(plan, time_scale=ctx["time_scale"]), eff.abort_triggers
     treatment = eff.phase.flags.treatment
@@ -291,7 +292,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict) -> list[dict]:
     return rules
 
 
-def watchdog(ctx: dict) -> dict:
+def watchdog(ctx: dict[str, Any]) -> dict[str, Any]:
     """The dead man's switch. Severity `none`, as kube-prometheus-stack's own Watchdog: its default
     Alertmanager configuration inhibits `severity: info` alerts (InfoInhibitor), which would silence
     the heartbeat the switch listens for."""
@@ -308,7 +309,7 @@ def watchdog(ctx: dict) -> dict:
 
 def render_rules(
     plan: Plan, phase: str, stack: str, runbook_base: str, time_scale: float = 1.0, namespace: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """A plain Prometheus rule file (`groups:`), as promtool and a PrometheusRule spec take it.
     `time_scale`: every window and `for:` divided by it (rehearsals only); names keep their nominal
     windows."""
@@ -332,5 +333,5 @@ def render_rules(
     }
 
 
-def alert_names(rules: dict) -> list[str]:
+def alert_names(rules: dict[str, Any]) -> list[str]:
     return sorted({r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r})

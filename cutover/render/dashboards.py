@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
@@ -338,7 +339,7 @@ def _panel_builder(p: Panel):
     return b
 
 
-def build(plan: Plan) -> dict[str, dict]:
+def build(plan: Plan) -> dict[str, dict[str, Any]]:
     """slug -> dashboard JSON (as Grafana stores it)."""
     out = {}
     for slug, (title, rows) in panels(plan).items():
@@ -378,11 +379,11 @@ def build(plan: Plan) -> dict[str, dict]:
     return out
 
 
-def dumps(dashboard: dict) -> str:
+def dumps(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
-def queries(dashboard: dict) -> list[tuple[str, str]]:
+def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, expr) of every panel target."""
     found = []
     for p in dashboard.get("panels", []):

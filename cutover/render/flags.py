@@ -30,6 +30,7 @@ arrays that would break it, and the tests hold every rendered object to none.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from cutover.plan.model import PERCENT_SCALE, WRITE_ORDER, EffectivePhase, Plan
 
@@ -38,17 +39,17 @@ TOTAL_WEIGHT = 100 * PERCENT_SCALE
 CONTROL, TREATMENT = "control", "treatment"
 
 
-def _variant(name: str) -> dict:
+def _variant(name: str) -> dict[str, Any]:
     """A variant name as an expression (an object, like the condition beside it in an `if`)."""
     return {"cat": [name]}
 
 
-def cohort_rule(plan: Plan, eff: EffectivePhase) -> dict | None:
+def cohort_rule(plan: Plan, eff: EffectivePhase) -> dict[str, Any] | None:
     """JSONLogic that returns 'treatment' or 'control'; None when the cohort is static."""
     t, tg = eff.phase.flags.treatment, plan.targeting
     if t.is_global:
         return None
-    split: dict | None = None
+    split: dict[str, Any] | None = None
     if t.weight > 0:
         split = {"fractional": [[TREATMENT, t.weight], [CONTROL, TOTAL_WEIGHT - t.weight]]}
     if t.internal:
@@ -79,13 +80,13 @@ def kill_write_mode(plan: Plan, phase_mode: str) -> str:
     return target if WRITE_ORDER[target] <= WRITE_ORDER[phase_mode] else phase_mode
 
 
-def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = False) -> dict:
+def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = False) -> dict[str, Any]:
     """The flagd flag-set document (valid against flagd's flags.json schema)."""
     eff = plan.effective(phase)
     f, keys = eff.phase.flags, plan.flag_keys
     rule = cohort_rule(plan, eff)
 
-    read_flag: dict = {
+    read_flag: dict[str, Any] = {
         "state": "ENABLED",
         "variants": {CONTROL: "legacy", TREATMENT: "legacy" if kill_switch else f.read_path},
         "defaultVariant": CONTROL,
@@ -98,7 +99,7 @@ def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = Fals
             read_flag["targeting"] = rule
 
     write_mode = kill_write_mode(plan, f.write_mode) if kill_switch else f.write_mode
-    doc: dict = {
+    doc: dict[str, Any] = {
         "$schema": FLAGD_SCHEMA_URL,
         "metadata": {
             "flagSetId": plan.name,
@@ -132,5 +133,5 @@ def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = Fals
     return doc
 
 
-def dumps(doc: dict) -> str:
+def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"

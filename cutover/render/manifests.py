@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.plan.stacks import Target
 
 FEATURE_FLAG_API = "core.openfeature.dev/v1beta1"
@@ -21,7 +23,7 @@ def labels(t: Target) -> dict[str, str]:
     }
 
 
-def metadata(name: str, t: Target, **extra_labels: str) -> dict:
+def metadata(name: str, t: Target, **extra_labels: str) -> dict[str, Any]:
     plan, cfg = t.plan, t.cfg
     return {
         "name": name,
@@ -31,7 +33,7 @@ def metadata(name: str, t: Target, **extra_labels: str) -> dict:
     }
 
 
-def feature_flag(t: Target, flags_doc: dict) -> dict:
+def feature_flag(t: Target, flags_doc: dict[str, Any]) -> dict[str, Any]:
     """The OpenFeature Operator FeatureFlag that carries the flag set for flagd."""
     plan, phase = t.plan, t.phase
     spec = {k: v for k, v in flags_doc.items() if k != "$schema"}
@@ -43,7 +45,7 @@ def feature_flag(t: Target, flags_doc: dict) -> dict:
     }
 
 
-def prometheus_rule(t: Target, rules: dict) -> dict:
+def prometheus_rule(t: Target, rules: dict[str, Any]) -> dict[str, Any]:
     """Rules for kube-prometheus-stack, which loads only PrometheusRules labelled with its release."""
     plan, cfg = t.plan, t.cfg
     return {
@@ -54,7 +56,7 @@ def prometheus_rule(t: Target, rules: dict) -> dict:
     }
 
 
-def dashboard_config_map(t: Target, slug: str, text: str) -> dict:
+def dashboard_config_map(t: Target, slug: str, text: str) -> dict[str, Any]:
     """A dashboard for the Grafana sidecar: label grafana_dashboard=1, folder by annotation."""
     plan, cfg = t.plan, t.cfg
     meta = metadata(f"{plan.name}-dashboard-{slug}", t, grafana_dashboard="1")
@@ -62,5 +64,5 @@ def dashboard_config_map(t: Target, slug: str, text: str) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {f"{slug}.json": text}}
 
 
-def file_name(obj: dict) -> str:
+def file_name(obj: dict[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cutover.plan.model import Plan
 from cutover.plan.stacks import StackConfig, Target
@@ -20,14 +21,14 @@ class Rendering:
     stack: str
     phase: str
     kill_switch: bool
-    flags: dict
-    rules: dict
-    rule_tests: dict
-    dashboards: dict[str, dict]
-    manifests: list[dict]
-    secrets: list[dict]  # Secrets without data: only the Pulumi program fills them (from secret config)
+    flags: dict[str, Any]
+    rules: dict[str, Any]
+    rule_tests: dict[str, Any]
+    dashboards: dict[str, dict[str, Any]]
+    manifests: list[dict[str, Any]]
+    secrets: list[dict[str, Any]]  # Secrets without data: only the Pulumi program fills them (from secret config)
     plan_digest: str
-    alertmanager: dict | None = None  # the controller's route for a hand-configured Alertmanager
+    alertmanager: dict[str, Any] | None = None  # the controller's route for a hand-configured Alertmanager
 
     def header(self, what: str) -> str:
         return (

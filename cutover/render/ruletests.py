@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cutover.plan.durations import parse_duration
 from cutover.plan.metrics import latency_buckets, le, name
@@ -36,7 +37,7 @@ def _counter(inc: float, minutes: int) -> str:
     return f"0+{inc:g}x{minutes}"
 
 
-def traffic_series(plan: Plan, cohorts: list[Cohort], minutes: int) -> list[dict]:
+def traffic_series(plan: Plan, cohorts: list[Cohort], minutes: int) -> list[dict[str, Any]]:
     out = []
     for c in cohorts:
         path = "memoryos" if c.cohort == "treatment" else "legacy"
@@ -68,12 +69,12 @@ def bucket_quantile(plan: Plan, q: float, latency: float) -> float:
     return lower + (upper - lower) * q
 
 
-def _fmt(template: str, value: float | None, labels: dict) -> str:
+def _fmt(template: str, value: float | None, labels: dict[str, Any]) -> str:
     text = template.replace('{{ printf "%.3f" $value }}', f"{value:.3f}" if value is not None else "")
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
 
 
-def _expected(rule: dict, value: float | None, extra_labels: dict) -> dict:
+def _expected(rule: dict[str, Any], value: float | None, extra_labels: dict[str, Any]) -> dict[str, Any]:
     labels = {**rule["labels"], **extra_labels}
     return {
         "exp_labels": labels,
@@ -81,13 +82,13 @@ def _expected(rule: dict, value: float | None, extra_labels: dict) -> dict:
     }
 
 
-def _case(name_: str, series: list[dict], checks: list[dict]) -> dict:
+def _case(name_: str, series: list[dict[str, Any]], checks: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": name_, "interval": "1m", "input_series": series, "alert_rule_test": checks}
 
 
 def _fire_cases(
-    rule: dict, minutes_for: float, fire_series, healthy_series, zero_series, value, extra=None
-) -> list[dict]:
+    rule: dict[str, Any], minutes_for: float, fire_series, healthy_series, zero_series, value, extra=None
+) -> list[dict[str, Any]]:
     """fire: still pending 1m before its for has elapsed, firing 3m after; healthy and zero traffic: silent."""
     before, after = f"{max(int(minutes_for) - 1, 0)}m", f"{int(minutes_for) + 3}m"
     a, extra = rule["alert"], extra or {}
@@ -111,26 +112,30 @@ def _fire_cases(
     ]
 
 
-def _gauge(series: str, value: float, minutes: int) -> dict:
+def _gauge(series: str, value: float, minutes: int) -> dict[str, Any]:
     return {"series": series, "values": f"{value:g}+0x{minutes}"}
 
 
-def build_rule_tests(plan: Plan, phase: str, rules: dict, rule_file: str = "rules.yml") -> dict:
+def build_rule_tests(plan: Plan, phase: str, rules: dict[str, Any], rule_file: str = "rules.yml") -> dict[str, Any]:
     eff = plan.effective(phase)
     t, mon = eff.abort_triggers, eff.monitoring
-    by_name: dict[str, list[dict]] = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for g in rules["groups"]:
         for r in g["rules"]:
             if "alert" in r:
                 by_name.setdefault(r["alert"], []).append(r)
-    cases: list[dict] = []
+    cases: list[dict[str, Any]] = []
     fmin = lambda r: parse_duration(r.get("for", "0s")) / MINUTE  # noqa: E731
     span = lambda r: int(fmin(r)) + 10  # noqa: E731
     healthy = [Cohort("treatment", error_ratio=0.001), Cohort("control", error_ratio=0.001)]
     zero = [Cohort("treatment", rpm=0), Cohort("control", rpm=0)]
 
     def simple(
-        alert: str, fire: list[dict] | Series, good: list[dict] | Series, value: float, zero_s: Series | None = None
+        alert: str,
+        fire: list[dict[str, Any]] | Series,
+        good: list[dict[str, Any]] | Series,
+        value: float,
+        zero_s: Series | None = None,
     ):
         if alert not in by_name:
             return

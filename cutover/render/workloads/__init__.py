@@ -15,6 +15,8 @@ controller; `build` and `secrets` here put them together."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     ADMIN_TOKEN_KEY,
@@ -53,10 +55,10 @@ __all__ = [
 ]
 
 
-def build(t: Target) -> list[dict]:
+def build(t: Target) -> list[dict[str, Any]]:
     """Every scale-out object this stack enables (none when all parts are off)."""
     cfg = t.cfg
-    objs: list[dict] = []
+    objs: list[dict[str, Any]] = []
     if cfg.gateway.enabled or cfg.loadtest.enabled or cfg.nightly.enabled or cfg.controller.enabled:
         objs.append(plan_config_map(t))
     if cfg.gateway.enabled:
@@ -84,7 +86,7 @@ def build(t: Target) -> list[dict]:
     return objs
 
 
-def secrets(t: Target) -> list[dict]:
+def secrets(t: Target) -> list[dict[str, Any]]:
     """Secrets whose values only Pulumi holds (filled by the program from the secret config value
     their annotation names, never rendered); each holds its value under the key `token`."""
     plan, cfg = t.plan, t.cfg

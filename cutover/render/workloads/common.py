@@ -3,6 +3,8 @@ ConfigMap and its volume, Secrets without data, the gateway and controller URLs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from cutover.plan.model import Plan
@@ -44,7 +46,7 @@ def names(plan: Plan) -> dict[str, str]:
     }
 
 
-def part_meta(name: str, t: Target, component: str, **extra: str) -> dict:
+def part_meta(name: str, t: Target, component: str, **extra: str) -> dict[str, Any]:
     """Objects carry their pods' selector labels too (a ServiceMonitor finds the Service by them)."""
     plan, stack = t.plan, t.stack
     return metadata(name, t, **selector_labels(plan, stack, component), **extra)
@@ -64,11 +66,11 @@ def pod_labels(t: Target, component: str) -> dict[str, str]:
     return {**stack_labels(t), **selector_labels(plan, stack, component)}
 
 
-def resources_of(r: Resources) -> dict:
+def resources_of(r: Resources) -> dict[str, Any]:
     return {"requests": dict(r.requests), "limits": dict(r.limits)}
 
 
-def pod_container(name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra) -> dict:
+def pod_container(name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra) -> dict[str, Any]:
     return {
         "name": name,
         "image": cfg.image,
@@ -90,7 +92,7 @@ def sh_command(*lines: str) -> list[str]:
     return ["/bin/sh", "-c", "\n".join(("set -eu", *lines))]
 
 
-def plan_volume(plan: Plan) -> tuple[dict, dict]:
+def plan_volume(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     return (
         {"name": "plan", "configMap": {"name": names(plan)["plan"]}},
         {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
@@ -106,7 +108,7 @@ def gateway_url(plan: Plan, cfg: StackConfig) -> str:
     return f"http://{names(plan)['gateway']}.{cfg.namespace}.svc:{cfg.gateway.port}"
 
 
-def plan_config_map(t: Target) -> dict:
+def plan_config_map(t: Target) -> dict[str, Any]:
     """The effective plan, mounted where `cutover analyze --file` and `cutover serve` read it."""
     plan = t.plan
     text = yaml.safe_dump(plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
@@ -118,13 +120,13 @@ def plan_config_map(t: Target) -> dict:
     }
 
 
-def secret_without_data(name: str, config_key: str, t: Target, component: str) -> dict:
+def secret_without_data(name: str, config_key: str, t: Target, component: str) -> dict[str, Any]:
     meta = part_meta(name, t, component)
     meta["annotations"][SECRET_CONFIG_ANNOTATION] = config_key
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
 
 
-def pod_spec(obj: dict) -> dict | None:
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The pod spec inside a Deployment, Job or CronJob (None for other kinds)."""
     spec = obj.get("spec") or {}
     if obj["kind"] == "CronJob":
@@ -136,7 +138,7 @@ def controller_url(plan: Plan, cfg: StackConfig) -> str:
     return f"http://{names(plan)['controller']}.{cfg.namespace}.svc:{cfg.controller.port}/alertmanager"
 
 
-def locust_volumes(plan: Plan) -> tuple[list[dict], list[dict]]:
+def locust_volumes(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     n = names(plan)
     plan_vol, plan_mount = plan_volume(plan)
     return (

@@ -4,6 +4,7 @@ the route of the rollback-labelled alerts to it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
@@ -21,7 +22,7 @@ from cutover.render.workloads.common import (
 )
 
 
-def controller_objects(t: Target) -> list[dict]:
+def controller_objects(t: Target) -> list[dict[str, Any]]:
     """`cutover controller` in the cluster: it patches only the stack's FeatureFlag (its Role names
     that one object), and Alertmanager reaches it through the AlertmanagerConfig below."""
     plan, stack, cfg = t.plan, t.stack, t.cfg
@@ -92,9 +93,9 @@ class ControllerRoute:
     repeat_interval: str
     matchers: tuple[tuple[str, str], ...] = ()  # (label, value): equality matchers
 
-    def operator_spec(self, secret_name: str, secret_key: str) -> dict:
+    def operator_spec(self, secret_name: str, secret_key: str) -> dict[str, Any]:
         """An AlertmanagerConfig's spec: the bearer credentials from a Secret."""
-        route: dict = {
+        route: dict[str, Any] = {
             "receiver": self.receiver,
             "groupBy": ["alertname"],
             "groupWait": self.group_wait,
@@ -107,10 +108,10 @@ class ControllerRoute:
         webhook = {"url": self.url, "sendResolved": False, "httpConfig": {"authorization": authorization}}
         return {"route": route, "receivers": [{"name": self.receiver, "webhookConfigs": [webhook]}]}
 
-    def alertmanager_yml(self, authorization: dict, *, nested: bool = True) -> dict:
+    def alertmanager_yml(self, authorization: dict[str, Any], *, nested: bool = True) -> dict[str, Any]:
         """alertmanager.yml's `route` and `receivers`: nested, a sub-route to merge under an existing
         `route.routes` (it continues to the next route); else the top-level route."""
-        route: dict = {
+        route: dict[str, Any] = {
             "receiver": self.receiver,
             "group_by": ["alertname"],
             "group_wait": self.group_wait,
@@ -140,7 +141,7 @@ def controller_route(t: Target) -> ControllerRoute:
     )
 
 
-def alertmanager_config(t: Target) -> dict:
+def alertmanager_config(t: Target) -> dict[str, Any]:
     """The route of the rollback-labelled abort alerts to the controller, for an Alertmanager run by
     the prometheus-operator (labelled for the stack's kube-prometheus-stack release)."""
     plan, cfg = t.plan, t.cfg
@@ -150,7 +151,7 @@ def alertmanager_config(t: Target) -> dict:
     return {"apiVersion": ALERTMANAGER_CONFIG_API, "kind": "AlertmanagerConfig", "metadata": meta, "spec": spec}
 
 
-def alertmanager_snippet(t: Target) -> dict:
+def alertmanager_snippet(t: Target) -> dict[str, Any]:
     """The same route and receiver for an Alertmanager configured by hand (alertmanager.yml):
     merge `route.routes` and `receivers`; the credentials file holds the webhook secret."""
     credentials = {"credentials_file": "/etc/alertmanager/secrets/cutover-webhook"}

@@ -3,6 +3,8 @@ PodDisruptionBudget, ServiceMonitor, FeatureFlagSource and admin-token Secret.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
     ADMIN_TOKEN_KEY,
@@ -20,7 +22,7 @@ from cutover.render.workloads.common import (
 )
 
 
-def feature_flag_source(t: Target) -> dict:
+def feature_flag_source(t: Target) -> dict[str, Any]:
     """Tells the OpenFeature Operator to inject a flagd sidecar fed by this stack's FeatureFlag."""
     plan, cfg = t.plan, t.cfg
     n = names(plan)
@@ -36,14 +38,14 @@ def feature_flag_source(t: Target) -> dict:
     }
 
 
-def admin_secret(t: Target) -> dict:
+def admin_secret(t: Target) -> dict[str, Any]:
     """The admin token's Secret, without data: the Pulumi program fills `stringData.token` from the
     secret config value; `cutover render` never writes it."""
     plan = t.plan
     return secret_without_data(names(plan)["admin"], SECRET_CONFIG_KEY, t, "gateway")
 
 
-def gateway_deployment(t: Target) -> dict:
+def gateway_deployment(t: Target) -> dict[str, Any]:
     plan, stack, cfg = t.plan, t.stack, t.cfg
     g, n = cfg.gateway, names(plan)
     plan_vol, plan_mount = plan_volume(plan)
@@ -110,7 +112,7 @@ def gateway_deployment(t: Target) -> dict:
     }
 
 
-def gateway_service(t: Target) -> dict:
+def gateway_service(t: Target) -> dict[str, Any]:
     plan, stack, cfg = t.plan, t.stack, t.cfg
     return {
         "apiVersion": "v1",
@@ -123,7 +125,7 @@ def gateway_service(t: Target) -> dict:
     }
 
 
-def gateway_pdb(t: Target) -> dict:
+def gateway_pdb(t: Target) -> dict[str, Any]:
     plan, stack, cfg = t.plan, t.stack, t.cfg
     return {
         "apiVersion": "policy/v1",
@@ -136,7 +138,7 @@ def gateway_pdb(t: Target) -> dict:
     }
 
 
-def gateway_service_monitor(t: Target) -> dict:
+def gateway_service_monitor(t: Target) -> dict[str, Any]:
     """Scraped by the stack's kube-prometheus-stack release (it selects ServiceMonitors by `release`)."""
     plan, stack, cfg = t.plan, t.stack, t.cfg
     return {

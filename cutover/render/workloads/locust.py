@@ -4,6 +4,7 @@ locustfiles ConfigMap and the results volume."""
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from cutover.plan.project import loadtests_dir
 from cutover.plan.stacks import Target
@@ -25,7 +26,7 @@ from cutover.render.workloads.common import (
 )
 
 
-def locustfiles_config_map(t: Target) -> dict:
+def locustfiles_config_map(t: Target) -> dict[str, Any]:
     plan = t.plan
     data = {f: (loadtests_dir() / f).read_text(encoding="utf-8") for f in LOCUSTFILES}
     return {
@@ -36,11 +37,11 @@ def locustfiles_config_map(t: Target) -> dict:
     }
 
 
-def results_claim(t: Target) -> dict:
+def results_claim(t: Target) -> dict[str, Any]:
     """One volume for load-test results and nightly verdicts: workers write samples, analyze reads them."""
     plan, cfg = t.plan, t.cfg
     lt = cfg.loadtest
-    spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": lt.resultsSize}}}
     if lt.storageClass:
         spec["storageClassName"] = lt.storageClass
     return {
@@ -51,7 +52,7 @@ def results_claim(t: Target) -> dict:
     }
 
 
-def locust_master(t: Target) -> list[dict]:
+def locust_master(t: Target) -> list[dict[str, Any]]:
     """The master runs one headless run per `runId` (bounded by `runTime`), then judges it and idles,
     so a restart never repeats a finished run; change `runId` to start another."""
     plan, stack, cfg = t.plan, t.stack, t.cfg
@@ -125,7 +126,7 @@ def locust_master(t: Target) -> list[dict]:
     return [deployment, service]
 
 
-def locust_workers(t: Target) -> dict:
+def locust_workers(t: Target) -> dict[str, Any]:
     plan, stack, cfg = t.plan, t.stack, t.cfg
     lt, n = cfg.loadtest, names(plan)
     run = loadtest_run_dir(cfg)

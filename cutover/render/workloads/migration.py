@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from cutover.plan.stacks import StackConfig, Target
 from cutover.render.workloads.common import (
@@ -14,14 +15,14 @@ from cutover.render.workloads.common import (
 )
 
 
-def data_volume(cfg: StackConfig) -> tuple[dict, dict]:
+def data_volume(cfg: StackConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return (
         {"name": "data", "persistentVolumeClaim": {"claimName": cfg.migration.dataClaim}},
         {"name": "data", "mountPath": "/data"},
     )
 
 
-def migration_job(t: Target) -> dict:
+def migration_job(t: Target) -> dict[str, Any]:
     """An Indexed Job: pod i of n migrates the namespaces whose hash mod n is i (`--shard i/n`)."""
     plan, cfg = t.plan, t.cfg
     m, n = cfg.migration, names(plan)
@@ -51,7 +52,7 @@ def migration_job(t: Target) -> dict:
     }
 
 
-def reconcile_job(t: Target) -> dict:
+def reconcile_job(t: Target) -> dict[str, Any]:
     """After every shard: per namespace and tier, counts and checksums; the Job fails without parity."""
     plan, cfg = t.plan, t.cfg
     m, n = cfg.migration, names(plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from cutover.plan.stacks import Target
 from cutover.render.workloads.common import (
@@ -19,7 +20,7 @@ from cutover.render.workloads.common import (
 )
 
 
-def nightly_cron_job(t: Target) -> dict:
+def nightly_cron_job(t: Target) -> dict[str, Any]:
     """Each night: the canary scenario headless against the gateway, then the judge; every night's
     samples, verdict.json and report stay under /results/nightly/<UTC date>."""
     plan, stack, cfg = t.plan, t.stack, t.cfg
