@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from cutover.ops.controller import Controller, FlagFile, FlagState, apply_state, render_state, state_of
+from cutover.flags.backend import FlagFile, apply_state
+from cutover.flags.state import FlagState, render_state, state_of
+from cutover.ops.controller import Controller
 from cutover.ops.rehearsal import Rehearsal
 
 from .conftest import ROOT, flagd_validator
@@ -71,7 +73,7 @@ def test_levels(plan, flagfile, tmp_path, evaluate):
 def test_webhook_needs_the_secret_and_hold_down_prevents_flapping(plan, flagfile, tmp_path):
     from starlette.testclient import TestClient
 
-    from cutover.ops.controller import controller_app
+    from cutover.ops.webhook import controller_app
 
     ctrl = Controller(plan, "staging", flagfile, "s3cret", tmp_path / "log.jsonl")
     client = TestClient(controller_app(ctrl))
@@ -287,7 +289,7 @@ def test_the_featureflag_merge_patch_turns_the_live_flag_set_into_the_new_one():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from cutover.ops.controller import merge_patch
+    from cutover.ops.featureflag import merge_patch
 
     leaf = st.one_of(st.booleans(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=3))
     docs = st.recursive(leaf, lambda inner: st.dictionaries(st.sampled_from("abcde"), inner, max_size=4), max_leaves=12)

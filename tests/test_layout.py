@@ -15,19 +15,21 @@ from .conftest import ROOT, SCHEMAS
 PACKAGE = ROOT / "cutover"
 
 # Which subpackages each one may import. The order is the architecture: the plan at the bottom, the
-# renderers and the judge over it, the stores, migration and the gateway over those, operations over
-# everything they drive, and the shells (Pulumi program, docs hooks, command line) on top.
+# flags (their document, state and changes) over it, the renderers and the judge over those, the
+# stores, migration and the gateway over those (the gateway reads the flags, never a renderer),
+# operations over everything they drive, and the shells (Pulumi program, docs hooks, command line) on top.
 ALLOWED: dict[str, set[str]] = {
     "plan": set(),
-    "render": {"plan"},
+    "flags": {"plan"},
+    "render": {"plan", "flags"},
     "judge": {"plan"},
     "store": {"plan"},
     "migration": {"plan", "store"},
-    "gateway": {"plan", "render", "judge", "store", "migration"},
-    "ops": {"plan", "render", "judge", "store", "migration", "gateway"},
+    "gateway": {"plan", "flags", "judge", "store", "migration"},
+    "ops": {"plan", "flags", "render", "judge", "store", "migration", "gateway"},
     "infra": {"plan", "render", "judge"},
     "docs": {"plan", "render", "judge"},
-    "cli": {"plan", "render", "judge", "store", "migration", "gateway", "ops"},
+    "cli": {"plan", "flags", "render", "judge", "store", "migration", "gateway", "ops"},
 }
 
 

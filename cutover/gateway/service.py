@@ -12,7 +12,6 @@ The kill switch forces legacy reads for everyone.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import queue
@@ -28,6 +27,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from cutover.flags.document import kill_write_mode
+from cutover.flags.state import READ_PATHS, flag_doc_problem
 from cutover.gateway.background import Background, ChildSpec, OutboxSpec, StoreSpec
 from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.gateway.shadow import answer_keys, shadow_sample
@@ -35,7 +36,6 @@ from cutover.judge.drift import DriftWindow
 from cutover.plan.errors import CutoverError
 from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
-from cutover.render.flags import kill_write_mode
 from cutover.store.records import RecallQuery, Record
 from cutover.store.stores import FaultyStore, SqliteStore, StoreError
 
@@ -70,53 +70,6 @@ class Decision:
     write_mode: str
     kill: bool
     phase: str | None = None  # the phase the flags that decided carry (their flag-set metadata)
-
-
-READ_PATHS = ("legacy", "shadow", "memoryos")
-
-
-def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
-    """(the flag document, None) when `raw` is a flag file the gateway can serve from, else (None, why):
-    valid JSON, a `flags` object holding the plan's three flags (and the phase flag, if it is there),
-    each with a state, variants of the right type and values, and a defaultVariant among them."""
-    if not raw.strip():
-        return None, "the file is empty"
-    try:
-        doc = json.loads(raw)
-    except RecursionError:
-        return None, "malformed JSON: nested too deep"
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"malformed JSON: {str(exc).splitlines()[0][:200]}"
-    if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
-        return None, "no `flags` object"
-    keys = plan.flag_keys
-    allowed: dict[str, tuple] = {
-        keys.kill_switch: (True, False),
-        keys.read_path: READ_PATHS,
-        keys.write_mode: tuple(WRITE_ROUTES),
-    }
-    if keys.phase in doc["flags"]:  # optional: flag sets rendered before it lack it
-        allowed[keys.phase] = tuple(plan.phase_names)
-    for key, values in allowed.items():
-        flag = doc["flags"].get(key)
-        where = f"flags.{key}"
-        if not isinstance(flag, dict):
-            return None, f"{where}: missing"
-        if flag.get("state") not in ("ENABLED", "DISABLED"):
-            return None, f"{where}.state: not ENABLED or DISABLED"
-        variants = flag.get("variants")
-        if not isinstance(variants, dict) or not variants:
-            return None, f"{where}.variants: missing or empty"
-        for name_, value in variants.items():
-            if type(value) is not type(values[0]) or value not in values:
-                return None, f"{where}.variants.{name_}: {value!r} is not one of {list(values)}"
-        if flag.get("defaultVariant") not in variants:
-            return None, f"{where}.defaultVariant: not one of the variants"
-        if "targeting" in flag and not isinstance(flag["targeting"], dict):
-            return None, f"{where}.targeting: not an object"
-    if not isinstance(doc.get("$evaluators", {}), dict):
-        return None, "$evaluators: not an object"
-    return doc, None
 
 
 class FlagReader:

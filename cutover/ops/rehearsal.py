@@ -30,11 +30,12 @@ from typing import Any
 import httpx
 import yaml
 
+from cutover.flags.backend import FlagFile
+from cutover.flags.state import FlagState, render_state
 from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
 from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
-from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.render.alerts import render_rules
 from cutover.render.rendering import load_project, render, write_rendering
 from cutover.store.records import Record

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cutover.flags import document as flags
 from cutover.plan.errors import StackError
 from cutover.plan.model import Plan, load_plan
 from cutover.plan.stacks import PROJECT, StackConfig, load_stack, stack_file
-from cutover.render import alerts, dashboards, flags, manifests, ruletests, workloads, yamlout
+from cutover.render import alerts, dashboards, manifests, ruletests, workloads, yamlout
 
 
 @dataclass(frozen=True)
