@@ -264,7 +264,7 @@ def flag_eval_us(project: Path, n: int = 10000, repeats: int = 5) -> tuple[float
     (1 000 agents asked 10 times each from an empty cache: 10 % misses). CPU time of this process
     (the hypervisor's steal is not in it), the median of `repeats` runs."""
     from cutover.flags.document import dumps, render_flags
-    from cutover.gateway.service import FlagReader
+    from cutover.gateway.flagreader import FlagReader
     from cutover.plan.model import load_plan
 
     plan = load_plan(project / "rollout.yaml")
