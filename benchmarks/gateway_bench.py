@@ -263,9 +263,9 @@ def flag_eval_us(project: Path, n: int = 10000, repeats: int = 5) -> tuple[float
     """Per request (kill switch + read path + write mode): uncached, and through the decision cache
     (1 000 agents asked 10 times each from an empty cache: 10 % misses). CPU time of this process
     (the hypervisor's steal is not in it), the median of `repeats` runs."""
-    from cutover.gateway.service import FlagReader
+    from cutover.flags.document import dumps, render_flags
+    from cutover.gateway.flagreader import FlagReader
     from cutover.plan.model import load_plan
-    from cutover.render.flags import dumps, render_flags
 
     plan = load_plan(project / "rollout.yaml")
     path = Path(tempfile.mkdtemp()) / "flags.json"
@@ -354,8 +354,8 @@ def main() -> None:
     project = project_copy(tmp)
     # One gateway process for every mode: the mode is the flag file (the gateway evaluates flags per
     # request and re-reads the file on change), so modes differ in nothing but the flags.
+    from cutover.flags.document import dumps, render_flags
     from cutover.plan.model import load_plan
-    from cutover.render.flags import dumps, render_flags
 
     plan = load_plan(project / "rollout.yaml")
     flag_sets = {k: dumps(render_flags(plan, phase, "bench")) for k, (phase, _) in FLAG_SETS.items()}

@@ -404,9 +404,11 @@ def run_flag_files(tmp) -> dict:
 def run_webhooks(tmp) -> dict:
     from starlette.testclient import TestClient
 
-    from cutover.ops.controller import Controller, FlagFile, controller_app
+    from cutover.flags.backend import FlagFile
+    from cutover.flags.document import dumps, render_flags
+    from cutover.ops.controller import Controller
+    from cutover.ops.webhook import controller_app
     from cutover.plan.model import load_plan
-    from cutover.render.flags import dumps, render_flags
 
     plan = load_plan(ROOT / "rollout.yaml")
     flags = tmp / "ctl-flags.json"

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from cutover.ops.controller import Controller, FlagFile, FlagState, apply_state, render_state, state_of
+from cutover.flags.backend import FlagFile, apply_state
+from cutover.flags.state import FlagState, render_state, state_of
+from cutover.ops.controller import Controller
 from cutover.ops.rehearsal import Rehearsal
 
 from .conftest import ROOT, flagd_validator
@@ -51,6 +53,35 @@ def test_states_render_valid_flag_sets(plan):
         assert not list(v.iter_errors(doc)) and state_of(doc) == state
 
 
+def test_one_change_asks_the_gate_only_for_a_move_that_is_no_rollback(plan, flagfile):
+    """`cutover flags` and the controller share `change()`: a forward move asks the gate (a closed one
+    refuses, or is forced past with a reason and recorded); a rollback never asks it."""
+    from cutover.flags.change import change
+    from cutover.plan.errors import TransitionError
+
+    asked = []
+
+    def closed(current: str, target: str) -> None:
+        asked.append((current, target))
+        raise TransitionError(f"the gate into {target!r} is closed")
+
+    before = state_of(flagfile.read())
+    with pytest.raises(TransitionError):
+        change(flagfile, plan, "staging", before, FlagState("ramp-75"), by="manual", gate=closed)
+    assert asked == [("ramp-50", "ramp-75")] and state_of(flagfile.read()) == before
+    warned: list[str] = []
+    forward = change(
+        flagfile, plan, "staging", before, FlagState("ramp-75"), by="manual", reason="INC-1", gate=closed,
+        force=True, warn=warned.append,
+    )  # fmt: skip
+    assert forward.change.forced and forward.level == "" and warned[0].startswith("FORCED")
+    assert flagfile.read()["metadata"]["changeForced"] is True and state_of(flagfile.read()).phase == "ramp-75"
+    asked.clear()
+    back = change(flagfile, plan, "staging", forward.after, FlagState("ramp-50"), by="manual", gate=closed)
+    assert asked == [] and back.level == "full" and back.change.reason == "rollback"
+    assert back.rollback(plan, "manual", {}).after == FlagState("ramp-50").describe(plan)
+
+
 def test_levels(plan, flagfile, tmp_path, evaluate):
     ctrl = Controller(plan, "staging", flagfile, "s3cret", tmp_path / "rollbacks.jsonl", clock=lambda: 1000.0)
     r = ctrl.rollback("CutoverTreatmentErrorRateHigh", "partial")
@@ -71,7 +102,7 @@ def test_levels(plan, flagfile, tmp_path, evaluate):
 def test_webhook_needs_the_secret_and_hold_down_prevents_flapping(plan, flagfile, tmp_path):
     from starlette.testclient import TestClient
 
-    from cutover.ops.controller import controller_app
+    from cutover.ops.webhook import controller_app
 
     ctrl = Controller(plan, "staging", flagfile, "s3cret", tmp_path / "log.jsonl")
     client = TestClient(controller_app(ctrl))
@@ -287,7 +318,7 @@ def test_the_featureflag_merge_patch_turns_the_live_flag_set_into_the_new_one():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from cutover.ops.controller import merge_patch
+    from cutover.ops.featureflag import merge_patch
 
     leaf = st.one_of(st.booleans(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=3))
     docs = st.recursive(leaf, lambda inner: st.dictionaries(st.sampled_from("abcde"), inner, max_size=4), max_leaves=12)

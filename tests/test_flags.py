@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from cutover.render.flags import render_flags
+from cutover.flags.document import render_flags
 
 from .conftest import flagd_validator
 
@@ -114,8 +114,8 @@ def test_no_rendered_object_holds_an_array_the_kubernetes_providers_diff_panics_
     """Every object of every phase, kill switch on and off, every part enabled: no array whose first
     element is an object or array beside elements of another kind (pulumi-kubernetes' pruneSlice
     panics on those in its Diff; engines/README.md). The check itself finds the old targeting's."""
+    from cutover.flags.document import panic_prone_arrays
     from cutover.plan.stacks import load_stack
-    from cutover.render.flags import panic_prone_arrays
     from cutover.render.rendering import render
 
     from .conftest import ROOT

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from cutover.flags.document import render_flags
 from cutover.plan.model import load_plan
-from cutover.render.flags import render_flags
 from cutover.store.stores import LegacyStore, MemoryOSStore
 
 from .gatewayproc import GatewayProcess, gateway, project_copy

@@ -365,11 +365,13 @@ def test_the_generated_admin_token_is_private_from_creation(tmp_path, monkeypatc
 def controller(tmp_path):
     from starlette.testclient import TestClient
 
-    from cutover.ops.controller import Controller, FlagFile, controller_app
+    from cutover.flags.backend import FlagFile
+    from cutover.ops.controller import Controller
+    from cutover.ops.webhook import controller_app
 
     plan = load_plan(ROOT / "rollout.yaml")
     flags = tmp_path / "flags.json"
-    from cutover.render.flags import dumps, render_flags
+    from cutover.flags.document import dumps, render_flags
 
     flags.write_text(dumps(render_flags(plan, "canary", "staging")))
     ctrl = Controller(plan, "staging", FlagFile(flags), "s3cret", tmp_path / "rollbacks.jsonl")

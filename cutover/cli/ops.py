@@ -8,10 +8,12 @@ import typer
 
 from cutover.cli import common
 from cutover.cli.common import ProjectDir, err, out
+from cutover.flags.state import READ_PATHS
 from cutover.plan.errors import CutoverError
 from cutover.plan.project import find_project
 
 commands = typer.Typer()
+READ_PATH_CHOICES = ", ".join(READ_PATHS[:-1]) + f" or {READ_PATHS[-1]}"  # legacy, shadow or memoryos
 
 
 @commands.command("rehearse")
@@ -46,9 +48,7 @@ def flags_cmd(
         None, "--featureflag", help="in a cluster: NAMESPACE/NAME of the FeatureFlag"
     ),
     phase: str | None = typer.Option(None, "--phase", "-p", help="set the flags of this phase"),
-    read_path: str | None = typer.Option(
-        None, "--read-path", help="set the treatment read path: legacy, shadow or memoryos"
-    ),
+    read_path: str | None = typer.Option(None, "--read-path", help=f"set the treatment read path: {READ_PATH_CHOICES}"),
     percentage: float | None = typer.Option(None, "--percentage", min=0, max=100, help="set the treatment percentage"),
     kill_switch: str | None = typer.Option(None, "--kill-switch", help="on or off"),
     prometheus: str | None = typer.Option(
@@ -74,20 +74,9 @@ def flags_cmd(
 
     The immediate rollback of the runbook: `cutover flags --flags-file data/flags.json --kill-switch on`.
     """
-    import time as _time
-
+    from cutover.flags.change import change, log_rollback, target_state
+    from cutover.flags.state import FlagState, FlagStateError, state_of
     from cutover.judge.evidence import check_transition, load_evidence
-    from cutover.ops.controller import (
-        Change,
-        FlagState,
-        FlagStateError,
-        Rollback,
-        apply_state,
-        log_rollback,
-        rollback_level,
-        state_of,
-    )
-    from cutover.plan.errors import TransitionError
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
@@ -103,65 +92,46 @@ def flags_cmd(
         state = FlagState(phase)
     if kill_switch not in (None, "on", "off"):
         raise CutoverError(f"--kill-switch {kill_switch!r}", fix="use on or off")
-    if read_path not in (None, "legacy", "shadow", "memoryos"):
-        raise CutoverError(f"--read-path {read_path!r}", fix="use legacy, shadow or memoryos")
+    if read_path is not None and read_path not in READ_PATHS:
+        raise CutoverError(f"--read-path {read_path!r}", fix=f"use {READ_PATH_CHOICES}")
     if phase is None and read_path is None and percentage is None and kill_switch is None:
         return
-    before = state
-    if phase is not None:
-        plan.index(phase)
-        state = FlagState(phase)
-    new = FlagState(
-        state.phase,
-        state.kill_switch if kill_switch is None else kill_switch == "on",
-        state.percentage if percentage is None else percentage,
-        state.read_path if read_path is None else read_path,
-    )
+    kill = None if kill_switch is None else kill_switch == "on"
+    new = target_state(plan, state, phase=phase, kill_switch=kill, percentage=percentage, read_path=read_path)
     if force and not reason:
         raise CutoverError("--force needs --reason", fix='say why, e.g. --reason "INC-123: gate evidence lost"')
-    level = rollback_level(plan, before, new)
-    forced = False
-    if not level and phase is not None:
-        try:
-            check_transition(plan, before.phase, phase, load_evidence(evidence), stack)
-        except TransitionError as exc:
-            if not force:
-                raise
-            forced = True
-            err.print(f"FORCED past a closed gate ({exc.message}): {reason}", highlight=False)
-    change = Change("manual", reason or ("rollback" if level else "change"), level, forced)
-    apply_state(backend, plan, new, stack, change)
+
+    def gate(current: str, target: str) -> object:  # a forward --phase: the same gate as `pulumi up`
+        return check_transition(plan, current, target, load_evidence(evidence), stack)
+
+    applied = change(
+        backend,
+        plan,
+        stack,
+        state,
+        new,
+        by="manual",
+        reason=reason or None,
+        gate=gate if phase is not None else None,
+        force=force,
+        warn=lambda message: err.print(message, highlight=False),
+    )
     out.print(f"set and verified: {new.describe(plan)}", highlight=False)
-    if level:
+    if applied.level:
         where = log or (flags_file.parent / "rollbacks.jsonl" if flags_file else Path("rollbacks.jsonl"))
-        labels = {"reason": change.reason, "by": "cutover flags"}
-        log_rollback(where, Rollback(change.at, "manual", level, before.describe(plan), new.describe(plan), labels))
-        out.print(f"rollback ({level}) recorded in {where}", highlight=False)
+        log_rollback(where, applied.rollback(plan, "manual", {"reason": applied.change.reason, "by": "cutover flags"}))
+        out.print(f"rollback ({applied.level}) recorded in {where}", highlight=False)
     if watch and prometheus:
-        import httpx
+        from cutover.ops.watch import watch_figures
 
-        from cutover.render.promql import PromQL
-
-        promql = PromQL(plan, window="1m")
-        q = {"error rate": promql.error_ratio(sep=" / "), "recall p99 (s)": promql.quantile(0.99, op="recall")}
-        end = _time.monotonic() + watch
-        while _time.monotonic() < end:
-            figures = []
-            for label, expr in q.items():
-                try:
-                    res = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()["data"][
-                        "result"
-                    ]
-                    figures.append(f"{label} {float(res[0]['value'][1]):.4g}" if res else f"{label} no data")
-                except (httpx.HTTPError, KeyError, ValueError) as exc:
-                    figures.append(f"{label} unavailable ({type(exc).__name__})")
-            out.print(f"{_time.strftime('%H:%M:%S')}  " + ", ".join(figures), highlight=False)
-            _time.sleep(min(5, max(0.5, end - _time.monotonic())))
+        for line in watch_figures(plan, prometheus, watch):
+            out.print(line, highlight=False)
 
 
 def flag_backend(flags_file: Path | None, featureflag: str | None):
     """The flags a command changes: the embedded gateway's flag file, or the FeatureFlag in a cluster."""
-    from cutover.ops.controller import FeatureFlagObject, FlagFile
+    from cutover.flags.backend import FlagFile
+    from cutover.ops.featureflag import FeatureFlagObject
 
     if bool(flags_file) == bool(featureflag):
         raise CutoverError(
@@ -236,7 +206,8 @@ def controller_cmd(
 
     import uvicorn
 
-    from cutover.ops.controller import Controller, controller_app
+    from cutover.ops.controller import Controller
+    from cutover.ops.webhook import controller_app
     from cutover.plan.durations import parse_duration
     from cutover.plan.model import load_plan
 

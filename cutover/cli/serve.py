@@ -64,10 +64,10 @@ def serve_cmd(
     On SIGTERM or Ctrl-C it finishes open requests, lets the mirror outbox drain (--drain-timeout), and
     exits; entries still waiting stay in the outbox and drain on the next start.
     """
+    from cutover.flags import document as flagmod
     from cutover.gateway.app import admin_token, run
     from cutover.gateway.auth import is_loopback, load_auth
     from cutover.gateway.service import Gateway
-    from cutover.render import flags as flagmod
     from cutover.store.stores import open_store
 
     if plan_file is not None:

@@ -11,38 +11,27 @@ The kill switch forces legacy reads for everyone.
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
-import os
-import queue
-import random
 import sqlite3
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from cutover.gateway.background import Background, ChildSpec, OutboxSpec, StoreSpec
+from cutover.gateway.drift import DriftMonitor
+from cutover.gateway.flagreader import Decision, FlagReader
+from cutover.gateway.metrics import GatewayMetrics
 from cutover.gateway.outbox import MirrorWorker, Outbox
-from cutover.gateway.shadow import answer_keys, shadow_sample
-from cutover.judge.drift import DriftWindow
-from cutover.plan.errors import CutoverError
-from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
-from cutover.render.flags import kill_write_mode
 from cutover.store.records import RecallQuery, Record
 from cutover.store.stores import FaultyStore, SqliteStore, StoreError
 
 log = logging.getLogger("cutover.gateway")
 WAL_KEEP_S = 1.0  # the gateway checkpoints its SQLite files this often
-
-_domains = itertools.count()
 
 # write mode -> (primary store, mirror store)
 WRITE_ROUTES: dict[str, tuple[str, str | None]] = {
@@ -50,373 +39,6 @@ WRITE_ROUTES: dict[str, tuple[str, str | None]] = {
     "mirror": ("legacy", "memoryos"),
     "memoryos-primary": ("memoryos", "legacy"),
 }
-
-
-def flagd_address(source: Path | str) -> tuple[str, int] | None:
-    """`flagd://HOST:PORT` -> (HOST, PORT); a file path -> None."""
-    text = str(source)
-    if not text.startswith("flagd://"):
-        return None
-    host, _, port = text.removeprefix("flagd://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{text!r}: expected flagd://HOST:PORT, e.g. flagd://localhost:8013")
-    return host, int(port)
-
-
-@dataclass(frozen=True)
-class Decision:
-    cohort: str
-    read_path: str
-    write_mode: str
-    kill: bool
-    phase: str | None = None  # the phase the flags that decided carry (their flag-set metadata)
-
-
-READ_PATHS = ("legacy", "shadow", "memoryos")
-
-
-def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
-    """(the flag document, None) when `raw` is a flag file the gateway can serve from, else (None, why):
-    valid JSON, a `flags` object holding the plan's three flags (and the phase flag, if it is there),
-    each with a state, variants of the right type and values, and a defaultVariant among them."""
-    if not raw.strip():
-        return None, "the file is empty"
-    try:
-        doc = json.loads(raw)
-    except RecursionError:
-        return None, "malformed JSON: nested too deep"
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"malformed JSON: {str(exc).splitlines()[0][:200]}"
-    if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
-        return None, "no `flags` object"
-    keys = plan.flag_keys
-    allowed: dict[str, tuple] = {
-        keys.kill_switch: (True, False),
-        keys.read_path: READ_PATHS,
-        keys.write_mode: tuple(WRITE_ROUTES),
-    }
-    if keys.phase in doc["flags"]:  # optional: flag sets rendered before it lack it
-        allowed[keys.phase] = tuple(plan.phase_names)
-    for key, values in allowed.items():
-        flag = doc["flags"].get(key)
-        where = f"flags.{key}"
-        if not isinstance(flag, dict):
-            return None, f"{where}: missing"
-        if flag.get("state") not in ("ENABLED", "DISABLED"):
-            return None, f"{where}.state: not ENABLED or DISABLED"
-        variants = flag.get("variants")
-        if not isinstance(variants, dict) or not variants:
-            return None, f"{where}.variants: missing or empty"
-        for name_, value in variants.items():
-            if type(value) is not type(values[0]) or value not in values:
-                return None, f"{where}.variants.{name_}: {value!r} is not one of {list(values)}"
-        if flag.get("defaultVariant") not in variants:
-            return None, f"{where}.defaultVariant: not one of the variants"
-        if "targeting" in flag and not isinstance(flag["targeting"], dict):
-            return None, f"{where}.targeting: not an object"
-    if not isinstance(doc.get("$evaluators", {}), dict):
-        return None, "$evaluators: not an object"
-    return doc, None
-
-
-class FlagReader:
-    """Evaluates the flag file with the flagd provider (openfeature-provider-flagd, FILE mode: the file
-    is re-read on change). Decisions are cached per (targeting key, group) and the cache is dropped
-    whenever the provider reports a configuration change, so a flag flip applies on the next reload.
-
-    The provider never reads the operator's file itself: a watcher checks each new version of it
-    (`flag_doc_problem`) and only a good one is copied (atomically) to the private file the provider
-    reads. A bad version leaves the last good flag set in force, counted in
-    cutover_flag_config_errors_total{reason="invalid"}, shown in /admin/status (flags.config_ok,
-    flags.config_error) and logged at most once per LOG_EVERY_S. A bad file at start is refused."""
-
-    CACHE_SIZE = 100_000
-    LOG_EVERY_S = 30.0
-
-    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500, on_error=None, work_dir: Path | None = None):
-        """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
-        sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
-        from openfeature import api
-        from openfeature.contrib.provider.flagd import FlagdProvider
-        from openfeature.contrib.provider.flagd.config import ResolverType
-        from openfeature.evaluation_context import EvaluationContext
-        from openfeature.event import ProviderEvent
-        from openfeature.exception import ProviderNotReadyError
-
-        self.plan, self.path, self._ctx = plan, path, EvaluationContext
-        self.domain = f"cutover-gateway-{next(_domains)}"
-        self.on_error = on_error or (lambda reason: None)
-        self.config_error: str | None = None
-        self.config_errors = self.evaluation_errors = 0
-        self._last_log = -1e9
-        self._defaults: Decision | None = None
-        self._last_write = "legacy"
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-        rpc = flagd_address(path)
-        if rpc is None:
-            self._source = Path(path)
-            try:
-                raw = self._source.read_bytes()
-            except OSError as exc:
-                raise CutoverError(f"flag file unreadable: {exc.strerror}", file=str(path)) from None
-            doc, why = flag_doc_problem(plan, raw)
-            if doc is None:
-                raise CutoverError(
-                    f"flag file refused: {why}",
-                    file=str(path),
-                    fix="render a good one: cutover flags --flags-file PATH (or let cutover serve render it)",
-                )
-            # kept after close (the provider's file watcher may look once more): overwritten at the next start
-            base = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="cutover-flags-"))
-            self._effective = base / "flags.in-force.json"
-            self._install(raw, doc)
-            self._poll_s = poll_ms / 1000
-        if rpc is not None:
-            # 2 s per evaluation call, per startup attempt and as the least reconnect backoff
-            self.provider = FlagdProvider(resolver_type=ResolverType.RPC, host=rpc[0], port=rpc[1], deadline_ms=2000)
-        else:
-            self.provider = FlagdProvider(
-                resolver_type=ResolverType.FILE, offline_flag_source_path=str(self._effective), deadline_ms=poll_ms
-            )
-        self._cache: dict[tuple[str, str | None], tuple[Decision, dict[str, str]]] = {}
-        started = time.monotonic()
-        while True:  # a flagd sidecar may come up after the gateway: keep trying for 30 s
-            try:
-                api.set_provider_and_wait(self.provider, domain=self.domain)
-                break
-            except ProviderNotReadyError:
-                if rpc is None or time.monotonic() - started > 30:
-                    raise
-        self.client = api.get_client(domain=self.domain)
-        self.client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, lambda _details: self._cache.clear())
-        self.client.add_handler(ProviderEvent.PROVIDER_READY, lambda _details: self._cache.clear())
-        if rpc is None:
-            self._watcher = threading.Thread(target=self._watch, name="flag-file-watch", daemon=True)
-            self._watcher.start()
-
-    # -- the flag file: only good versions reach the provider -----------------------------------------
-    def _install(self, raw: bytes, doc: dict) -> None:
-        self._raw = raw
-        self._defaults = self._default_decision(doc)
-        tmp = self._effective.with_suffix(".tmp")
-        tmp.write_bytes(raw)
-        os.replace(tmp, self._effective)
-
-    def _default_decision(self, doc: dict) -> Decision:
-        """What the flag set answers without targeting: used for a request whose evaluation fails."""
-        keys, flags = self.plan.flag_keys, doc["flags"]
-        value = lambda key: flags[key]["variants"][flags[key]["defaultVariant"]]  # noqa: E731
-        write = value(keys.write_mode)
-        if value(keys.kill_switch):
-            return Decision("control", "legacy", kill_write_mode(self.plan, write), True)
-        return Decision("control", value(keys.read_path), write, False)
-
-    def _watch(self) -> None:
-        while not self._watch_stop.wait(self._poll_s):
-            why: str | None
-            try:
-                raw = self._source.read_bytes()
-            except OSError as exc:
-                raw, why = None, f"flag file unreadable: {exc.strerror}"
-            if raw is not None and raw == self._raw:
-                continue
-            if raw is not None:
-                doc, why = flag_doc_problem(self.plan, raw)
-                if doc is not None:
-                    self._install(raw, doc)
-                    if self.config_error is not None:
-                        log.warning("flag file %s is good again: its flags are in force", self._source)
-                    self.config_error = None
-                    continue
-                self._raw = raw  # counted once per bad version, not once per poll
-            if why == self.config_error:
-                continue
-            self.config_error = why
-            self.config_errors += 1
-            self.on_error("invalid")
-            self._log_limited(f"flag file {self._source} refused ({why}): the last good flag set stays in force")
-
-    def _log_limited(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_log >= self.LOG_EVERY_S:
-            self._last_log = now
-            log.error(message)
-
-    def state(self) -> dict:
-        return {
-            "config_ok": self.config_error is None,
-            "config_error": self.config_error,
-            "config_errors": self.config_errors,
-            "evaluation_errors": self.evaluation_errors,
-        }
-
-    def evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
-        hit = self._cache.get((targeting_key, group))
-        if hit is not None:
-            return hit
-        try:
-            result = self._evaluate(targeting_key, group)
-        except Exception as exc:  # a flag set the provider cannot evaluate: the safe answer, counted
-            self.evaluation_errors += 1
-            self.on_error("evaluation")
-            self._log_limited(f"flag evaluation failed ({type(exc).__name__}: {exc}): answering from the defaults")
-            # the flag file's defaults; with flagd, legacy reads and the last write mode seen (mirroring goes on)
-            fallback = self._defaults or Decision("control", "legacy", self._last_write, False)
-            return fallback, {}
-        self._last_write = result[0].write_mode
-        if len(self._cache) >= self.CACHE_SIZE:
-            self._cache.clear()
-        self._cache[(targeting_key, group)] = result
-        return result
-
-    def _evaluate(self, targeting_key: str, group: str | None) -> tuple[Decision, dict[str, str]]:
-        keys, tg, p = self.plan.flag_keys, self.plan.targeting, self.provider
-        ctx = self._ctx(tg.bucketing_key(targeting_key), {tg.internal_attribute: group} if group else {})
-        kill = p.resolve_boolean_details(keys.kill_switch, False, ctx)
-        read = p.resolve_string_details(keys.read_path, "legacy", ctx)
-        write = p.resolve_string_details(keys.write_mode, "legacy", ctx)
-        variants = {
-            keys.kill_switch: kill.variant or "default",
-            keys.read_path: read.variant or "default",
-            keys.write_mode: write.variant or "default",
-        }
-        if not isinstance(kill.value, bool) or read.value not in READ_PATHS or write.value not in WRITE_ROUTES:
-            raise ValueError(f"flag values out of range: {kill.value!r}, {read.value!r}, {write.value!r}")
-        phase = self._phase(ctx, read.flag_metadata)
-        if kill.value:
-            return Decision("control", "legacy", kill_write_mode(self.plan, write.value), True, phase), variants
-        cohort = read.variant if read.variant in ("control", "treatment") else "control"
-        return Decision(cohort, read.value, write.value, False, phase), variants
-
-    def _phase(self, ctx, metadata) -> str | None:
-        """The phase flag's value; else the flag-set metadata's `phase` (a flag set from before the
-        phase flag, in FILE mode); None when neither names a phase of the plan."""
-        names = self.plan.phase_names
-        value: object = self.provider.resolve_string_details(self.plan.flag_keys.phase, "", ctx).value
-        if value not in names:
-            value = (metadata or {}).get("phase")
-        return value if isinstance(value, str) and value in names else None
-
-    def phase(self) -> str | None:
-        """The phase the live flags carry, or None when they carry none."""
-        ctx = self._ctx("status-probe", {})
-        details = self.provider.resolve_string_details(self.plan.flag_keys.read_path, "legacy", ctx)
-        return self._phase(ctx, details.flag_metadata)
-
-    def close(self) -> None:
-        self._watch_stop.set()
-        self.provider.shutdown()
-
-
-class GatewayMetrics:
-    def __init__(self, plan: Plan, registry: CollectorRegistry):
-        n = lambda key: name(plan, key).removesuffix("_total")  # noqa: E731 - client adds _total
-        self.requests = Counter(n("requests"), "requests", ["op", "path", "cohort", "outcome"], registry=registry)
-        self.duration = Histogram(
-            name(plan, "duration"),
-            "request duration, s",
-            ["op", "path", "cohort"],
-            buckets=latency_buckets(plan),
-            registry=registry,
-        )
-        self.fallbacks = Counter(n("fallbacks"), "fallbacks to legacy", ["op", "reason"], registry=registry)
-        self.outbox_depth = Gauge(name(plan, "outbox_depth"), "outbox depth", ["target"], registry=registry)
-        self.outbox_age = Gauge(
-            name(plan, "outbox_oldest_age"), "oldest outbox entry age, s", ["target"], registry=registry
-        )
-        self.wal_frames = Gauge(
-            name(plan, "wal_frames"), "WAL frames at the last checkpoint", ["file"], registry=registry
-        )
-        self.outbox_dead = Gauge(
-            name(plan, "outbox_dead_letters"), "dead-lettered mirror writes", ["target"], registry=registry
-        )
-        self.mirror_failures = Counter(n("mirror_failures"), "mirror failures", ["target", "reason"], registry=registry)
-        self.drift = Histogram(
-            name(plan, "drift"), "retrieval drift", ["measure"], buckets=DRIFT_BUCKETS, registry=registry
-        )
-        self.flag_evaluations = Counter(
-            n("flag_evaluations"), "flag evaluations", ["flag", "variant"], registry=registry
-        )
-        self.flag_config_errors = Counter(
-            n("flag_config_errors"), "flag files refused and evaluations failed", ["reason"], registry=registry
-        )
-        self.rollbacks = Counter(n("rollbacks"), "rollbacks", ["trigger", "level"], registry=registry)
-        self.phase_info = Gauge(name(plan, "phase_info"), "phase", ["phase", "stack"], registry=registry)
-        self.drift_ready = Gauge(name(plan, "drift_ready"), "drift gate ready", registry=registry)
-
-
-class DriftMonitor:
-    """Shadow reads off the request path: a bounded queue, a sampling rate, drift samples."""
-
-    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None, sink=None, legacy=None):
-        """sink(message) -> bool: hand the shadow read to the background process (False: its queue
-        is full). Without a sink, a thread of this process does the reads (with `legacy`, the store
-        that answered: the parity check asks it for MemoryOS's answer)."""
-        self.plan, self.memoryos, self.legacy, self.metrics, self.sink = plan, memoryos, legacy, metrics, sink
-        self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
-        self.window = DriftWindow()  # parity drift, the gate's measure (cutover.judge.drift)
-        self.dropped = self.errors = 0
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        metrics.drift_ready.set_function(lambda: 1.0 if self.readiness().ready else 0.0)
-        if sink is None:
-            self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
-            self._thread.start()
-
-    def offer(self, q: RecallQuery, legacy: list[Record]) -> None:
-        if self._rng.random() >= self.plan.analysis.shadow_sample_rate:
-            return
-        message = (q, answer_keys(legacy))
-        if self.sink is not None:
-            if not self.sink(("shadow", *message)):
-                self.dropped += 1
-            return
-        try:
-            self.queue.put_nowait(message)
-        except queue.Full:
-            self.dropped += 1
-
-    def _run(self) -> None:
-        k, p = self.plan.analysis.top_k, self.plan.analysis.rbo_p
-        while not self._stop.is_set():
-            try:
-                q, legacy = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                sample = shadow_sample(q, legacy, self.memoryos, self.legacy, k, p)
-            except (StoreError, Exception):  # a failing shadow read is counted, never raised
-                self.errors += 1
-                continue
-            self.record(*sample)
-
-    def record(self, parity: float, jaccard: float, rbo_distance: float) -> None:
-        """One drift sample: O(1) here (this runs in the serving process, once per shadow read); the
-        drift_ready gauge is worked out when Prometheus scrapes it."""
-        with self._lock:
-            self.window.add(parity)
-        self.metrics.drift.labels(measure="parity").observe(parity)
-        self.metrics.drift.labels(measure="jaccard").observe(jaccard)
-        self.metrics.drift.labels(measure="rbo").observe(rbo_distance)
-
-    def readiness(self, drift_max: float | None = None):
-        eff_max = self.plan.monitoring.drift_max if drift_max is None else drift_max
-        with self._lock:
-            return self.window.readiness(
-                self.plan.analysis.drift_gate_min_samples, eff_max, self.plan.gateway.drift_confidence
-            )
-
-    def restart_window(self) -> int:
-        """Drop every drift sample so far; the gate starts over. Returns how many were dropped."""
-        with self._lock:
-            n = len(self.window)
-            self.window.clear()
-        return n
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 class Gateway:
@@ -452,7 +74,7 @@ class Gateway:
         )
         # phase None (a Deployment: no phase in its arguments): the phase the live flags carry
         self.phase = phase or self.flags.phase() or plan.phase_names[0]
-        self.eff = plan.effective(self.phase)
+        plan.index(self.phase)  # an unknown phase is refused here
         self.metrics.phase_info.labels(phase=self.phase, stack=stack).set(1)
         self._phase_shown = self.phase
         g = plan.gateway

@@ -30,11 +30,12 @@ from typing import Any
 import httpx
 import yaml
 
+from cutover.flags.backend import FlagFile
+from cutover.flags.state import FlagState, render_state
 from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
 from cutover.migration.migrate import Options, migrate
 from cutover.migration.tiering import load_policy
-from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.plan.stacks import load_project
 from cutover.render.alerts import AlertName, render_rules
 from cutover.render.rendering import render, write_rendering

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cutover.flags import document as flags
 from cutover.plan.model import Plan
 from cutover.plan.stacks import StackConfig, Target
-from cutover.render import alerts, dashboards, flags, manifests, ruletests, workloads, yamlout
+from cutover.render import alerts, dashboards, manifests, ruletests, workloads, yamlout
 
 
 @dataclass(frozen=True)

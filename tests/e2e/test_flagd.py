@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from cutover.flags.document import render_flags
 from cutover.plan.model import load_plan
-from cutover.render.flags import render_flags
 
 from ..flagdproc import Flagd
 from ..gatewayproc import GatewayProcess, project_copy

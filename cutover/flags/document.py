@@ -1,4 +1,4 @@
-"""Render the flagd flag set for one phase of the plan.
+"""Render the flagd flag set for one phase of the plan (or for a flag state: `cutover.flags.state`).
 
 Three flags steer the memory service per request:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cutover.plan.model import PERCENT_SCALE, WRITE_ORDER, EffectivePhase, Plan
+from cutover.plan.model import PERCENT_SCALE, WRITE_ORDER, PhaseFlags, Plan, Treatment
 
 FLAGD_SCHEMA_URL = "https://flagd.dev/schema/v0/flags.json"
 TOTAL_WEIGHT = 100 * PERCENT_SCALE
@@ -44,9 +44,9 @@ def _variant(name: str) -> dict[str, Any]:
     return {"cat": [name]}
 
 
-def cohort_rule(plan: Plan, eff: EffectivePhase) -> dict[str, Any] | None:
+def cohort_rule(plan: Plan, t: Treatment) -> dict[str, Any] | None:
     """JSONLogic that returns 'treatment' or 'control'; None when the cohort is static."""
-    t, tg = eff.phase.flags.treatment, plan.targeting
+    tg = plan.targeting
     if t.is_global:
         return None
     split: dict[str, Any] | None = None
@@ -80,11 +80,14 @@ def kill_write_mode(plan: Plan, phase_mode: str) -> str:
     return target if WRITE_ORDER[target] <= WRITE_ORDER[phase_mode] else phase_mode
 
 
-def render_flags(plan: Plan, phase: str, stack: str, *, kill_switch: bool = False) -> dict[str, Any]:
-    """The flagd flag-set document (valid against flagd's flags.json schema)."""
+def render_flags(
+    plan: Plan, phase: str, stack: str, *, kill_switch: bool = False, flags: PhaseFlags | None = None
+) -> dict[str, Any]:
+    """The flagd flag-set document (valid against flagd's flags.json schema). `flags`: the treatment,
+    read path and write mode to serve instead of the phase's own (a flag state's overrides)."""
     eff = plan.effective(phase)
-    f, keys = eff.phase.flags, plan.flag_keys
-    rule = cohort_rule(plan, eff)
+    f, keys = flags or eff.phase.flags, plan.flag_keys
+    rule = cohort_rule(plan, f.treatment)
 
     read_flag: dict[str, Any] = {
         "state": "ENABLED",

@@ -1,0 +1,160 @@
+"""How the flags change: one `change()` that `cutover flags` and the rollback controller both call,
+and what a rollback is (`rolled_back`: one level back from a state; `rollback_level`: which level a
+change is; the rollback log `cutover reconcile --after-rollback` reads).
+
+The levels (the plan's `RollbackLevel`):
+- immediate: the kill switch (everyone reads legacy);
+- partial: the treatment percentage of the previous phase (half the current one if none is lower);
+- full: the previous phase's flags.
+
+Whether a forward move is allowed is the campaign state machine's answer
+(`cutover.judge.evidence.check_transition`, a layer above this one): the caller hands it in as the
+`gate` callable. A callable rather than a verdict computed beforehand, because only `change()` knows
+whether the move is a rollback (never gated) and the gate is asked only when it is not: the evidence
+is loaded only then, so a rollback never waits on, or fails for, evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import get_args
+
+from cutover.flags.backend import FlagBackend, apply_state
+from cutover.flags.state import Change, FlagState
+from cutover.plan.errors import TransitionError
+from cutover.plan.model import Plan, RollbackLevel
+
+ROLLBACK_LEVELS: tuple[str, ...] = get_args(RollbackLevel)  # immediate, partial, full: the plan lists them
+
+Gate = Callable[[str, str], object]
+"""gate(current phase, target phase): raises TransitionError when the move is not allowed."""
+
+
+def rolled_back(plan: Plan, state: FlagState, level: str) -> FlagState:
+    if level == "immediate":
+        return FlagState(state.phase, True, state.percentage, state.read_path)
+    i = plan.index(state.phase)
+    if level == "full":
+        return FlagState(plan.phases[max(i - 1, 0)].name, state.kill_switch)
+    current = plan.phase(state.phase).flags.treatment.percentage if state.percentage is None else state.percentage
+    lower = [
+        p.flags.treatment.percentage
+        for p in plan.phases[:i]
+        if p.flags.read_path == "memoryos" and p.flags.treatment.percentage < current
+    ]
+    return FlagState(state.phase, state.kill_switch, max(lower) if lower else current / 2, state.read_path)
+
+
+def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
+    """Which rollback a flag change is ("" when it is none): the kill switch turned on, a step back
+    to an earlier phase, or less treatment (a lower percentage, or reads back to legacy)."""
+    if after.kill_switch and not before.kill_switch:
+        return "immediate"
+    if plan.index(after.phase) < plan.index(before.phase):
+        return "full"
+    pct = lambda s: plan.phase(s.phase).flags.treatment.percentage if s.percentage is None else s.percentage  # noqa: E731
+    path = lambda s: s.read_path or plan.phase(s.phase).flags.read_path  # noqa: E731
+    if after.phase == before.phase and (pct(after) < pct(before) or (path(after) == "legacy" != path(before))):
+        return "partial"
+    return ""
+
+
+@dataclass
+class Rollback:
+    at: float
+    trigger: str
+    level: str
+    before: str
+    after: str
+    labels: dict = field(default_factory=dict)
+
+
+def log_rollback(path: Path, rollback: Rollback) -> None:
+    """One line of the rollback log (JSON lines): `cutover reconcile --after-rollback` reads the last."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(rollback.__dict__) + "\n")
+
+
+def target_state(
+    plan: Plan,
+    state: FlagState,
+    *,
+    phase: str | None = None,
+    kill_switch: bool | None = None,
+    percentage: float | None = None,
+    read_path: str | None = None,
+) -> FlagState:
+    """The state asked for: a named phase starts from that phase's own flags; each setting given
+    replaces the one in force, the others stay."""
+    if phase is not None:
+        plan.index(phase)
+        state = FlagState(phase)
+    return FlagState(
+        state.phase,
+        state.kill_switch if kill_switch is None else kill_switch,
+        state.percentage if percentage is None else percentage,
+        state.read_path if read_path is None else read_path,
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A change written and verified: the states before and after, and the change recorded."""
+
+    before: FlagState
+    after: FlagState
+    change: Change
+    doc: dict  # the flag set read back
+
+    @property
+    def level(self) -> str:
+        return self.change.rollback_level
+
+    def rollback(self, plan: Plan, trigger: str, labels: dict) -> Rollback:
+        """The rollback log's line for this change."""
+        return Rollback(
+            self.change.at, trigger, self.level, self.before.describe(plan), self.after.describe(plan), labels
+        )
+
+
+def change(
+    backend: FlagBackend,
+    plan: Plan,
+    stack: str,
+    before: FlagState,
+    after: FlagState,
+    *,
+    by: str,
+    reason: str | None = None,
+    level: str | None = None,
+    gate: Gate | None = None,
+    force: bool = False,
+    warn: Callable[[str], object] = lambda message: None,
+    at: float | None = None,
+) -> Applied:
+    """Move the flags from `before` to `after`: write, read back, verify, and record who and why in
+    the flags' metadata.
+
+    `reason`: recorded with the change ("rollback" or "change" when None). `level`: the rollback
+    level when the caller asked for one (the controller); otherwise `rollback_level` works it out.
+    A change that is no rollback asks `gate` first (when given); a closed gate raises its
+    TransitionError, unless `force`, which records the change as forced and says so through `warn`."""
+    level = rollback_level(plan, before, after) if level is None else level
+    forced = False
+    if not level and gate is not None:
+        try:
+            gate(before.phase, after.phase)
+        except TransitionError as exc:
+            if not force:
+                raise
+            forced = True
+            warn(f"FORCED past a closed gate ({exc.message}): {reason}")
+    record = Change(by, ("rollback" if level else "change") if reason is None else reason, level, forced)
+    if at is not None:
+        record = replace(record, at=at)
+    doc = apply_state(backend, plan, after, stack, record)
+    return Applied(before, after, record, doc)
