@@ -360,7 +360,7 @@ def on_files(files, config, **kw):
 def on_page_markdown(markdown, page, config, files, **kw):
     plan: Plan = _state["plan"]
 
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         try:
             return resolve(plan, m.group(1))
         except (AttributeError, KeyError, Exception) as exc:  # a typo must fail the strict build

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cutover.flags.state import Change, FlagState, FlagStateError, render_state
 from cutover.plan.errors import CutoverError
@@ -16,8 +16,8 @@ from cutover.plan.model import Plan
 
 
 class FlagBackend(Protocol):
-    def read(self) -> dict: ...
-    def write(self, doc: dict) -> None: ...
+    def read(self) -> dict[str, Any]: ...
+    def write(self, doc: dict[str, Any]) -> None: ...
 
 
 class FlagFile:
@@ -26,19 +26,21 @@ class FlagFile:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def read(self) -> dict:
+    def read(self) -> dict[str, Any]:
         try:
             return json.loads(self.path.read_bytes())
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
             raise FlagStateError(f"{self.path}: not a JSON flag set ({str(exc).splitlines()[0][:120]})") from None
 
-    def write(self, doc: dict) -> None:
+    def write(self, doc: dict[str, Any]) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         os.replace(tmp, self.path)
 
 
-def apply_state(backend: FlagBackend, plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict:
+def apply_state(
+    backend: FlagBackend, plan: Plan, state: FlagState, stack: str, change: Change | None = None
+) -> dict[str, Any]:
     """Write, then read back and verify; raises when the read-back differs."""
     doc = render_state(plan, state, stack, change)
     backend.write(doc)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from cutover.flags.backend import FlagBackend, apply_state
 from cutover.flags.state import Change, FlagState
@@ -69,7 +69,7 @@ class Rollback:
     level: str
     before: str
     after: str
-    labels: dict = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 def log_rollback(path: Path, rollback: Rollback) -> None:
@@ -108,13 +108,13 @@ class Applied:
     before: FlagState
     after: FlagState
     change: Change
-    doc: dict  # the flag set read back
+    doc: dict[str, Any]  # the flag set read back
 
     @property
     def level(self) -> str:
         return self.change.rollback_level
 
-    def rollback(self, plan: Plan, trigger: str, labels: dict) -> Rollback:
+    def rollback(self, plan: Plan, trigger: str, labels: dict[str, Any]) -> Rollback:
         """The rollback log's line for this change."""
         return Rollback(
             self.change.at, trigger, self.level, self.before.describe(plan), self.after.describe(plan), labels

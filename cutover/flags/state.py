@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import Any, get_args
 
 from cutover.flags.document import render_flags
 from cutover.plan.model import WRITE_ORDER, PhaseFlags, Plan, ReadPath, Treatment
@@ -62,7 +62,7 @@ class Change:
     forced: bool = False
     at: float = field(default_factory=time.time)
 
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, Any]:
         return {
             "changedAt": round(self.at, 3),
             "changedBy": self.by,
@@ -72,7 +72,7 @@ class Change:
         }
 
 
-def render_state(plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict:
+def render_state(plan: Plan, state: FlagState, stack: str, change: Change | None = None) -> dict[str, Any]:
     """The flag set for a state: the phase's flags with the overrides applied, one renderer for all."""
     flags = state.effective_flags(plan)
     doc = render_flags(plan, state.phase, stack, kill_switch=state.kill_switch, flags=flags)
@@ -90,7 +90,7 @@ class FlagStateError(ValueError):
     """The flag set does not say which state it is in (not written by cutover, or damaged)."""
 
 
-def state_of(doc: dict) -> FlagState:
+def state_of(doc: dict[str, Any]) -> FlagState:
     m = doc.get("metadata", {}) if isinstance(doc, dict) else None
     if not isinstance(m, dict) or not isinstance(m.get("phase"), str):
         raise FlagStateError("the flag set has no metadata.phase: not written by cutover, or damaged")
@@ -105,7 +105,7 @@ def state_of(doc: dict) -> FlagState:
     )
 
 
-def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
+def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(the flag document, None) when `raw` is a flag file the gateway can serve from, else (None, why):
     valid JSON, a `flags` object holding the plan's three flags (and the phase flag, if it is there),
     each with a state, variants of the right type and values, and a defaultVariant among them."""
@@ -120,7 +120,7 @@ def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict | None, str | None]:
     if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
         return None, "no `flags` object"
     keys = plan.flag_keys
-    allowed: dict[str, tuple] = {
+    allowed: dict[str, tuple[Any, ...]] = {
         keys.kill_switch: (True, False),
         keys.read_path: READ_PATHS,
         keys.write_mode: tuple(WRITE_ORDER),

@@ -60,7 +60,7 @@ SKIP_AWAIT = "pulumi.com/skipAwait"
 
 def declare(
     obj: dict[str, Any],
-    gate: pulumi.Output,
+    gate: pulumi.Output[str],
     opts: pulumi.ResourceOptions | None = None,
     skip_await: bool = False,
     **inputs: t.Any,

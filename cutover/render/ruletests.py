@@ -20,7 +20,7 @@ from cutover.plan.model import Plan
 from cutover.render.alerts import BURN_WINDOWS, LATENCY_OBJECTIVE, AlertName
 
 MINUTE = 60
-Series = Callable[[int], list[dict]]  # the input series of a test case, built for a length in minutes
+Series = Callable[[int], list[dict[str, Any]]]  # the input series of a test case, built for a length in minutes
 
 
 @dataclass
