@@ -25,7 +25,8 @@ from cutover.migration.build import Builder
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
 from cutover.store.records import MAX_TEXT, now_ms, record_problem
-from cutover.store.stores import COLUMNS, LegacyStore, MemoryOSStore, upsert_sql
+from cutover.store.rows import COLUMNS, record_of_row, upsert_from_sql, upsert_sql
+from cutover.store.stores import LegacyStore, MemoryOSStore
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
@@ -169,24 +170,7 @@ def sqlite_source(path: Path, start: str | None, namespaces: set[str] | None) ->
             last = (r["namespace"], r["id"])
             if namespaces is not None and r["namespace"] not in namespaces:
                 continue
-            yield Item(
-                json.dumps(last),
-                f"id {r['namespace']}/{r['id']}",
-                {
-                    "id": r["id"],
-                    "namespace": r["namespace"],
-                    "class": r["class"],
-                    "kind": r["kind"],
-                    "text": r["text"],
-                    "content": json.loads(r["content"]) if r["content"] else None,
-                    "tags": json.loads(r["tags"]),
-                    "source": r["source"],
-                    "observed_at": r["observed_at"],
-                    "expires_at": r["expires_at"],
-                    "metadata": json.loads(r["metadata"]),
-                    "version": r["version"],
-                },
-            )
+            yield Item(json.dumps(last), f"id {r['namespace']}/{r['id']}", record_of_row(r, foreign=True))
 
 
 # -- targets ---------------------------------------------------------------------------------------
@@ -215,9 +199,8 @@ class SqliteTarget:
         # again. The WAL file grows up to about WAL_PAGES x 4 KiB meanwhile; close() checkpoints it.
         self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_BULK if defer_index else WAL_PAGES}")
         self.sql = upsert_sql(strictly_newer=True)
-        # the same upsert from a packed chunk (WHERE true: SQLite's rule for INSERT ... SELECT ... ON CONFLICT)
-        values = f"VALUES ({','.join('?' * 15)})"
-        self.sql_select = self.sql.replace(values, f"SELECT {COLUMNS} FROM chunk.{PACKED_TABLE} WHERE true")
+        # the same upsert from a packed chunk
+        self.sql_select = upsert_from_sql(f"chunk.{PACKED_TABLE}", strictly_newer=True)
         self._attached = False
         self.defer_index = defer_index or not self._has_insert_trigger()
         if self.defer_index:

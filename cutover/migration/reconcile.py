@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
-from cutover.migration.build import TIERS, Builder, legacy_of_row
+from cutover.migration.build import TIERS, Builder
 from cutover.migration.migrate import MigrationError, checkpoint_as_of, parse_uri, problem
 from cutover.migration.tiering import Policy
 from cutover.store.records import now_ms
+from cutover.store.rows import legacy_of_row
 from cutover.store.stores import MEMORYOS_APP_ID, LegacyStore, MemoryOSStore
 
 MASK = (1 << 64) - 1

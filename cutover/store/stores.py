@@ -22,7 +22,8 @@ from typing import Protocol
 
 import orjson
 
-from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms, stored_record
+from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms
+from cutover.store.rows import COLUMNS, METADATA, R_COLUMNS, decode, encode, json_text, upsert_sql, with_metadata
 
 RECORDS_TABLE = """
 CREATE TABLE IF NOT EXISTS records(
@@ -115,30 +116,7 @@ def keep_wal(conn: sqlite3.Connection, write_lock, restart_frames: int = WAL_RES
     return frames
 
 
-def json_text(value) -> str:
-    """JSON text for a column (orjson: about 5x faster than json on the request path)."""
-    return orjson.dumps(value).decode()
-
-
-COLUMNS = (
-    "namespace, id, version, class, kind, text, content, tags, source, observed_at, expires_at, metadata, tier, "
-    "heat, last_accessed_at"
-)
-_R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(","))  # the same, of a table named r
 _TERM = re.compile(r"\w+", re.UNICODE)
-
-
-def upsert_sql(strictly_newer: bool = False) -> str:
-    """Insert or replace a record row, keeping the stored one when it is newer (the version rule).
-    strictly_newer: an equal version also keeps the stored row (migration: live data wins)."""
-    cmp = ">" if strictly_newer else ">="
-    updates = ", ".join(
-        f"{c}=excluded.{c}" for c in (x.strip() for x in COLUMNS.split(",")) if c not in ("namespace", "id")
-    )
-    return (
-        f"INSERT INTO records({COLUMNS}) VALUES ({','.join('?' * 15)}) ON CONFLICT(namespace, id) DO UPDATE SET "
-        f"{updates} WHERE excluded.version {cmp} records.version"
-    )
 
 
 def _math_functions(conn: sqlite3.Connection) -> None:
@@ -204,14 +182,6 @@ def fts_query(namespace: str, text: str) -> str | None:
     namespace's vocabulary; None when it has none."""
     terms = [t for t in _TERM.findall(text.lower()) if len(t) > 1][:32]
     return " OR ".join(f'"{ns_terms(namespace, t)}"' for t in terms) if terms else None
-
-
-def tier_columns(metadata: dict) -> tuple:
-    """The tier, heat and last access columns, from `metadata.mem_os` (empty for a legacy record)."""
-    mo = metadata.get("mem_os")
-    if not isinstance(mo, dict):
-        return None, 0.0, None
-    return mo.get("tier"), float(mo.get("heat", 0.0) or 0.0), mo.get("last_accessed_at")
 
 
 class _Lease:
@@ -311,41 +281,7 @@ class SqliteStore:
     def _prepare(self, rec: Record) -> Record:
         return rec
 
-    @staticmethod
-    def _row(rec: Record) -> tuple:
-        return (
-            rec.namespace,
-            rec.id,
-            rec.version,
-            rec.class_,
-            rec.kind,
-            rec.text,
-            json_text(rec.content),
-            json_text(rec.tags),
-            rec.source,
-            rec.observed_at,
-            rec.expires_at,
-            json_text(rec.metadata),
-            *tier_columns(rec.metadata),
-        )
-
-    @staticmethod
-    def _record(row) -> Record:
-        """A record from a row in COLUMNS order (a sqlite3.Row or a plain tuple)."""
-        return stored_record(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            orjson.loads(row[6]) if row[6] is not None else None,
-            orjson.loads(row[7]),
-            row[8],
-            row[9],
-            row[10],
-            orjson.loads(row[11]),
-        )
+    _record = staticmethod(decode)  # a record from a row in COLUMNS order (a sqlite3.Row or a plain tuple)
 
     # -- interface --------------------------------------------------------------------------------
     def put(self, rec: Record, auto_version: bool = False, mirror_to: str | None = None) -> Record:
@@ -363,7 +299,7 @@ class SqliteStore:
             if auto_version:
                 cur = c.execute("SELECT version FROM records WHERE namespace=? AND id=?", rec.key).fetchone()
                 rec = rec.model_copy(update={"version": (cur[0] + 1) if cur else max(rec.version, 1)})
-            c.execute(upsert_sql(), self._row(rec))
+            c.execute(upsert_sql(), encode(rec))
             if mirror_to:
                 now = time.time()
                 c.execute(ENQUEUE, (self.name, mirror_to, rec.namespace, rec.id, "put", now, now))
@@ -382,7 +318,7 @@ class SqliteStore:
     def _put_many(self, c: sqlite3.Connection, records: list[Record]) -> int:
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany(upsert_sql(), [self._row(self._prepare(r)) for r in records])
+            c.executemany(upsert_sql(), [encode(self._prepare(r)) for r in records])
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -406,7 +342,7 @@ class SqliteStore:
         cur = self._conn().cursor()
         cur.row_factory = None
         rows = cur.execute(
-            f"SELECT {_R_COLUMNS} FROM json_each(?) AS k JOIN records AS r "
+            f"SELECT {R_COLUMNS} FROM json_each(?) AS k JOIN records AS r "
             "ON r.namespace = json_extract(k.value, '$[0]') AND r.id = json_extract(k.value, '$[1]')",
             (orjson.dumps(keys).decode(),),
         ).fetchall()
@@ -645,8 +581,8 @@ class MemoryOSStore(SqliteStore):
         return rec if meta is None else rec.model_copy(update={"metadata": meta})
 
     def _prepare_row(self, row: tuple) -> tuple:
-        meta = self._with_mem_os(orjson.loads(row[11]))
-        return row if meta is None else (*row[:11], json_text(meta), *tier_columns(meta))
+        meta = self._with_mem_os(orjson.loads(row[METADATA]))
+        return row if meta is None else with_metadata(row, meta)
 
     def recall(self, q: RecallQuery, touch: bool = True) -> list[Record]:
         """touch=False: observe only (shadow reads must not heat what users never saw).
@@ -675,7 +611,7 @@ class MemoryOSStore(SqliteStore):
             .execute(
                 f"WITH c AS ({candidates}), "
                 f"top AS (SELECT rid, id, {SCORE} AS score FROM c ORDER BY score DESC, id LIMIT ?) "
-                f"SELECT {_R_COLUMNS} FROM top JOIN records r ON r.rid = top.rid ORDER BY top.score DESC, top.id",
+                f"SELECT {R_COLUMNS} FROM top JOIN records r ON r.rid = top.rid ORDER BY top.score DESC, top.id",
                 [*args, n * self.CANDIDATES, now, n],
             )
             .fetchall()
