@@ -152,7 +152,8 @@ def timed(args: list[str]) -> tuple[float, float]:
 
 CEILING = """
 import sqlite3, sys, time
-from cutover.store.stores import COLUMNS, SCHEMA, OUTBOX_SCHEMA
+from cutover.store.rows import COLUMNS
+from cutover.store.schema import SCHEMA, OUTBOX_SCHEMA
 src, dst = sys.argv[1], sys.argv[2]
 conn = sqlite3.connect(dst, isolation_level=None)
 conn.execute("PRAGMA journal_mode=WAL")

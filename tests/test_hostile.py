@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import load_plan
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import ID_PATTERN, NAMESPACE_PATTERN, Record
-from cutover.store.stores import HttpStore, LegacyStore, MemoryOSStore
+from cutover.store.remote import HttpStore
 
 from . import hostile
 from .conftest import ROOT
@@ -487,7 +489,8 @@ def test_property_the_record_reader_quarantines_never_crashes(obj):
 
     from cutover.migration import migrate as m
     from cutover.migration.tiering import load_policy
-    from cutover.store.stores import SCHEMA, register_functions, upsert_sql
+    from cutover.store.rows import upsert_sql
+    from cutover.store.schema import SCHEMA, register_functions
 
     if "spec" not in m._worker:
         spec = m.ChunkSpec("jsonl:x", load_policy(), 1, None, None, "quarantine", True)

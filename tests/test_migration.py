@@ -11,8 +11,9 @@ import time
 import pytest
 
 from cutover.migration.migrate import shard_of
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import Record
-from cutover.store.stores import LegacyStore, MemoryOSStore
 
 DAY = 86_400_000
 NOW = int(time.time() * 1000)
@@ -328,7 +329,7 @@ def _stored_rows(path) -> list[tuple]:
     """Every stored row of a store, every column, in key order: what byte-for-byte comparisons compare."""
     import sqlite3
 
-    from cutover.store.stores import COLUMNS
+    from cutover.store.rows import COLUMNS
 
     with sqlite3.connect(path) as c:
         return c.execute(f"SELECT {COLUMNS} FROM records ORDER BY namespace, id").fetchall()

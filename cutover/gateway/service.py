@@ -36,8 +36,10 @@ from cutover.plan.errors import CutoverError
 from cutover.plan.metrics import DRIFT_BUCKETS, latency_buckets, name
 from cutover.plan.model import Plan
 from cutover.render.flags import kill_write_mode
+from cutover.store.faults import FaultyStore
+from cutover.store.interface import StoreError
 from cutover.store.records import RecallQuery, Record
-from cutover.store.stores import FaultyStore, SqliteStore, StoreError
+from cutover.store.sqlite import SqliteStore
 
 log = logging.getLogger("cutover.gateway")
 WAL_KEEP_S = 1.0  # the gateway checkpoints its SQLite files this often

@@ -24,9 +24,10 @@ import orjson
 from cutover.migration.build import Builder
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import MAX_TEXT, now_ms, record_problem
 from cutover.store.rows import COLUMNS, record_of_row, upsert_from_sql, upsert_sql
-from cutover.store.stores import LegacyStore, MemoryOSStore
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 CHUNK_RECORDS = 5000  # records a worker prepares at a time; a batch (one transaction) spans several
@@ -218,7 +219,7 @@ class SqliteTarget:
         """Rebuild the full-text index and put the trigger back (bulk mode)."""
         if not self.defer_index:
             return
-        from cutover.store.stores import SCHEMA
+        from cutover.store.schema import SCHEMA
 
         with self.store._write:
             self.conn.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")

@@ -28,9 +28,10 @@ import orjson
 from cutover.migration.build import TIERS, Builder
 from cutover.migration.migrate import MigrationError, checkpoint_as_of, parse_uri, problem
 from cutover.migration.tiering import Policy
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MEMORYOS_APP_ID, MemoryOSStore
 from cutover.store.records import now_ms
 from cutover.store.rows import legacy_of_row
-from cutover.store.stores import MEMORYOS_APP_ID, LegacyStore, MemoryOSStore
 
 MASK = (1 << 64) - 1
 VALID_TIERS = "(" + ", ".join(f"'{t}'" for t in TIERS) + ")"  # SQL: a tier column that is a tier
@@ -670,7 +671,7 @@ def repair(
 
 def target_kind(source: Path, target: Path) -> str:
     """What the target of a repair is: memoryos or legacy. A store says so itself (MemoryOS stores
-    carry their marker, `stores.MEMORYOS_APP_ID`); an absent or empty target is the other kind
+    carry their marker, `memoryos.MEMORYOS_APP_ID`); an absent or empty target is the other kind
     than the source (legacy -> MemoryOS, or back after a rollback)."""
     kind = store_kind(target)
     if kind is not None:

@@ -37,8 +37,9 @@ from cutover.migration.tiering import load_policy
 from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.render.alerts import render_rules
 from cutover.render.rendering import load_project, render, write_rendering
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import Record
-from cutover.store.stores import LegacyStore, MemoryOSStore
 
 
 def _binary(name: str) -> str:
