@@ -445,7 +445,8 @@ def test_property_the_plan_loader_raises_only_plan_errors(tmp_path, text):
 
 # -- the migration's record reader ---------------------------------------------------------------
 def test_odd_records_are_quarantined_and_the_run_goes_on(tmp_path):
-    from cutover.migration.migrate import Options, migrate
+    from cutover.migration.migrate import migrate
+    from cutover.migration.options import Options
 
     src = tmp_path / "export.jsonl"
     lines = [json.dumps({"id": f"g{i}", "namespace": "mig/a", "text": "good"}) for i in range(3)]
@@ -487,7 +488,7 @@ def test_property_a_record_answers_on_the_wire_what_its_dump_gives(obj):
 def test_property_the_record_reader_quarantines_never_crashes(obj):
     import sqlite3
 
-    from cutover.migration import migrate as m
+    from cutover.migration import workers as m
     from cutover.migration.tiering import load_policy
     from cutover.store.rows import upsert_sql
     from cutover.store.schema import SCHEMA, register_functions

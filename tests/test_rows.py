@@ -10,7 +10,9 @@ import sqlite3
 
 import orjson
 
-from cutover.migration import migrate as migration
+from cutover.migration import workers
+from cutover.migration.migrate import migrate
+from cutover.migration.options import Options
 from cutover.migration.tiering import load_policy
 from cutover.store.legacy import LegacyStore
 from cutover.store.memoryos import MemoryOSStore
@@ -56,11 +58,11 @@ def _table_digest(path) -> str:
 
 
 def _migrate(source: str, target: str) -> None:
-    migration.migrate(migration.Options(source=source, target=target, policy=load_policy(None), as_of=AS_OF, workers=1))
+    migrate(Options(source=source, target=target, policy=load_policy(None), as_of=AS_OF, workers=1))
 
 
 def test_the_rows_of_a_fixed_corpus_are_frozen(tmp_path, monkeypatch):
-    monkeypatch.setattr(migration, "_worker", {})  # in-process runs set it: left as other tests expect it
+    monkeypatch.setattr(workers, "_worker", {})  # in-process runs set it: left as other tests expect it
     records = corpus()
     (tmp_path / "e.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     legacy, mos = LegacyStore(tmp_path / "legacy.db"), MemoryOSStore(tmp_path / "mos.db")

@@ -26,7 +26,9 @@ from typing import Any
 import orjson
 
 from cutover.migration.build import TIERS, Builder
-from cutover.migration.migrate import MigrationError, checkpoint_as_of, parse_uri, problem
+from cutover.migration.checks import problem
+from cutover.migration.options import MigrationError, parse_uri
+from cutover.migration.targets import checkpoint_as_of
 from cutover.migration.tiering import Policy
 from cutover.store.legacy import LegacyStore
 from cutover.store.memoryos import MEMORYOS_APP_ID, MemoryOSStore
@@ -127,7 +129,7 @@ def _valid_jsonl(
     defer: bool = False,
 ) -> Iterator[Row]:
     """The export's records as migrate reads them, in file order: a line migrate quarantines (the
-    same checks: `migrate.problem`) is counted in counts["quarantined"] and left out. With `span`,
+    same checks: `checks.problem`) is counted in counts["quarantined"] and left out. With `span`,
     only the lines that start in that byte range; with `defer`, records without a valid tier keep
     what the policy reads (Row.legacy) and are classified when compared."""
     if not path.is_file():

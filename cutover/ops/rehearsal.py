@@ -32,7 +32,8 @@ import yaml
 
 from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
-from cutover.migration.migrate import Options, migrate
+from cutover.migration.migrate import migrate
+from cutover.migration.options import Options
 from cutover.migration.tiering import load_policy
 from cutover.ops.controller import FlagFile, FlagState, render_state
 from cutover.render.alerts import render_rules
