@@ -263,7 +263,7 @@ def test_unknown_policy_field_is_named(tmp_path):
 def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
     """reconcile splits a large export into byte ranges summarized in parallel: the parts, whatever
     the cuts, must add up to the summary of the whole file."""
-    from cutover.migration.reconcile import _merge, summarize
+    from cutover.migration.compare import _merge, summarize
     from cutover.migration.tiering import load_policy
 
     recs = [
