@@ -77,7 +77,7 @@ class Builder:
 
     def row(self, rec: dict) -> tuple[tuple, str, str, int]:
         """(row, tier, rule, existing mem_os fields kept over computed ones) of a valid legacy record
-        (see `checks.problem`)."""
+        (see `records.record_problem`)."""
         tier, rule = self.classify(rec)
         meta = rec.get("metadata")
         meta = dict(meta) if meta else {}

@@ -23,7 +23,6 @@ from pathlib import Path
 import orjson
 
 from cutover.migration.build import TIERS
-from cutover.migration.checks import problem
 from cutover.migration.options import parse_uri
 from cutover.migration.sides import (
     MASK,
@@ -40,7 +39,7 @@ from cutover.migration.sides import (
 )
 from cutover.migration.targets import checkpoint_as_of
 from cutover.migration.tiering import Policy
-from cutover.store.records import now_ms
+from cutover.store.records import now_ms, record_problem
 
 
 @dataclass
@@ -115,7 +114,7 @@ def _raw_jsonl(path: Path, tiers: Tiers, namespaces, window, span=None, counts=N
             except bad_json:
                 bad += bool(line.strip())  # migrate skips blank lines, quarantines the others
                 continue
-            if problem(d) is not None:
+            if record_problem(d) is not None:
                 bad += 1
                 continue
             ns = d["namespace"]

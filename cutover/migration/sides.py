@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 
 from cutover.migration.build import TIERS
-from cutover.migration.checks import problem
 from cutover.migration.options import MigrationError, parse_uri
 from cutover.migration.tiering import Policy
 from cutover.store.legacy import LegacyStore
+from cutover.store.records import record_problem
 
 MASK = (1 << 64) - 1
 VALID_TIERS = "(" + ", ".join(f"'{t}'" for t in TIERS) + ")"  # SQL: a tier column that is a tier
@@ -126,7 +126,7 @@ def valid_jsonl(
     defer: bool = False,
 ) -> Iterator[Row]:
     """The export's records as migrate reads them, in file order: a line migrate quarantines (the
-    same checks: `checks.problem`) is counted in counts["quarantined"] and left out. With `span`,
+    same checks: `records.record_problem`) is counted in counts["quarantined"] and left out. With `span`,
     only the lines that start in that byte range; with `defer`, records without a valid tier keep
     what the policy reads (Row.legacy) and are classified when compared."""
     if not path.is_file():
@@ -145,7 +145,7 @@ def valid_jsonl(
             except orjson.JSONDecodeError:
                 bad += 1
                 continue
-            if problem(d) is not None:
+            if record_problem(d) is not None:
                 bad += 1
                 continue
             if namespaces and d["namespace"] not in namespaces:

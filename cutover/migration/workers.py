@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import orjson
 
 from cutover.migration.build import Builder
-from cutover.migration.checks import problem
 from cutover.migration.counts import Counts
 from cutover.migration.options import Options, shard_of
 from cutover.migration.tiering import Policy
+from cutover.store.records import record_problem
 from cutover.store.rows import COLUMNS, N_COLUMNS
 
 
@@ -62,7 +62,7 @@ class _Preparer:
         (the caller then calls quarantine() with where it was)."""
         counts = self.counts
         counts.read += 1
-        reason = error or problem(obj)
+        reason = error or record_problem(obj)
         if reason is not None:
             return reason
         ns = obj["namespace"]
