@@ -43,34 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = [
-    "apple",
-    "travel",
-    "plan",
-    "meeting",
-    "budget",
-    "project",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "river",
-    "mountain",
-    "coffee",
-    "invoice",
-    "contract",
-    "launch",
-    "design",
-    "review",
-    "memory",
-    "agent",
-    "tool",
-    "search",
-    "index",
-    "vector",
-    "chart",
-    "persona",
-]
+from benchmarks.vocabulary import WORDS as VOCABULARY
+
+WORDS = [*VOCABULARY, "persona"]
 CLASSES = ("episodic", "semantic", "procedural", "working")
 
 
