@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -13,11 +14,11 @@ class Counts:
     quarantined: int = 0
     skipped_other_shards: int = 0
     kept_existing_fields: int = 0
-    by_tier: dict = field(default_factory=dict)
-    by_rule: dict = field(default_factory=dict)
-    quarantine_reasons: dict = field(default_factory=dict)
+    by_tier: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
     def merge(self, other: Counts) -> None:

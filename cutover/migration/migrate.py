@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from cutover.migration.build import Builder
 from cutover.migration.counts import Counts
@@ -32,7 +33,7 @@ from cutover.migration.workers import (
 from cutover.store.records import now_ms
 
 
-def migrate(o: Options) -> dict:
+def migrate(o: Options) -> dict[str, Any]:
     src_kind, src_path = parse_uri(o.source)
     dst_kind, dst_path = parse_uri(o.target)
     if src_kind == "jsonl" and not src_path.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from cutover.migration.build import Builder
 from cutover.migration.compare import compare, default_as_of
@@ -13,7 +14,7 @@ from cutover.migration.sides import Tiers, rows
 from cutover.migration.tiering import Policy
 from cutover.store.legacy import LegacyStore
 from cutover.store.memoryos import MEMORYOS_APP_ID, MemoryOSStore
-from cutover.store.rows import TEXT, VERSION, legacy_of_row
+from cutover.store.rows import TEXT, VERSION, Row, legacy_of_row
 
 
 def repair(
@@ -26,7 +27,7 @@ def repair(
     batch: int = 2000,
     compare_tier: bool = True,
     as_of: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Copy what is missing or stale in the target from the source (the source of truth). Into a
     MemoryOS store each record is built as migrate builds it (`build.Builder`, at `default_as_of`),
     so a plain reconcile after it has parity; into a legacy store (after a rollback) rows go as they
@@ -133,7 +134,7 @@ def clear_dead_letters(*stores: LegacyStore | MemoryOSStore) -> int:
         keys = [(ns, i) for _, ns, i in dead]
         ra, rb = a.get_rows(keys), b.get_rows(keys)
 
-        def alike(x, y) -> bool:  # rows in COLUMNS order: the same version and text
+        def alike(x: Row | None, y: Row | None) -> bool:  # rows in COLUMNS order: the same version and text
             return (x is None and y is None) or (
                 x is not None and y is not None and (x[VERSION], x[TEXT]) == (y[VERSION], y[TEXT])
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
-def markdown(report: dict, repaired: dict | None = None) -> str:
+def markdown(report: dict[str, Any], repaired: dict[str, Any] | None = None) -> str:
     lines = [
         f"# Reconciliation: {report['source']} -> {report['target']}",
         "",
@@ -46,7 +47,7 @@ def markdown(report: dict, repaired: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(report: dict, out_dir: Path, repaired: dict | None = None) -> tuple[Path, Path]:
+def write_reports(report: dict[str, Any], out_dir: Path, repaired: dict[str, Any] | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     j, m = out_dir / "reconcile.json", out_dir / "reconcile.md"
     j.write_text(

@@ -8,12 +8,13 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from cutover.migration.counts import Counts
 from cutover.migration.options import parse_uri
 from cutover.migration.workers import PACKED_TABLE, PackedRows
 from cutover.store.memoryos import MemoryOSStore
-from cutover.store.rows import upsert_from_sql, upsert_sql
+from cutover.store.rows import Row, upsert_from_sql, upsert_sql
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the migration's writer
 WAL_PAGES_BULK = 65536  # checkpoint after this many WAL pages (256 MiB) in bulk mode (--defer-index)
@@ -76,13 +77,21 @@ class SqliteTarget:
             self.conn.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")
             self.conn.executescript(SCHEMA)  # IF NOT EXISTS: recreates only the dropped trigger and index
 
-    def checkpoint(self, run_key: str) -> dict | None:
+    def checkpoint(self, run_key: str) -> dict[str, Any] | None:
         row = self.conn.execute(
             "SELECT position, quarantine_offset, counts FROM migration_checkpoints WHERE run_key=?", (run_key,)
         ).fetchone()
         return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
 
-    def write(self, rows, run_key: str, position: str, q_offset: int, counts: Counts, commit: bool = True) -> None:
+    def write(
+        self,
+        rows: list[Row] | PackedRows,
+        run_key: str,
+        position: str,
+        q_offset: int,
+        counts: Counts,
+        commit: bool = True,
+    ) -> None:
         """Upsert a chunk (rows from `row_of`, or PackedRows from a worker; a record already there at
         the same or a newer version is left as is, and counted unchanged) and the checkpoint, in the
         open transaction (begun here if none is); `commit` ends it. Several chunks may so share one
@@ -139,10 +148,10 @@ class JsonlTarget:
         self.f = open(path, "ab")
         self.as_of: int | None = None
 
-    def checkpoint(self, run_key: str) -> dict | None:
+    def checkpoint(self, run_key: str) -> dict[str, Any] | None:
         if not self.ckpt.is_file():
             return None
-        data = json.loads(self.ckpt.read_text())
+        data: dict[str, Any] = json.loads(self.ckpt.read_text())
         if data.get("run_key") != run_key:
             return None
         self.f.truncate(data["target_offset"])  # drop what was written after the last checkpoint
@@ -150,7 +159,13 @@ class JsonlTarget:
         return data
 
     def write(
-        self, records: list[dict], run_key: str, position: str, q_offset: int, counts: Counts, commit: bool = True
+        self,
+        records: list[dict[str, Any]],
+        run_key: str,
+        position: str,
+        q_offset: int,
+        counts: Counts,
+        commit: bool = True,
     ) -> None:
         """Append and checkpoint (each chunk: a file has no transaction to share)."""
         self.f.write(b"".join(json.dumps(d).encode() + b"\n" for d in records))

@@ -6,11 +6,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from cutover.store.records import MAX_LIMIT, RecallQuery, Record, now_ms
-from cutover.store.rows import METADATA, R_COLUMNS, with_metadata
+from cutover.store.rows import METADATA, R_COLUMNS, Row, with_metadata
 from cutover.store.schema import BM25, fts_query
 from cutover.store.sqlite import SqliteStore
 
@@ -59,7 +60,7 @@ class MemoryOSStore(SqliteStore):
         super().__init__(path, autocheckpoint)
         if self._conn().execute("PRAGMA application_id").fetchone()[0] != MEMORYOS_APP_ID:
             self._conn().execute(f"PRAGMA application_id={MEMORYOS_APP_ID}")
-        self._touched: list[list] = []  # [now, namespace, [ids]] per recall
+        self._touched: list[list[Any]] = []  # [now, namespace, [ids]] per recall
         self._pending: dict[tuple[str, str], list[int]] = {}  # (namespace, id) -> [times returned, last access]
         self._pending_recalls = 0  # the recalls folded into _pending
         self._touch_lock = threading.Lock()
@@ -67,7 +68,7 @@ class MemoryOSStore(SqliteStore):
         self._flusher: threading.Thread | None = None
 
     @staticmethod
-    def _with_mem_os(metadata: dict) -> dict | None:
+    def _with_mem_os(metadata: dict[str, Any]) -> dict[str, Any] | None:
         """The metadata with a complete `mem_os` (tier short unless a valid one is given), or None
         when it already has a valid tier."""
         mo = metadata.get("mem_os")
@@ -94,7 +95,7 @@ class MemoryOSStore(SqliteStore):
         meta = self._with_mem_os(rec.metadata)
         return rec if meta is None else rec.model_copy(update={"metadata": meta})
 
-    def _prepare_row(self, row: tuple) -> tuple:
+    def _prepare_row(self, row: Row) -> Row:
         meta = self._with_mem_os(orjson.loads(row[METADATA]))
         return row if meta is None else with_metadata(row, meta)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cutover.store.interface import StoreError
 from cutover.store.records import RecallQuery, Record
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class HttpStore:
@@ -15,7 +20,7 @@ class HttpStore:
         self.name, self.base_url = name, base_url
         self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers={"X-Agent-Id": agent_id})
 
-    def _call(self, method: str, path: str, **kw):
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         import httpx
 
         try:
@@ -46,7 +51,8 @@ class HttpStore:
         return Record.model_validate(r.json()["record"]) if r.status_code == 200 else None
 
     def delete(self, namespace: str, id: str) -> bool:
-        return self._call("DELETE", self._path(namespace, id)).status_code == 200
+        deleted: bool = self._call("DELETE", self._path(namespace, id)).status_code == 200
+        return deleted
 
     def recall(self, q: RecallQuery) -> list[Record]:
         r = self._call("POST", "/v1/recall", json=q.model_dump(mode="json"))

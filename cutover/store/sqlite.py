@@ -14,12 +14,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from cutover.store.records import RecallQuery, Record
-from cutover.store.rows import COLUMNS, R_COLUMNS, decode, encode, json_text, upsert_sql
+from cutover.store.rows import COLUMNS, R_COLUMNS, Row, decode, encode, json_text, upsert_sql
 from cutover.store.schema import (
     ENQUEUE,
     FTS_MERGE_PAGES,
@@ -34,7 +36,9 @@ from cutover.store.schema import (
 )
 
 
-def keep_wal(conn: sqlite3.Connection, write_lock, restart_frames: int = WAL_RESTART_FRAMES) -> int:
+def keep_wal(
+    conn: sqlite3.Connection, write_lock: AbstractContextManager[Any], restart_frames: int = WAL_RESTART_FRAMES
+) -> int:
     """One round of WAL upkeep for a database file this process writes under `write_lock` (the
     serving process's writer lock); returns the frames the WAL held.
 
@@ -47,7 +51,7 @@ def keep_wal(conn: sqlite3.Connection, write_lock, restart_frames: int = WAL_RES
     beginning. Writers wait for that second step only: two fsyncs and the frames written meanwhile
     (measured at 800-1 000 writes/s: 2-6 ms, once 9 ms; a second pass beside the writers first did
     not shorten it)."""
-    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    frames: int = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
     if frames > restart_frames:
         with write_lock:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -132,7 +136,8 @@ class SqliteStore:
         recall, all at once at a load step (a 125 ms stall of MemoryOS's first reads)."""
         lease = getattr(self._local, "lease", None)
         if lease is not None:
-            return lease.conn
+            conn: sqlite3.Connection = lease.conn
+            return conn
         try:
             conn = self._idle.pop()
         except IndexError:
@@ -204,7 +209,7 @@ class SqliteStore:
         return self._record(row) if row else None
 
     # -- rows as stored: the mirror worker's copy path -------------------------------------------
-    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         """The stored rows of these (namespace, id) keys, in one query, as plain tuples in COLUMNS
         order: what `put_rows` of another SQLite store takes. The mirror worker copies a batch this
         way without building a record per row only to turn it back into a row (a third of the
@@ -218,7 +223,7 @@ class SqliteStore:
         ).fetchall()
         return {(row[0], row[1]): row for row in rows}
 
-    def put_rows(self, rows: list[tuple]) -> int:
+    def put_rows(self, rows: list[Row]) -> int:
         """Batch copy of rows from `get_rows` (of any SQLite store): one transaction, the version rule
         as in put(); this store's own metadata rules apply as in put() (MemoryOS: `metadata.mem_os`)."""
         c = self._conn()
@@ -232,7 +237,7 @@ class SqliteStore:
                 raise
         return len(rows)
 
-    def _prepare_row(self, row: tuple) -> tuple:
+    def _prepare_row(self, row: Row) -> Row:
         return row
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
@@ -290,12 +295,15 @@ class SqliteStore:
                 return False
             finally:
                 c.execute("PRAGMA busy_timeout=30000")
-            return c.execute(FTS_STRUCTURE).fetchone() != before
+            merged: bool = c.execute(FTS_STRUCTURE).fetchone() != before
+            return merged
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:
-            return self._conn().execute("SELECT count(*) FROM records").fetchone()[0]
-        return self._conn().execute("SELECT count(*) FROM records WHERE namespace=?", (namespace,)).fetchone()[0]
+            n: int = self._conn().execute("SELECT count(*) FROM records").fetchone()[0]
+            return n
+        n = self._conn().execute("SELECT count(*) FROM records WHERE namespace=?", (namespace,)).fetchone()[0]
+        return n
 
     def namespaces(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT DISTINCT namespace FROM records ORDER BY namespace")]
@@ -322,7 +330,7 @@ class SqliteStore:
             last = (rows[-1]["namespace"], rows[-1]["id"])
 
     # -- recall -----------------------------------------------------------------------------------
-    def _filters(self, q: RecallQuery, now: int) -> tuple[str, list]:
+    def _filters(self, q: RecallQuery, now: int) -> tuple[str, list[Any]]:
         where, args = ["r.namespace = ?", "(r.expires_at IS NULL OR r.expires_at > ?)"], [q.namespace, now]
         if q.ids:
             where.append("r.id IN (SELECT value FROM json_each(?))")

@@ -7,7 +7,7 @@ from cutover.store.memoryos import MemoryOSStore
 from cutover.store.remote import HttpStore
 
 
-def open_store(uri: str, kind: str, autocheckpoint: bool = True):
+def open_store(uri: str, kind: str, autocheckpoint: bool = True) -> HttpStore | LegacyStore | MemoryOSStore:
     """`sqlite:PATH` or `http(s)://…` -> a store of the given kind (legacy | memoryos)."""
     if uri.startswith(("http://", "https://")):
         return HttpStore(kind, uri)
