@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -32,7 +32,7 @@ class Row:
     tier: str | None  # None: a legacy record, classified when it is compared (see `Tiers`)
     observed_at: int
     as_of: int | None = None  # the as-of in the record's provenance (metadata.migration.as_of)
-    legacy: dict | None = None  # what the policy reads, for a record without a tier
+    legacy: dict[str, Any] | None = None  # what the policy reads, for a record without a tier
 
 
 class Tiers:
@@ -43,7 +43,7 @@ class Tiers:
         self.policy, self.as_of = policy, as_of
         self._compiled: dict[int, Any] = {as_of: policy.compile(as_of)}
 
-    def classify(self, rec: dict, as_of: int | None = None) -> str:
+    def classify(self, rec: dict[str, Any], as_of: int | None = None) -> str:
         at = self.as_of if as_of is None else as_of
         fn = self._compiled.get(at)
         if fn is None:
@@ -66,11 +66,14 @@ def row_digest(r: Row) -> int:
     return digest_of(r.id, r.version, r.text, r.tier)
 
 
-def open_sqlite(path: Path, namespaces, window) -> tuple[sqlite3.Connection, list[str], list]:
+def open_sqlite(
+    path: Path, namespaces: set[str] | None, window: tuple[int, int] | None
+) -> tuple[sqlite3.Connection, list[str], list[Any]]:
     """The store's connection and the WHERE terms (with their arguments) of a namespace and time filter."""
     if not path.is_file():
         raise MigrationError("no such store", file=str(path), fix="check the sqlite: path")
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if namespaces:
         where.append(f"namespace IN ({','.join('?' * len(namespaces))})")
         args += sorted(namespaces)
@@ -102,7 +105,7 @@ def _rows_sqlite(path: Path, namespaces: set[str] | None, window: tuple[int, int
         yield Row(ns, id_, ver, text, tier, obs, provenance_as_of(metadata), legacy)
 
 
-def lines_in(f, start: int, end: int) -> Iterator[bytes]:
+def lines_in(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
     """The lines that start at a byte offset in [start, end)."""
     if start > 0:
         f.seek(start - 1)
@@ -119,10 +122,10 @@ def lines_in(f, start: int, end: int) -> Iterator[bytes]:
 def valid_jsonl(
     path: Path,
     tiers: Tiers,
-    namespaces,
-    window,
+    namespaces: set[str] | None,
+    window: tuple[int, int] | None,
     span: tuple[int, int] | None = None,
-    counts: dict | None = None,
+    counts: dict[str, int] | None = None,
     defer: bool = False,
 ) -> Iterator[Row]:
     """The export's records as migrate reads them, in file order: a line migrate quarantines (the
@@ -179,7 +182,13 @@ def valid_jsonl(
             counts["quarantined"] = counts.get("quarantined", 0) + bad
 
 
-def _rows_jsonl(path: Path, tiers: Tiers, namespaces, window, counts: dict | None = None) -> Iterator[Row]:
+def _rows_jsonl(
+    path: Path,
+    tiers: Tiers,
+    namespaces: set[str] | None,
+    window: tuple[int, int] | None,
+    counts: dict[str, int] | None = None,
+) -> Iterator[Row]:
     """Sorted by (namespace, id) in memory (the detail pass asks only for the namespaces that
     differ), one per id as migrate keeps it: the highest version, the first of equal ones (a stable
     sort keeps file order within an id); the others are counted in counts["superseded"]."""
@@ -201,7 +210,13 @@ def _rows_jsonl(path: Path, tiers: Tiers, namespaces, window, counts: dict | Non
         counts["superseded"] = counts.get("superseded", 0) + superseded
 
 
-def rows(uri: str, tiers: Tiers, namespaces=None, window=None, counts: dict | None = None) -> Iterator[Row]:
+def rows(
+    uri: str,
+    tiers: Tiers,
+    namespaces: set[str] | None = None,
+    window: tuple[int, int] | None = None,
+    counts: dict[str, int] | None = None,
+) -> Iterator[Row]:
     """A side's records in (namespace, id) order, tiers as stored (None: classified when compared)."""
     kind, path = parse_uri(uri)
     if kind == "sqlite":

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cutover.migration.counts import Counts
 from cutover.migration.options import parse_uri
@@ -160,15 +160,17 @@ class JsonlTarget:
 
     def write(
         self,
-        records: list[dict[str, Any]],
+        records: list[dict[str, Any]] | PackedRows,
         run_key: str,
         position: str,
         q_offset: int,
         counts: Counts,
         commit: bool = True,
     ) -> None:
-        """Append and checkpoint (each chunk: a file has no transaction to share)."""
-        self.f.write(b"".join(json.dumps(d).encode() + b"\n" for d in records))
+        """Append and checkpoint (each chunk: a file has no transaction to share). Record dicts: only
+        rows for a SQLite target come packed."""
+        dicts = cast("list[dict[str, Any]]", records)
+        self.f.write(b"".join(json.dumps(d).encode() + b"\n" for d in dicts))
         self.f.flush()
         os.fsync(self.f.fileno())
         tmp = self.ckpt.with_suffix(".tmp")

@@ -6,16 +6,24 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from cutover.migration.build import Builder
 from cutover.migration.counts import Counts
 from cutover.migration.options import Options, shard_of
+from cutover.migration.sources import Item
 from cutover.migration.tiering import Policy
 from cutover.store.records import record_problem
 from cutover.store.rows import COLUMNS, N_COLUMNS
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+T = TypeVar("T")
 
 
 # -- preparing records (pure; runs in worker processes for JSONL sources) -----------------------------
@@ -34,14 +42,14 @@ class ChunkSpec:
 
 @dataclass
 class Chunk:
-    out: list | PackedRows  # rows or record dicts, in source order (rows may come packed, see _packed)
+    out: list[Any] | PackedRows  # rows or record dicts, in source order (rows may come packed, see _packed)
     quarantined: list[bytes]
     counts: Counts
     position: str | None  # where to resume after this chunk
     halted: tuple[str, str] | None = None  # (where, reason) of the record that stopped the run
 
 
-_worker: dict = {}
+_worker: dict[str, Any] = {}
 
 
 def _init_worker(spec: ChunkSpec) -> None:
@@ -53,11 +61,13 @@ def _init_worker(spec: ChunkSpec) -> None:
 class _Preparer:
     """Check, filter, classify and backfill records one by one into a Chunk."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.spec, self.builder, self.wanted = _worker["spec"], _worker["builder"], _worker["wanted"]
-        self.counts, self.out, self.quarantined = Counts(), [], []
+        self.counts = Counts()
+        self.out: list[Any] = []
+        self.quarantined: list[bytes] = []
 
-    def take(self, obj, error: str | None) -> str | None:
+    def take(self, obj: Any, error: str | None) -> str | None:
         """None when the record was prepared or skipped; otherwise the reason it was quarantined
         (the caller then calls quarantine() with where it was)."""
         counts = self.counts
@@ -83,7 +93,7 @@ class _Preparer:
         self.out.append(rec)
         return None
 
-    def quarantine(self, obj, where: str, reason: str) -> bool:
+    def quarantine(self, obj: Any, where: str, reason: str) -> bool:
         """Record a bad record; True when the run must halt on it."""
         counts = self.counts
         counts.quarantined += 1
@@ -91,13 +101,14 @@ class _Preparer:
         counts.quarantine_reasons[kind] = counts.quarantine_reasons.get(kind, 0) + 1
         rid = obj.get("id") if isinstance(obj, dict) else None
         self.quarantined.append(json.dumps({"where": where, "id": rid, "reason": reason}).encode() + b"\n")
-        return self.spec.on_error == "halt"
+        halt: bool = self.spec.on_error == "halt"
+        return halt
 
     def chunk(self, position: str | None, halted: tuple[str, str] | None = None) -> Chunk:
         return Chunk(self.out, self.quarantined, self.counts, position, halted)
 
 
-def prepare_items(items) -> Chunk:
+def prepare_items(items: Iterable[Item]) -> Chunk:
     """A run of source items (from a store source)."""
     prep, position = _Preparer(), None
     for item in items:
@@ -159,8 +170,8 @@ class PackedRows:
         return self.count
 
 
-def _batched(items, n: int):
-    batch = []
+def _batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= n:
@@ -194,7 +205,7 @@ def _init_pool_worker(spec: ChunkSpec) -> None:
     _init_worker(spec)
 
 
-def _pool(workers: int, spec: ChunkSpec):
+def _pool(workers: int, spec: ChunkSpec) -> ProcessPoolExecutor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -209,11 +220,13 @@ def _pool(workers: int, spec: ChunkSpec):
     return pool
 
 
-def _ordered(pool, chunks, workers: int):
+def _ordered(
+    pool: ProcessPoolExecutor, chunks: Iterable[tuple[int, int | None, bytes]], workers: int
+) -> Iterator[Chunk]:
     """Prepare chunks in the pool, a few ahead, and yield them in source order."""
     from collections import deque
 
-    pending: deque = deque()
+    pending: deque[Future[Chunk]] = deque()
     for c in chunks:
         pending.append(pool.submit(prepare_jsonl_chunk, *c, pack=True))
         if len(pending) > workers + 1:
