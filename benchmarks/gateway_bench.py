@@ -60,35 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.vocabulary import WORDS
 from tests.gatewayproc import GatewayProcess, project_copy
-
-WORDS = [
-    "apple",
-    "travel",
-    "plan",
-    "meeting",
-    "budget",
-    "project",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "river",
-    "mountain",
-    "coffee",
-    "invoice",
-    "contract",
-    "launch",
-    "design",
-    "review",
-    "memory",
-    "agent",
-    "tool",
-    "search",
-    "index",
-    "vector",
-    "chart",
-]
 
 
 def run_load(url: str, op: str, seconds: int, concurrency: int, seed: int) -> dict:

@@ -43,34 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = [
-    "apple",
-    "travel",
-    "plan",
-    "meeting",
-    "budget",
-    "project",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "river",
-    "mountain",
-    "coffee",
-    "invoice",
-    "contract",
-    "launch",
-    "design",
-    "review",
-    "memory",
-    "agent",
-    "tool",
-    "search",
-    "index",
-    "vector",
-    "chart",
-    "persona",
-]
+from benchmarks.vocabulary import WORDS as VOCABULARY
+
+WORDS = [*VOCABULARY, "persona"]
 CLASSES = ("episodic", "semantic", "procedural", "working")
 
 
@@ -152,7 +127,8 @@ def timed(args: list[str]) -> tuple[float, float]:
 
 CEILING = """
 import sqlite3, sys, time
-from cutover.store.stores import COLUMNS, SCHEMA, OUTBOX_SCHEMA
+from cutover.store.rows import COLUMNS
+from cutover.store.schema import SCHEMA, OUTBOX_SCHEMA
 src, dst = sys.argv[1], sys.argv[2]
 conn = sqlite3.connect(dst, isolation_level=None)
 conn.execute("PRAGMA journal_mode=WAL")

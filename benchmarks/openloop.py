@@ -18,28 +18,9 @@ import sys
 import time
 from urllib.parse import urlparse
 
-WORDS = [
-    "apple",
-    "travel",
-    "plan",
-    "meeting",
-    "budget",
-    "project",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "river",
-    "mountain",
-    "coffee",
-    "invoice",
-    "contract",
-    "launch",
-    "design",
-    "review",
-    "memory",
-    "agent",
-]
+from vocabulary import WORDS as VOCABULARY  # run as a script: benchmarks/ is first on the path
+
+WORDS = VOCABULARY[:20]
 
 
 def body_for(op: str, rng: random.Random, i: int, seed: int) -> tuple[str, bytes]:

@@ -442,7 +442,8 @@ def run_plans(tmp) -> dict:
 
 
 def run_records(tmp) -> dict:
-    from cutover.migration.migrate import Options, migrate
+    from cutover.migration.migrate import migrate
+    from cutover.migration.options import Options
     from cutover.migration.tiering import load_policy
 
     cases = migration_records()

@@ -166,7 +166,7 @@ def test_slo_breach_rolls_back_end_to_end(tmp_path):
 
 def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(tmp_path, plan):
     from cutover.judge.evidence import check_transition, new_evidence
-    from cutover.store.stores import MemoryOSStore
+    from cutover.store.memoryos import MemoryOSStore
 
     from .gatewayproc import GatewayProcess, project_copy
 
@@ -202,7 +202,7 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
         assert r.json()["path"] == "memoryos" and r.json()["write_mode"] == "memoryos-primary"
         assert MemoryOSStore(data / "memoryos.db").get("n", "after").text == "written after cutover"
         g.wait_drained()
-        from cutover.store.stores import LegacyStore
+        from cutover.store.legacy import LegacyStore
 
         assert LegacyStore(data / "legacy.db").get("n", "after") is not None  # mirrored back for a safe rollback
     finally:

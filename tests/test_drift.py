@@ -76,8 +76,10 @@ def shadow_corpus(tmp_path, missing: float = 0.0, altered: float = 0.0, seed: in
     """Legacy and MemoryOS stores holding one corpus in which every query matches about 3 x k records
     of mixed age and tier (MemoryOS ranks them by relevance, heat, recency and tier; legacy newest
     first), MemoryOS missing a share of the records and holding another share altered."""
+    from cutover.store.faults import FaultyStore
+    from cutover.store.legacy import LegacyStore
+    from cutover.store.memoryos import MemoryOSStore
     from cutover.store.records import Record, now_ms
-    from cutover.store.stores import FaultyStore, LegacyStore, MemoryOSStore
 
     rng = random.Random(seed)
     legacy, memoryos = LegacyStore(tmp_path / "l.db"), MemoryOSStore(tmp_path / "m.db")

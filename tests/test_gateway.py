@@ -10,7 +10,8 @@ import pytest
 
 from cutover.flags.document import render_flags
 from cutover.plan.model import load_plan
-from cutover.store.stores import LegacyStore, MemoryOSStore
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 
 from .gatewayproc import GatewayProcess, gateway, project_copy
 

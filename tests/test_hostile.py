@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import load_plan
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import ID_PATTERN, NAMESPACE_PATTERN, Record
-from cutover.store.stores import HttpStore, LegacyStore, MemoryOSStore
+from cutover.store.remote import HttpStore
 
 from . import hostile
 from .conftest import ROOT
@@ -445,7 +447,8 @@ def test_property_the_plan_loader_raises_only_plan_errors(tmp_path, text):
 
 # -- the migration's record reader ---------------------------------------------------------------
 def test_odd_records_are_quarantined_and_the_run_goes_on(tmp_path):
-    from cutover.migration.migrate import Options, migrate
+    from cutover.migration.migrate import migrate
+    from cutover.migration.options import Options
 
     src = tmp_path / "export.jsonl"
     lines = [json.dumps({"id": f"g{i}", "namespace": "mig/a", "text": "good"}) for i in range(3)]
@@ -487,9 +490,10 @@ def test_property_a_record_answers_on_the_wire_what_its_dump_gives(obj):
 def test_property_the_record_reader_quarantines_never_crashes(obj):
     import sqlite3
 
-    from cutover.migration import migrate as m
+    from cutover.migration import workers as m
     from cutover.migration.tiering import load_policy
-    from cutover.store.stores import SCHEMA, register_functions, upsert_sql
+    from cutover.store.rows import upsert_sql
+    from cutover.store.schema import SCHEMA, register_functions
 
     if "spec" not in m._worker:
         spec = m.ChunkSpec("jsonl:x", load_policy(), 1, None, None, "quarantine", True)

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from cutover.migration.migrate import shard_of
+from cutover.migration.options import shard_of
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import Record
-from cutover.store.stores import LegacyStore, MemoryOSStore
 
 DAY = 86_400_000
 NOW = int(time.time() * 1000)
@@ -262,7 +263,7 @@ def test_unknown_policy_field_is_named(tmp_path):
 def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
     """reconcile splits a large export into byte ranges summarized in parallel: the parts, whatever
     the cuts, must add up to the summary of the whole file."""
-    from cutover.migration.reconcile import _merge, summarize
+    from cutover.migration.compare import _merge, summarize
     from cutover.migration.tiering import load_policy
 
     recs = [
@@ -290,6 +291,8 @@ def test_a_crash_inside_a_batch_of_several_chunks_resumes_from_its_last_commit(t
     """A batch (one transaction) spans several worker chunks: a crash in its third chunk takes back
     its first two as well, and the resume redoes exactly them: no gap, no duplicate."""
     from cutover.migration import migrate as migration
+    from cutover.migration.options import Options
+    from cutover.migration.targets import SqliteTarget
     from cutover.migration.tiering import load_policy
 
     n = 2_000
@@ -304,7 +307,7 @@ def test_a_crash_inside_a_batch_of_several_chunks_resumes_from_its_last_commit(t
         chunk=100,
         workers=1,
     )
-    real_write, calls = migration.SqliteTarget.write, []
+    real_write, calls = SqliteTarget.write, []
 
     def crashing_write(self, rows, *args, commit=True):
         calls.append((len(rows), commit))
@@ -312,14 +315,14 @@ def test_a_crash_inside_a_batch_of_several_chunks_resumes_from_its_last_commit(t
             raise KeyboardInterrupt("crash")
         return real_write(self, rows, *args, commit=commit)
 
-    monkeypatch.setattr(migration.SqliteTarget, "write", crashing_write)
+    monkeypatch.setattr(SqliteTarget, "write", crashing_write)
     with pytest.raises(KeyboardInterrupt):
-        migration.migrate(migration.Options(**opts))
+        migration.migrate(Options(**opts))
     assert [c for _, c in calls[:8]] == [False, False, True, False, False, True, False, False]
     committed = sum(n for n, _ in calls[:6])  # chunks are ~100 records (cut at line ends by size)
     assert 500 < committed < 700 and MemoryOSStore(tmp_path / "m.db").count() == committed  # the third batch undone
-    monkeypatch.setattr(migration.SqliteTarget, "write", real_write)
-    report = migration.migrate(migration.Options(**opts))
+    monkeypatch.setattr(SqliteTarget, "write", real_write)
+    report = migration.migrate(Options(**opts))
     assert report["resumed"] and report["read"] == n and report["migrated"] == n and report["unchanged"] == 0
     assert MemoryOSStore(tmp_path / "m.db").count() == n
 
@@ -328,7 +331,7 @@ def _stored_rows(path) -> list[tuple]:
     """Every stored row of a store, every column, in key order: what byte-for-byte comparisons compare."""
     import sqlite3
 
-    from cutover.store.stores import COLUMNS
+    from cutover.store.rows import COLUMNS
 
     with sqlite3.connect(path) as c:
         return c.execute(f"SELECT {COLUMNS} FROM records ORDER BY namespace, id").fetchall()

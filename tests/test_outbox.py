@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 
 from cutover.gateway.outbox import MirrorWorker, Outbox
+from cutover.store.faults import FaultyStore
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import RecallQuery, Record
-from cutover.store.stores import FaultyStore, LegacyStore, MemoryOSStore
 
 
 def setup(tmp_path, **outbox_kw):

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import TIER_WEIGHT, MemoryOSStore
 from cutover.store.records import RecallQuery, Record, now_ms
-from cutover.store.stores import BM25, TIER_WEIGHT, LegacyStore, MemoryOSStore, fts_query, ns_prefix
+from cutover.store.schema import BM25, fts_query, ns_prefix
 
 WORDS = ["apple", "travel", "plan", "meeting", "budget", "alpha", "beta", "river", "mountain", "coffee", "delta"]
 DAY = 86_400_000

@@ -19,7 +19,7 @@ import yaml
 from cutover.plan.stacks import StackConfig, available_stacks, load_project
 from cutover.render import workloads
 from cutover.render.rendering import render
-from cutover.store.stores import MemoryOSStore
+from cutover.store.memoryos import MemoryOSStore
 
 from .conftest import ROOT, crd_validator
 from .pulumi_harness import run_program

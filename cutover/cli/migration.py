@@ -108,7 +108,8 @@ def migrate_cmd(
     import os
 
     from cutover.migration.build import parse_as_of
-    from cutover.migration.migrate import Options, migrate, parse_shard, parse_uri
+    from cutover.migration.migrate import migrate
+    from cutover.migration.options import Options, parse_shard, parse_uri
     from cutover.migration.tiering import load_policy
 
     os.umask(0o077)  # the target store, its WAL, the quarantine file and the report: owner only, from creation

@@ -68,7 +68,7 @@ def serve_cmd(
     from cutover.gateway.app import admin_token, run
     from cutover.gateway.auth import is_loopback, load_auth
     from cutover.gateway.service import Gateway
-    from cutover.store.stores import open_store
+    from cutover.store.uri import open_store
 
     if plan_file is not None:
         plan, kill = load_plan(plan_file), False

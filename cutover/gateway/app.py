@@ -49,6 +49,7 @@ from cutover.gateway.background import freeze_heap
 from cutover.gateway.service import Gateway
 from cutover.plan.model import GatewaySettings
 from cutover.plan.yamlsrc import field_path
+from cutover.store.interface import StoreError
 from cutover.store.records import (
     ID_PATTERN,
     MAX_KEY,
@@ -59,7 +60,6 @@ from cutover.store.records import (
     json_problem,
     parse_int,
 )
-from cutover.store.stores import StoreError
 
 log = logging.getLogger("cutover.gateway")
 

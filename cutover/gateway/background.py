@@ -45,7 +45,11 @@ from typing import Any
 
 from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.gateway.shadow import shadow_sample
-from cutover.store.stores import FaultyStore, HttpStore, MemoryOSStore, SqliteStore, open_store
+from cutover.store.faults import FaultyStore
+from cutover.store.memoryos import MemoryOSStore
+from cutover.store.remote import HttpStore
+from cutover.store.sqlite import SqliteStore
+from cutover.store.uri import open_store
 
 NICE = 10
 DONE_FLUSH_S = 0.5  # copied outbox rows are handed to the parent for deletion at most this often

@@ -12,7 +12,7 @@ from cutover.gateway.shadow import answer_keys, shadow_sample
 from cutover.judge.drift import DriftWindow
 from cutover.plan.model import Plan
 from cutover.store.records import RecallQuery, Record
-from cutover.store.stores import StoreError
+from cutover.store.interface import StoreError
 
 
 class DriftMonitor:

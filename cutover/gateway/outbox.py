@@ -26,10 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from cutover.migration.build import Builder, legacy_of_row
+from cutover.migration.build import Builder
 from cutover.migration.tiering import Policy, load_policy
+from cutover.store.interface import StoreError
 from cutover.store.records import Record
-from cutover.store.stores import ENQUEUE, OUTBOX_SCHEMA, SqliteStore, StoreError, keep_wal
+from cutover.store.rows import legacy_of_row
+from cutover.store.schema import ENQUEUE, OUTBOX_SCHEMA
+from cutover.store.sqlite import SqliteStore, keep_wal
 
 DONE_CHUNK = 64  # outbox entries deleted per transaction (see Outbox.done)
 

@@ -27,8 +27,10 @@ from cutover.gateway.flagreader import Decision, FlagReader
 from cutover.gateway.metrics import GatewayMetrics
 from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.plan.model import Plan
+from cutover.store.faults import FaultyStore
+from cutover.store.interface import StoreError
 from cutover.store.records import RecallQuery, Record
-from cutover.store.stores import FaultyStore, SqliteStore, StoreError
+from cutover.store.sqlite import SqliteStore
 
 log = logging.getLogger("cutover.gateway")
 WAL_KEEP_S = 1.0  # the gateway checkpoints its SQLite files this often

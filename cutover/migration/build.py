@@ -18,15 +18,12 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
-from cutover.store.stores import COLUMNS, tier_columns
+from cutover.store.rows import encode_values, record_of_row
 
 TIERS = ("short", "mid", "long")
 PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
-N_COLUMNS = len(COLUMNS.split(","))
 
 
 def _is_number(v: object) -> bool:
@@ -80,7 +77,7 @@ class Builder:
 
     def row(self, rec: dict) -> tuple[tuple, str, str, int]:
         """(row, tier, rule, existing mem_os fields kept over computed ones) of a valid legacy record
-        (see `migrate.problem`)."""
+        (see `records.record_problem`)."""
         tier, rule = self.classify(rec)
         meta = rec.get("metadata")
         meta = dict(meta) if meta else {}
@@ -112,21 +109,19 @@ class Builder:
                 "policy": self.policy.name,
                 "policy_hash": self.policy.digest,
             }
-        dumps = orjson.dumps
-        row = (
+        row = encode_values(
             ns,
             rec["id"],
             rec.get("version") or 1,
             rec.get("class", "episodic"),
             kind,
             rec.get("text", ""),
-            dumps(rec.get("content")).decode(),
-            dumps(sorted(set(tags))).decode(),
+            rec.get("content"),
+            sorted(set(tags)),
             rec.get("source"),
             observed,
             rec.get("expires_at"),
-            dumps(meta).decode(),
-            *tier_columns(meta),
+            meta,
         )
         return row, mo["tier"], rule, kept
 
@@ -134,43 +129,3 @@ class Builder:
         """The same as `row`, as a record dict (a JSONL target)."""
         row, tier, rule, kept = self.row(rec)
         return record_of_row(row), tier, rule, kept
-
-
-def legacy_of_row(row) -> dict:
-    """The legacy record dict of a stored row (COLUMNS order): what `Builder.row` takes."""
-    return {
-        "namespace": row[0],
-        "id": row[1],
-        "version": row[2],
-        "class": row[3],
-        "kind": row[4],
-        "text": row[5],
-        "content": orjson.loads(row[6]) if row[6] is not None else None,
-        "tags": orjson.loads(row[7]),
-        "source": row[8],
-        "observed_at": row[9],
-        "expires_at": row[10],
-        "metadata": orjson.loads(row[11]),
-    }
-
-
-def record_of_row(row) -> dict:
-    """A MemoryOS row as a record dict (a JSONL target's line)."""
-    d = legacy_of_row(row)
-    return {
-        k: d[k]
-        for k in (
-            "id",
-            "namespace",
-            "class",
-            "kind",
-            "text",
-            "content",
-            "tags",
-            "source",
-            "observed_at",
-            "expires_at",
-            "metadata",
-            "version",
-        )
-    }

@@ -34,15 +34,17 @@ from cutover.flags.backend import FlagFile
 from cutover.flags.state import FlagState, render_state
 from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
-from cutover.migration.migrate import Options, migrate
+from cutover.migration.migrate import migrate
+from cutover.migration.options import Options
 from cutover.migration.tiering import load_policy
 from cutover.plan.stacks import load_project
 from cutover.render.alerts import AlertName, render_rules
 from cutover.render.rendering import render, write_rendering
 from cutover.render.workloads.common import analyze_args
 from cutover.render.workloads.controller import ControllerRoute
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import Record
-from cutover.store.stores import LegacyStore, MemoryOSStore
 
 
 def _binary(name: str) -> str:

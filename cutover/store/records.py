@@ -11,12 +11,13 @@ import hashlib
 import math
 import re
 import time
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RecordClass = Literal["episodic", "semantic", "procedural", "working"]
+CLASSES = frozenset(get_args(RecordClass))
 Tier = Literal["short", "mid", "long"]
 MAX_TEXT = 64 * 1024
 MAX_LIMIT = 1000
@@ -135,17 +136,44 @@ def mem_os_problem(metadata: Any) -> str | None:
 _ID_RE, _NS_RE = re.compile(ID_PATTERN), re.compile(NAMESPACE_PATTERN)
 
 
-def record_problem(obj: dict) -> str | None:
-    """Why a decoded record object (the migration's input) cannot be stored as it is, or None:
-    the key patterns, string fields, 64-bit integers and storable JSON values, as `Record` checks them."""
+def record_problem(obj: object) -> str | None:
+    """Why a decoded record object (the migration's input, a store row's record dict) cannot be stored
+    as it is, or None: the one record check of what a JSON parser gives. Exact types first (the common
+    case passes with one look at each field), then the key patterns, string fields, 64-bit integers
+    and storable JSON values, as `Record` checks them field by field (`Record` also bounds the
+    lengths of kind, source and tags: the API's limits, which a migration does not apply)."""
+    if type(obj) is not dict:
+        return "not a JSON object"
+    get = obj.get
+    for key in ("id", "namespace"):
+        v = get(key)
+        if type(v) is not str or not v:
+            return f"missing {key}" if v is None or v == "" else f"{key} is {type(v).__name__}, not a string"
+    text = get("text", "")
+    if type(text) is not str:
+        return f"text is {type(text).__name__}, not a string"
+    if len(text) > MAX_TEXT:
+        return f"text of {len(text)} characters is over the limit of {MAX_TEXT}"
+    cls = get("class", "episodic")
+    if type(cls) is not str or cls not in CLASSES:
+        return f"class {cls!r} is not one of {sorted(CLASSES)}"
+    for key in ("kind", "source"):
+        v = get(key)
+        if v is not None and type(v) is not str:
+            return f"{key} is {type(v).__name__}, not a string"
+    tags = get("tags", [])
+    if type(tags) is not list or any(type(t) is not str for t in tags):
+        return "tags is not a list of strings"
+    for key in ("observed_at", "expires_at", "version"):
+        v = get(key)
+        if v is not None and (type(v) is not int or v < 0):
+            return f"{key} is not a non-negative integer (ms)"
+    if type(get("metadata", {})) is not dict:
+        return "metadata is not an object"
     for key, pattern in (("id", _ID_RE), ("namespace", _NS_RE)):
         v = obj.get(key)
         if isinstance(v, str) and (len(v) > MAX_KEY or not pattern.match(v)):
             return f"{key} {v[:80]!r} does not match {pattern.pattern}"
-    for key in ("kind", "source"):
-        v = obj.get(key)
-        if v is not None and not isinstance(v, str):
-            return f"{key} is {type(v).__name__}, not a string"
     for key in ("observed_at", "expires_at", "version"):
         v = obj.get(key)
         if isinstance(v, int) and v > INT_MAX:
