@@ -11,8 +11,8 @@ from cutover.gateway.metrics import GatewayMetrics
 from cutover.gateway.shadow import answer_keys, shadow_sample
 from cutover.judge.drift import DriftWindow
 from cutover.plan.model import Plan
-from cutover.store.records import RecallQuery, Record
 from cutover.store.interface import StoreError
+from cutover.store.records import RecallQuery, Record
 
 
 class DriftMonitor:
