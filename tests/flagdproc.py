@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .kubecluster import find_engine
-from .promstack import free_port
+from .promstack import free_port, stop
 
 
 class Flagd:
@@ -62,10 +62,4 @@ class Flagd:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)

@@ -15,7 +15,7 @@ import httpx
 import yaml
 
 from .conftest import ROOT
-from .promstack import free_port, wait_http
+from .promstack import free_port, stop, wait_http
 
 
 def project_copy(tmp: Path, **plan_changes) -> Path:
@@ -81,13 +81,7 @@ class GatewayProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
     def client(self, agent: str = "agent-1", group: str | None = None) -> httpx.Client:
         headers = {"X-Agent-Id": agent} | ({"X-Group": group} if group else {})

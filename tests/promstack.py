@@ -40,6 +40,18 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise TimeoutError(url)
 
 
+def stop(proc: subprocess.Popen | None, grace_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `grace_s`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def process(args: list[str], log: Path):
     with open(log, "wb") as out:
@@ -47,12 +59,7 @@ def process(args: list[str], log: Path):
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 @contextlib.contextmanager
