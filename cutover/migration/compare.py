@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -44,32 +45,39 @@ from cutover.store.records import now_ms, record_problem
 
 @dataclass
 class NamespaceResult:
-    source: dict = field(default_factory=dict)  # tier -> [count, checksum]
-    target: dict = field(default_factory=dict)
-    missing_in_target: list = field(default_factory=list)
-    missing_in_source: list = field(default_factory=list)
-    mismatched: list = field(default_factory=list)
-    counts: dict = field(default_factory=lambda: {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0})
+    source: dict[Any, list[int]] = field(default_factory=dict)  # tier -> [count, checksum]
+    target: dict[Any, list[int]] = field(default_factory=dict)
+    missing_in_target: list[Any] = field(default_factory=list)
+    missing_in_source: list[Any] = field(default_factory=list)
+    mismatched: list[Any] = field(default_factory=list)
+    counts: dict[str, Any] = field(
+        default_factory=lambda: {"missing_in_target": 0, "missing_in_source": 0, "mismatched": 0}
+    )
 
     @property
     def parity(self) -> bool:
         return not any(self.counts.values())
 
 
-def _add(side: dict, r: Row) -> None:
+def _add(side: dict[Any, list[int]], r: Row) -> None:
     c = side.setdefault(r.tier, [0, 0])
     c[0] += 1
     c[1] = (c[1] + row_digest(r)) & MASK
 
 
-def _note(res: NamespaceResult, kind: str, item) -> None:
+def _note(res: NamespaceResult, kind: str, item: Any) -> None:
     res.counts[kind] += 1
     if len(getattr(res, kind)) < SAMPLE:
         getattr(res, kind).append(item)
 
 
 # -- summary pass ------------------------------------------------------------------------------------
-def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
+def _raw_sqlite(
+    path: Path,
+    classify: Callable[[dict[str, Any]], tuple[str, str]],
+    namespaces: set[str] | None,
+    window: tuple[int, int] | None,
+) -> Iterator[tuple[Any, ...]]:
     """(namespace, id, version, text, tier) in storage order; tiers classified where missing."""
     conn, where, args = open_sqlite(path, namespaces, window)
     conn.row_factory = None
@@ -97,7 +105,14 @@ def _raw_sqlite(path: Path, classify, namespaces, window) -> Iterator[tuple]:
         yield ns, id_, ver, text, tier
 
 
-def _raw_jsonl(path: Path, tiers: Tiers, namespaces, window, span=None, counts=None) -> Iterator[tuple]:
+def _raw_jsonl(
+    path: Path,
+    tiers: Tiers,
+    namespaces: set[str] | None,
+    window: tuple[int, int] | None,
+    span: tuple[int, int] | None = None,
+    counts: dict[str, int] | None = None,
+) -> Iterator[tuple[Any, ...]]:
     """(namespace, id, version, text, tier) of the export's records as `valid_jsonl` reads them
     (the summary pass's loop: no Row built per record)."""
     if window or not path.is_file():
@@ -130,7 +145,7 @@ def _raw_jsonl(path: Path, tiers: Tiers, namespaces, window, span=None, counts=N
         counts["quarantined"] = counts.get("quarantined", 0) + bad
 
 
-def _merge(into: dict, part: dict) -> dict:
+def _merge(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     """Add one summary into another: counts add, checksums add modulo 2^64 (order-independent)."""
     for ns, per in part.items():
         mine = into.setdefault(ns, {})
@@ -145,12 +160,12 @@ def summarize(
     uri: str,
     policy: Policy,
     namespaces: list[str] | None,
-    window,
+    window: tuple[int, int] | None,
     with_tier: bool,
     now: int,
     span: tuple[int, int] | None = None,
-    counts: dict | None = None,
-) -> dict:
+    counts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Per namespace: {tier: [count, checksum]} and, under "*", [count, checksum] over all its records
     (without the tier when with_tier is False); records without a tier classified at the as-of
     `now`. `span`: a byte range of a jsonl: file; `counts` gets the lines left out as migrate
@@ -159,7 +174,7 @@ def summarize(
     tiers = Tiers(policy, now)
     classify = policy.compile(now)
     wanted = set(namespaces) if namespaces else None
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     get = out.get
     rows_ = (
         _raw_sqlite(path, classify, wanted, window)
@@ -184,14 +199,28 @@ def summarize(
     return out
 
 
-def _summary_job(uri, policy, namespaces, window, with_tier, as_of, span) -> tuple[dict, int]:
-    counts: dict = {}
+def _summary_job(
+    uri: str,
+    policy: Policy,
+    namespaces: list[str] | None,
+    window: tuple[int, int] | None,
+    with_tier: bool,
+    as_of: int,
+    span: tuple[int, int] | None,
+) -> tuple[dict[str, Any], int]:
+    counts: dict[str, Any] = {}
     return summarize(uri, policy, namespaces, window, with_tier, as_of, span, counts), counts.get("quarantined", 0)
 
 
 def _summaries(
-    source: str, target: str, policy: Policy, namespaces, window, with_tier: bool, as_of: int
-) -> tuple[dict, dict, dict]:
+    source: str,
+    target: str,
+    policy: Policy,
+    namespaces: list[str] | None,
+    window: tuple[int, int] | None,
+    with_tier: bool,
+    as_of: int,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Both sides at once in worker processes. A jsonl: side (parsing and classifying in Python is the
     slow part) is split into byte ranges summarized in parallel and added up. Also returns the lines
     of each side left out as migrate quarantines them."""
@@ -218,7 +247,7 @@ def _summaries(
             )
             for side, span in jobs
         ]
-        out: dict[str, dict] = {"source": {}, "target": {}}
+        out: dict[str, dict[str, Any]] = {"source": {}, "target": {}}
         quarantined = {"source": 0, "target": 0}
         for side, fut in futures:
             summary, bad = fut.result()
@@ -240,7 +269,7 @@ def default_as_of(source: str, target: str, as_of: int | None = None) -> int:
     return now_ms()
 
 
-def _spans(uri: str, parts: int = 2) -> list:
+def _spans(uri: str, parts: int = 2) -> list[Any]:
     """Byte ranges of a jsonl: file to summarize in parallel ([None]: the whole side at once)."""
     kind, path = parse_uri(uri)
     if kind != "jsonl" or not path.is_file():
@@ -260,7 +289,7 @@ def compare(
     window: tuple[int, int] | None = None,
     compare_tier: bool = True,
     as_of: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Source against target. Records without a tier are classified as migrate classified them: at
     the as-of their counterpart recorded in its provenance, else at `default_as_of`."""
     at = default_as_of(source, target, as_of)
@@ -304,7 +333,7 @@ def compare(
     return report
 
 
-def _empty(source, target, window, compare_tier) -> dict:
+def _empty(source: str, target: str, window: tuple[int, int] | None, compare_tier: bool) -> dict[str, Any]:
     return {
         "source": source,
         "target": target,
@@ -327,12 +356,12 @@ def _detail(
     window: tuple[int, int] | None = None,
     compare_tier: bool = True,
     as_of: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Merge-join both sides in (namespace, id) order: every missing and mismatched id."""
     tiers = Tiers(policy, default_as_of(source, target, as_of))
     wanted = set(namespaces) if namespaces else None
-    counts_a: dict = {}
-    counts_b: dict = {}
+    counts_a: dict[str, Any] = {}
+    counts_b: dict[str, Any] = {}
     a, b = rows(source, tiers, wanted, window, counts_a), rows(target, tiers, wanted, window, counts_b)
     results: dict[str, NamespaceResult] = {}
     ra, rb = next(a, None), next(b, None)

@@ -75,8 +75,8 @@ def migrate(o: Options) -> dict[str, Any]:
     counts, position, q_offset, resumed, uncommitted = Counts(), None, 0, False, 0
     ckpt = target.checkpoint(key) if target and not o.restart else None
     if ckpt:
-        position, q_offset, resumed = ckpt["position"], ckpt["quarantine_offset"], True
-        counts = Counts(**ckpt["counts"])
+        position, q_offset, resumed = ckpt.position, ckpt.quarantine_offset, True
+        counts = Counts(**ckpt.counts)
     qfile = None
     if not o.dry_run:
         Path(qpath).parent.mkdir(parents=True, exist_ok=True)

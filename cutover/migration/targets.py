@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,16 @@ CREATE TABLE IF NOT EXISTS migration_checkpoints(
   counts TEXT NOT NULL, updated_at REAL NOT NULL, as_of INTEGER
 );
 """
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run resumes: the source position after its last committed batch, the quarantine
+    file's length then, and the counts so far (`Counts` fields)."""
+
+    position: str
+    quarantine_offset: int
+    counts: dict[str, Any]
 
 
 class SqliteTarget:
@@ -77,11 +88,11 @@ class SqliteTarget:
             self.conn.execute("INSERT INTO records_fts(records_fts) VALUES('rebuild')")
             self.conn.executescript(SCHEMA)  # IF NOT EXISTS: recreates only the dropped trigger and index
 
-    def checkpoint(self, run_key: str) -> dict[str, Any] | None:
+    def checkpoint(self, run_key: str) -> Checkpoint | None:
         row = self.conn.execute(
             "SELECT position, quarantine_offset, counts FROM migration_checkpoints WHERE run_key=?", (run_key,)
         ).fetchone()
-        return {"position": row[0], "quarantine_offset": row[1], "counts": json.loads(row[2])} if row else None
+        return Checkpoint(row[0], row[1], json.loads(row[2])) if row else None
 
     def write(
         self,
@@ -148,7 +159,7 @@ class JsonlTarget:
         self.f = open(path, "ab")
         self.as_of: int | None = None
 
-    def checkpoint(self, run_key: str) -> dict[str, Any] | None:
+    def checkpoint(self, run_key: str) -> Checkpoint | None:
         if not self.ckpt.is_file():
             return None
         data: dict[str, Any] = json.loads(self.ckpt.read_text())
@@ -156,7 +167,7 @@ class JsonlTarget:
             return None
         self.f.truncate(data["target_offset"])  # drop what was written after the last checkpoint
         self.f.seek(0, os.SEEK_END)
-        return data
+        return Checkpoint(data["position"], data["quarantine_offset"], data["counts"])
 
     def write(
         self,
