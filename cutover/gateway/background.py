@@ -8,7 +8,7 @@ the shadow reads at SCHED_IDLE (they run on idle CPU only; when there is none fo
 queue fills and samples are dropped and counted; the shadow thread takes no lock a request needs: it
 only reads MemoryOS), and the mirror worker reads and prepares at SCHED_IDLE too but writes (each
 transaction) at nice 10, so it never sits on a lock a request waits for while the machine is busy.
-The child does not checkpoint: the gateway does, under its writer locks (`stores.keep_wal`). Under
+The child does not checkpoint: the gateway does, under its writer locks (`store.sqlite.keep_wal`). Under
 load the kernel serves the requests first and the outbox lags a little, measured by outbox depth
 and age, which is what the outbox is for. A process that may not leave SCHED_IDLE once in it
 (unprivileged, RLIMIT_NICE 0: the usual container) keeps its mirror worker at nice 10 throughout.

@@ -124,7 +124,7 @@ class Outbox:
                 c.execute("COMMIT")
 
     def keep_wal(self) -> int:
-        """Checkpoint, and let the WAL start over once it is long (see `stores.keep_wal`)."""
+        """Checkpoint, and let the WAL start over once it is long (see `store.sqlite.keep_wal`)."""
         return keep_wal(self._conn(), self._write)
 
     def later(self, seqs: list[int], delay: float) -> None:

@@ -109,7 +109,7 @@ class Gateway:
     def _keep_wals(self) -> None:
         """Checkpoint the SQLite files this process writes, each every WAL_KEEP_S, and let each WAL
         start over once it is long: the last step under this process's writer lock, which is why the
-        gateway does it and not the mirror worker (see `stores.keep_wal`). One file at a time, spread
+        gateway does it and not the mirror worker (see `store.sqlite.keep_wal`). One file at a time, spread
         over the interval, so that one file's checkpoint does not share the disk with the locked step
         (two fsyncs) of another. A store's full-text index is merged in the same round, just before
         (`SqliteStore.keep_index`)."""

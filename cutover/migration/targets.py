@@ -103,7 +103,7 @@ class SqliteTarget:
         counts: Counts,
         commit: bool = True,
     ) -> None:
-        """Upsert a chunk (rows from `row_of`, or PackedRows from a worker; a record already there at
+        """Upsert a chunk (rows from `Builder.row`, or PackedRows from a worker; a record already there at
         the same or a newer version is left as is, and counted unchanged) and the checkpoint, in the
         open transaction (begun here if none is); `commit` ends it. Several chunks may so share one
         transaction: the checkpoint row always names the position after the last of them."""
