@@ -505,7 +505,8 @@ def test_property_the_record_reader_quarantines_never_crashes(obj):
         db = sqlite3.connect(":memory:")
         register_functions(db)  # the schema's SQL functions (the full-text index's terms)
         db.executescript(SCHEMA)
-        row = chunk.out[0] if isinstance(chunk.out[0], tuple) else m.row_of(chunk.out[0])
+        row = chunk.out[0]
+        assert isinstance(row, tuple), type(row)  # the spec asks for row tuples (a SQLite target)
         db.execute(upsert_sql(), row)
         assert db.execute("SELECT id FROM records").fetchone()[0] == obj["id"]
 
