@@ -28,7 +28,8 @@ class FlagFile:
 
     def read(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_bytes())
+            doc: dict[str, Any] = json.loads(self.path.read_bytes())
+            return doc
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
             raise FlagStateError(f"{self.path}: not a JSON flag set ({str(exc).splitlines()[0][:120]})") from None
 

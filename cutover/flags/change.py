@@ -55,8 +55,13 @@ def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
         return "immediate"
     if plan.index(after.phase) < plan.index(before.phase):
         return "full"
-    pct = lambda s: plan.phase(s.phase).flags.treatment.percentage if s.percentage is None else s.percentage  # noqa: E731
-    path = lambda s: s.read_path or plan.phase(s.phase).flags.read_path  # noqa: E731
+
+    def pct(s: FlagState) -> float:
+        return plan.phase(s.phase).flags.treatment.percentage if s.percentage is None else s.percentage
+
+    def path(s: FlagState) -> str:
+        return s.read_path or plan.phase(s.phase).flags.read_path
+
     if after.phase == before.phase and (pct(after) < pct(before) or (path(after) == "legacy" != path(before))):
         return "partial"
     return ""

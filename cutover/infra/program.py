@@ -76,7 +76,8 @@ def declare(
     typed = TYPED.get((obj["apiVersion"], obj["kind"]))
     if typed is not None:
         body = {ARG.get(k, k): v for k, v in body.items()}
-        return typed(name, metadata=metadata, opts=opts, **body)
+        resource: pulumi.CustomResource = typed(name, metadata=metadata, opts=opts, **body)
+        return resource
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=metadata, opts=opts, **body
     )

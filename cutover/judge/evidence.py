@@ -64,7 +64,7 @@ class Evidence(BaseModel):
         return self.model_dump_json(by_alias=True, indent=2, exclude={"source"}) + "\n"
 
 
-def new_evidence(kind: EvidenceKind, phase: str, verdict: Verdict, **kw) -> Evidence:
+def new_evidence(kind: EvidenceKind, phase: str, verdict: Verdict, **kw: Any) -> Evidence:
     return Evidence(kind=kind, phase=phase, verdict=verdict, created_at=datetime.now(UTC), **kw)
 
 

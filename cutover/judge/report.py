@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from cutover.judge.verdict import Verdict
 from cutover.plan.model import EvidenceKind, Plan
 
 
-def _readable_log_axis(axis) -> None:
+def _readable_log_axis(axis: Any) -> None:
     """Ticks at 1, 2 and 5 of each decade, labelled as plain numbers (12.5, not 1.25x10^1), and no
     labels on the minor ticks: over less than a decade matplotlib labels every minor tick, and they
     overlap."""
@@ -117,7 +118,7 @@ def _plots(samples: Sequence[Sample], verdict: Verdict, out: Path) -> list[str]:
     return made
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list):

@@ -15,7 +15,7 @@ def newcombe(e1: int, n1: int, e2: int, n2: int, alpha: float) -> tuple[float, f
     """Interval for p2 - p1 from two Wilson intervals (Newcombe's method 10)."""
     z = stats.norm.ppf(1 - alpha / 2)
 
-    def wilson(e, n):
+    def wilson(e: int, n: int) -> tuple[float, float]:
         p = e / n
         c = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         mid = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -69,7 +69,8 @@ def time_windows(control_ts: np.ndarray, treatment_ts: np.ndarray, windows: int)
         return np.zeros(len(control_ts), int), np.zeros(len(treatment_ts), int)
 
     def cut(ts: np.ndarray) -> np.ndarray:
-        return np.minimum(windows - 1, ((ts - t0) / span * windows).astype(int))
+        out: np.ndarray = np.minimum(windows - 1, ((ts - t0) / span * windows).astype(int))
+        return out
 
     return cut(control_ts), cut(treatment_ts)
 

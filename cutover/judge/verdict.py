@@ -133,7 +133,7 @@ def decide(
     n: dict[str, Any],
     treatment_share: float,
     a: Analysis,
-    samples=(),
+    samples: Sequence[Sample] = (),
     srm_n: dict[str, Any] | None = None,
 ) -> Verdict:
     srm_n = srm_n or n

@@ -93,11 +93,11 @@ def latency_buckets(plan: Plan) -> tuple[float, ...]:
 
 def le(seconds: float) -> str:
     """The `le` label value Prometheus clients write for a bucket bound."""
-    return floatToGoString(seconds)
+    return str(floatToGoString(seconds))  # type: ignore[no-untyped-call]  # prometheus_client is untyped
 
 
 def name(plan: Plan, key: str) -> str:
-    return getattr(plan.metrics, key)
+    return str(getattr(plan.metrics, key))
 
 
 def contract_markdown(plan: Plan) -> str:

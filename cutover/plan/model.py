@@ -33,7 +33,7 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_numbers(cls, v, info: ValidationInfo):
+    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
         """YAML's true/false are not numbers (pydantic would read `percentage: true` as 1)."""
         if isinstance(v, bool) and info.field_name is not None:
             annotation = cls.model_fields[info.field_name].annotation
@@ -188,7 +188,7 @@ class Analysis(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _renamed(cls, data):
+    def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict) and {"p99_regression_max", "p99_regression_critical"} & set(data):
             raise ValueError(
                 "p99_regression_max and p99_regression_critical are replaced by median_regression_max / "

@@ -53,7 +53,7 @@ class GatewayWorkload(_Part):
     resources: Resources = Field(default_factory=Resources)
 
     @model_validator(mode="after")
-    def _budget(self):
+    def _budget(self) -> GatewayWorkload:
         if self.minAvailable >= self.replicas and self.replicas > 1:
             raise ValueError(
                 f"minAvailable ({self.minAvailable}) must be below replicas ({self.replicas}), "
