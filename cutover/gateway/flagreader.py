@@ -214,12 +214,13 @@ class FlagReader:
         return Decision(cohort, read.value, write.value, False, phase), variants
 
     def _phase(self, ctx, metadata) -> str | None:
-        """The phase flag's value; else the flag-set metadata's `phase` (a flag set from before the
-        phase flag, in FILE mode); None when neither names a phase of the plan."""
+        """The flag-set metadata's `phase`, handed with the evaluation in FILE mode; else (RPC mode:
+        a provider gets no metadata) the phase flag's value, one more evaluation; None when neither
+        names a phase of the plan. Both are rendered from the same phase."""
         names = self.plan.phase_names
-        value: object = self.provider.resolve_string_details(self.plan.flag_keys.phase, "", ctx).value
+        value: object = (metadata or {}).get("phase")
         if value not in names:
-            value = (metadata or {}).get("phase")
+            value = self.provider.resolve_string_details(self.plan.flag_keys.phase, "", ctx).value
         return value if isinstance(value, str) and value in names else None
 
     def phase(self) -> str | None:
