@@ -335,3 +335,62 @@ def test_the_featureflag_merge_patch_turns_the_live_flag_set_into_the_new_one():
     canary = {"flags": {"f": {"targeting": {"if": [1]}, "defaultVariant": "control"}}}
     shadow = {"flags": {"f": {"defaultVariant": "treatment"}}}
     assert merge_patch(canary, shadow) == {"flags": {"f": {"targeting": None, "defaultVariant": "treatment"}}}
+
+
+def test_the_poll_path_acts_on_firing_rollback_alerts_read_from_real_prometheus(plan, flagfile, tmp_path):
+    """The controller's fallback path (no Alertmanager): Prometheus's own firing alerts, read through
+    `cutover.ops.prometheus`. A pending alert and one without action=rollback are left alone."""
+    from cutover.ops.prometheus import firing_alerts
+
+    from .promstack import prometheus
+
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        json.dumps(
+            {
+                "groups": [
+                    {
+                        "name": "t",
+                        "rules": [
+                            {
+                                "alert": "CutoverFallbackRateHigh",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "critical", "action": "rollback", "rollback_level": "partial"},
+                            },
+                            {"alert": "CutoverNoted", "expr": "vector(1)", "labels": {"severity": "warning"}},
+                            {
+                                "alert": "CutoverPending",
+                                "expr": "vector(1)",
+                                "for": "1h",
+                                "labels": {"severity": "critical", "action": "rollback"},
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    ctrl = Controller(plan, "staging", flagfile, "s3cret", tmp_path / "rollbacks.jsonl")
+    with prometheus(tmp_path, [], [rules]) as prom:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(firing_alerts(prom.url)) < 2:
+            time.sleep(0.3)
+        assert sorted(a["alertname"] for a in firing_alerts(prom.url)) == ["CutoverFallbackRateHigh", "CutoverNoted"]
+        assert [a["alertname"] for a in firing_alerts(prom.url, action="rollback")] == ["CutoverFallbackRateHigh"]
+        done = ctrl.poll(prom.url)
+    assert [r.trigger for r in done] == ["CutoverFallbackRateHigh"]
+    assert state_of(flagfile.read()).percentage == 25  # partial: ramp-50 back to the previous ramp's 25 %
+
+
+def test_watch_figures_say_why_a_figure_is_missing(plan, tmp_path):
+    """`cutover flags --watch` against real Prometheus with no cutover series: each figure says 'no
+    data'; against a port nobody listens on, it says unavailable and why, and never raises."""
+    from cutover.ops.watch import watch_figures
+
+    from .promstack import free_port, prometheus
+
+    with prometheus(tmp_path, []) as prom:
+        line = next(watch_figures(plan, prom.url, 1))
+    assert "error rate no data" in line and "recall p99 (s) no data" in line
+    line = next(watch_figures(plan, f"http://127.0.0.1:{free_port()}", 1))
+    assert "error rate unavailable (ConnectError)" in line

@@ -88,11 +88,11 @@ class Controller:
 
     def poll(self, prometheus_url: str) -> list[Rollback]:
         """Fallback path: read firing alerts from Prometheus's API and act as on a webhook."""
-        import httpx
+        from cutover.ops.prometheus import firing_alerts
 
-        data = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        firing = [{"status": "firing", "labels": a["labels"]} for a in data if a.get("state") == "firing"]
-        return self.handle({"alerts": firing})
+        return self.handle(
+            {"alerts": [{"status": "firing", "labels": labels} for labels in firing_alerts(prometheus_url)]}
+        )
 
     def status(self) -> dict:
         state = state_of(self.backend.read())

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from cutover.migration import reconcile as rc
 from cutover.migration.migrate import migrate
 from cutover.migration.options import Options
 from cutover.migration.tiering import load_policy
+from cutover.ops import prometheus
 from cutover.plan.stacks import load_project
 from cutover.render.alerts import AlertName, render_rules
 from cutover.render.rendering import render, write_rendering
@@ -67,20 +69,20 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
-    figures: dict = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 class Rehearsal:
-    def __init__(self, project: Path, out: Path, scale: float = 30.0, say=print):
+    def __init__(self, project: Path, out: Path, scale: float = 30.0, say: Callable[[str], object] = print):
         self.project, self.out, self.scale, self.say = project, out, scale, say
         self.plan, self.cfg = load_project(project, "staging")
         self.plan_path = self.cfg.project_path(project, self.cfg.planPath)
         self.checks: list[Check] = []
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.started = time.monotonic()
 
     # -- bookkeeping ------------------------------------------------------------------------------
-    def check(self, step: str, name: str, ok: bool, detail: str = "", **figures) -> bool:
+    def check(self, step: str, name: str, ok: bool, detail: str = "", **figures: Any) -> bool:
         self.checks.append(Check(step, name, bool(ok), detail, figures))
         self.say(f"  {'ok  ' if ok else 'FAIL'} {step}: {name}" + (f" — {detail}" if detail else ""))
         return bool(ok)
@@ -89,7 +91,7 @@ class Rehearsal:
         return time.monotonic() - self.started
 
     # -- processes --------------------------------------------------------------------------------
-    def spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         import os
 
         log = open(self.out / "logs" / f"{name}.log", "ab")
@@ -103,7 +105,7 @@ class Rehearsal:
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+            return int(s.getsockname()[1])
 
     @staticmethod
     def wait_http(url: str, timeout: float = 60) -> None:
@@ -146,7 +148,7 @@ class Rehearsal:
             checked.stderr.strip()[-300:],
         )
 
-        def test(phase: str) -> subprocess.CompletedProcess:
+        def test(phase: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [promtool, "test", "rules", "rules.test.yml"],
                 cwd=self.out / "render" / phase,
@@ -345,7 +347,9 @@ class Rehearsal:
             records=rep["records_scanned"],
         )
 
-    def traffic(self, seconds: float, threads: int = 4, writes: float = 0.3, sink: dict | None = None) -> dict:
+    def traffic(
+        self, seconds: float, threads: int = 4, writes: float = 0.3, sink: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Clients on loopback: recalls of precise keys over the corpus and new writes; counts answers."""
         import random
 
@@ -394,12 +398,14 @@ class Rehearsal:
             t.join()
         return stats
 
-    def status(self) -> dict:
-        return self.admin.get("/admin/status").json()
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.admin.get("/admin/status").json()
+        return status
 
-    def rollbacks(self) -> list[dict]:
+    def rollbacks(self) -> list[dict[str, Any]]:
         """The controller's rollbacks so far (its GET /status), oldest first."""
-        return httpx.get(f"{self.ctrl_url}/status", timeout=5).json()["rollbacks"]
+        rollbacks: list[dict[str, Any]] = httpx.get(f"{self.ctrl_url}/status", timeout=5).json()["rollbacks"]
+        return rollbacks
 
     def lost_batch(self) -> int:
         """The drift spike's cause, as the drift-spike playbook names it: records missing in MemoryOS
@@ -408,7 +414,7 @@ class Rehearsal:
         mos = MemoryOSStore(self.out / "data" / "memoryos.db")
         return sum(mos.delete(f"corp/{i % 20}", f"c{i}") for i in range(0, SEED_RECORDS, 3))
 
-    def drift_evidence(self, name: str) -> tuple[bool, dict]:
+    def drift_evidence(self, name: str) -> tuple[bool, dict[str, Any]]:
         """Shadow traffic until the drift gate has 3x its minimum samples, then the gate's state as
         drift evidence (the newest evidence is what the gate reads)."""
         need = self.plan.effective("shadow").analysis.drift_gate_min_samples
@@ -463,7 +469,7 @@ class Rehearsal:
         )
         return self.gate("canary")
 
-    def cutover(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def cutover(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """A `cutover` command, as an operator runs it."""
         return subprocess.run([sys.executable, "-m", "cutover", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -486,7 +492,7 @@ class Rehearsal:
             return self.check("gate", f"gate into {phase} open", opened, detail)
         return self.check("gate", f"gate into {phase} stays closed", r.returncode == 1, detail)
 
-    def samples_for_verdict(self, phase: str, name: str, stop=lambda: False) -> list[Path] | None:
+    def samples_for_verdict(self, phase: str, name: str, stop: Callable[[], bool] = lambda: False) -> list[Path] | None:
         """`cutover loadtest canary` in chunks until every cohort and operation has the judge's
         minimum samples (`missing_samples`), bounded by JUDGE_TIMEOUT_S; None (a failed check with
         the counts) when the time is up."""
@@ -537,7 +543,7 @@ class Rehearsal:
                 )
                 return None
 
-    def analyze(self, files: list[Path], phase: str, name: str, kind: str = "verdict") -> dict:
+    def analyze(self, files: list[Path], phase: str, name: str, kind: str = "verdict") -> dict[str, Any]:
         """`cutover analyze`, as an operator runs it, with the rehearsal's judge plan (the plan but
         for min_samples); the verdict.json it writes is the gate's evidence."""
         out = self.out / "evidence" / name
@@ -545,9 +551,12 @@ class Rehearsal:
         r = self.cutover(*args, *map(str, files))
         if r.returncode not in (0, 1, 3):  # PROMOTE, HOLD, ROLLBACK
             raise RuntimeError(f"cutover analyze failed: {' '.join(r.stderr.split())[-300:]}")
-        return json.loads((out / "verdict.json").read_text())
+        verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text())
+        return verdict
 
-    def judged(self, phase: str, name: str | None = None, expect: str = "PROMOTE", stop=lambda: False) -> bool:
+    def judged(
+        self, phase: str, name: str | None = None, expect: str = "PROMOTE", stop: Callable[[], bool] = lambda: False
+    ) -> bool:
         """The canary scenario until the judge has its samples, then `cutover analyze` with the
         plan's thresholds (only min_samples lowered); the verdict is evidence. `expect`: the verdict
         this run must give (a guard rail's check is that it closes)."""
@@ -602,7 +611,10 @@ class Rehearsal:
         nxt = self.plan.phase_names[self.plan.index(phase) + 1]
         self.say(f"{phase} with a regression: {REGRESSION_MS} ms added to MemoryOS reads")
         before = len(self.rollbacks())
-        rolled_back = lambda: len(self.rollbacks()) > before  # noqa: E731
+
+        def rolled_back() -> bool:
+            return len(self.rollbacks()) > before
+
         self.admin.post("/admin/faults", json={"store": "memoryos", "latency_ms": REGRESSION_MS}).raise_for_status()
         try:
             judged = self.judged(phase, f"{phase}-regression", expect="ROLLBACK", stop=rolled_back)
@@ -635,31 +647,15 @@ class Rehearsal:
 
     def firing_rollback_alerts(self) -> list[str]:
         """Names of the firing alerts that ask for a rollback (label action=rollback)."""
-        alerts = httpx.get(f"{self.prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        return sorted(
-            {
-                a["labels"]["alertname"]
-                for a in alerts
-                if a["state"] == "firing" and a["labels"].get("action") == "rollback"
-            }
-        )
+        return sorted({labels["alertname"] for labels in prometheus.firing_alerts(self.prom, action="rollback")})
 
     def first_firing(self, alert: str, since_monotonic: float) -> float | None:
         start = time.time() - (time.monotonic() - since_monotonic)
-        r = httpx.get(
-            f"{self.prom}/api/v1/query_range",
-            timeout=5,
-            params={
-                "query": f'ALERTS{{alertname="{alert}",alertstate="firing"}}',
-                "start": start,
-                "end": time.time(),
-                "step": "0.5",
-            },
-        ).json()
-        stamps = [float(v[0]) for series in r["data"]["result"] for v in series["values"]]
+        series = prometheus.query_range(self.prom, prometheus.firing_expr(alert), start, time.time(), 0.5)
+        stamps = [float(v[0]) for s in series for v in s["values"]]
         return (min(stamps) - start) if stamps else None
 
-    def drill(self, phase: str, fault: dict, alert: str) -> dict:
+    def drill(self, phase: str, fault: dict[str, Any], alert: str) -> dict[str, Any]:
         """Inject a MemoryOS fault under traffic; time the first rollback alert (`alert` is the one
         expected; another abort trigger may fire first, e.g. the p99 one for added latency), the flag
         flip and the recovery."""
@@ -667,7 +663,7 @@ class Rehearsal:
         done = threading.Event()
         rollbacks_before = len(self.rollbacks())
 
-        def load():
+        def load() -> None:
             while not done.is_set():
                 self.traffic(2, threads=3, writes=0.3, sink=stats)
 
@@ -817,7 +813,7 @@ class Rehearsal:
     def run(self, phases: list[str]) -> int:
         for d in ("logs", "evidence"):
             (self.out / d).mkdir(parents=True, exist_ok=True)
-        self.acked: set = set()
+        self.acked: set[tuple[str, str]] = set()
         # The judge's plan for the rehearsal is the plan, but for the minimum samples (the report says why).
         a = self.plan.analysis
         self.overrides = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from cutover.ops.prometheus import query
 from cutover.plan.model import Plan
 from cutover.render.promql import PromQL
 
@@ -21,9 +22,7 @@ def watch_figures(plan: Plan, prometheus: str, seconds: float) -> Iterator[str]:
         figures = []
         for label, expr in q.items():
             try:
-                res = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()["data"][
-                    "result"
-                ]
+                res = query(prometheus, expr)
                 figures.append(f"{label} {float(res[0]['value'][1]):.4g}" if res else f"{label} no data")
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 figures.append(f"{label} unavailable ({type(exc).__name__})")
