@@ -157,3 +157,54 @@ def test_every_package_directory_is_in_the_wheel():
         ".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts
     }
     assert found - listed == set(), "add to [tool.setuptools] packages"
+
+
+def layout_map() -> dict[str, str]:
+    """The README's layout map: subpackage -> the text of its entry (continuation lines included)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        head = line[:14].strip()
+        if line.startswith("  ") and head.endswith("/"):
+            current = head.rstrip("/")
+            entries[current] = line[14:]
+        elif current and line.startswith(" " * 14):
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def unnamed_modules(entries: dict[str, str], package: Path) -> list[str]:
+    """Subpackages without an entry and modules (or nested packages) their entry does not name."""
+    import re
+
+    missing = []
+    for sub in sorted(p for p in package.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        text = entries.get(sub.name)
+        if text is None:
+            missing.append(f"{sub.name}/ (no entry)")
+            continue
+        words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+        for mod in sorted(sub.iterdir()):
+            name = mod.stem if mod.suffix == ".py" else mod.name if mod.is_dir() else None
+            if name and name not in ("__init__", "__main__", "__pycache__") and name not in words:
+                missing.append(f"{sub.name}/{mod.name}")
+    return missing
+
+
+def test_the_readme_layout_map_names_every_module():
+    """A newcomer reads the map first: every subpackage has an entry and every module (or nested
+    package) is named in it, so a split or a new module updates the map in the same commit."""
+    missing = unnamed_modules(layout_map(), PACKAGE)
+    assert not missing, f"README's layout map does not name: {missing}"
+
+
+def test_the_layout_map_check_notices_a_missing_module_and_a_missing_entry(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "gateway").mkdir()
+    for name in ("__init__.py", "rows.py", "newthing.py"):
+        (tmp_path / "store" / name).write_text("")
+    entries = {"store": "records, rows (the row codec)"}
+    assert unnamed_modules(entries, tmp_path) == ["gateway/ (no entry)", "store/newthing.py"]
+    assert unnamed_modules(layout_map(), PACKAGE) == []
