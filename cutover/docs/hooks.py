@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,6 +25,12 @@ from cutover.plan.durations import format_duration
 from cutover.plan.metrics import contract_markdown
 from cutover.plan.model import Plan, load_plan
 from cutover.render.alerts import BURN_WINDOWS, kebab, render_rules
+
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
+    from mkdocs.structure.pages import Page
+    from pydantic.fields import FieldInfo
 
 DASHBOARDS = {
     "rollout-overview": "Rollout overview",
@@ -243,7 +250,7 @@ def stack_settings_page() -> str:
 
     from cutover.plan.stacks import SECRET_KEYS, StackConfig
 
-    def default(field) -> str:
+    def default(field: FieldInfo) -> str:
         if field.is_required():
             return "required"
         value = field.get_default(call_default_factory=True)
@@ -251,7 +258,7 @@ def stack_settings_page() -> str:
             value = value.model_dump()
         return f"`{json.dumps(value)}`"
 
-    def rows(model, prefix: str):
+    def rows(model: type[BaseModel], prefix: str) -> Iterator[str]:
         for name, field in model.model_fields.items():
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel) and ann.__name__ != "Resources":
@@ -314,14 +321,14 @@ def example_report(plan: Plan) -> tuple[str, dict[str, bytes]]:
 _state: dict[str, Any] = {}
 
 
-def on_config(config, **kw):
+def on_config(config: MkDocsConfig, **kw: Any) -> MkDocsConfig:
     _state["root"] = root = Path(config["config_file_path"]).resolve().parent  # the project: mkdocs.yml's directory
     _state["plan"] = load_plan(root / "rollout.yaml")
     _state["base"] = (config.get("site_url") or "http://127.0.0.1:8000/").rstrip("/")
     return config
 
 
-def alert_pages(rules: dict[str, dict[str, Any]], files) -> dict[str, str]:
+def alert_pages(rules: dict[str, dict[str, Any]], files: Files) -> dict[str, str]:
     """Every alert's page; an alert without its runbook text, or text for no alert, fails the build."""
     written = {f.src_uri for f in files if f.src_uri.startswith(ALERT_PAGES + "/")}
     wanted = {f"{ALERT_PAGES}/{kebab(n)}.md": n for n in rules}
@@ -330,10 +337,10 @@ def alert_pages(rules: dict[str, dict[str, Any]], files) -> dict[str, str]:
             f"alert runbook pages: missing {sorted(set(wanted) - written)}, "
             f"for no alert {sorted(written - set(wanted))} (write one per alert under runbooks/{ALERT_PAGES}/)"
         )
-    return {uri: alert_page(n, rules[n], files.get_file_from_path(uri).content_string) for uri, n in wanted.items()}
+    return {uri: alert_page(n, rules[n], files.get_file_from_path(uri).content_string) for uri, n in wanted.items()}  # type: ignore[union-attr]  # each is in files: checked above
 
 
-def on_files(files, config, **kw):
+def on_files(files: Files, config: MkDocsConfig, **kw: Any) -> Files:
     from mkdocs.structure.files import File
 
     plan: Plan = _state["plan"]
@@ -357,7 +364,7 @@ def on_files(files, config, **kw):
     return files
 
 
-def on_page_markdown(markdown, page, config, files, **kw):
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files, **kw: Any) -> str:
     plan: Plan = _state["plan"]
 
     def sub(m: re.Match[str]) -> str:

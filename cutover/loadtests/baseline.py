@@ -5,7 +5,12 @@ before anything changes. Analyse with `cutover analyze SAMPLES --phase pre-deplo
         --samples out/baseline.jsonl
 """
 
-from workload import AgentMemoryUser
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mypy reads the package; Locust imports the locustfile's sibling as the top-level `workload`
+    from cutover.loadtests.workload import AgentMemoryUser
+else:
+    from workload import AgentMemoryUser
 
 
 class BaselineUser(AgentMemoryUser):

@@ -7,13 +7,24 @@ judge can see latency drift, error rate and memory, file, outbox and WAL growth 
     locust -f loadtests/soak.py --headless -u 20 -r 5 -t 30m --host http://127.0.0.1:8080 --samples out/soak.jsonl
 """
 
+from __future__ import annotations
+
 import re
 import time
+from typing import TYPE_CHECKING, Any
 
 import gevent
-import workload
 from locust import events
-from workload import AgentMemoryUser
+
+if TYPE_CHECKING:  # mypy reads the package; Locust imports the locustfile's sibling as the top-level `workload`
+    from locust.argument_parser import LocustArgumentParser
+    from locust.env import Environment
+
+    from cutover.loadtests import workload
+    from cutover.loadtests.workload import AgentMemoryUser
+else:
+    import workload
+    from workload import AgentMemoryUser
 
 _RSS = re.compile(r"^process_resident_memory_bytes (\S+)$", re.M)
 _FDS = re.compile(r"^process_open_fds (\S+)$", re.M)
@@ -21,19 +32,19 @@ _OUTBOX = re.compile(r"^\w+_outbox_depth\{[^}]*\} (\S+)$", re.M)
 _WAL = re.compile(r"^\w+_wal_frames\{[^}]*\} (\S+)$", re.M)
 
 
-@events.init_command_line_parser.add_listener
-def _options(parser):
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _options(parser: LocustArgumentParser) -> None:
     parser.add_argument("--probe-every", type=float, default=5.0, help="seconds between memory probes")
 
 
-@events.test_start.add_listener
-def _start_probe(environment, **kw):
+@events.test_start.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _start_probe(environment: Environment, **kw: Any) -> None:
     import requests
 
-    def probe():
+    def probe() -> None:
         while True:
             try:
-                text = requests.get(environment.host + "/metrics", timeout=5).text
+                text = requests.get(environment.host + "/metrics", timeout=5).text  # type: ignore[operator]  # HttpUser runs need --host
                 m = _RSS.search(text)
                 if m and workload._writer["f"]:
                     fds = _FDS.search(text)
@@ -47,13 +58,13 @@ def _start_probe(environment, **kw):
                     )
             except requests.RequestException:
                 pass
-            gevent.sleep(environment.parsed_options.probe_every)
+            gevent.sleep(environment.parsed_options.probe_every)  # type: ignore[union-attr]  # parsed before test_start
 
-    environment.cutover_probe = gevent.spawn(probe)
+    environment.cutover_probe = gevent.spawn(probe)  # type: ignore[attr-defined]  # kept here for _stop_probe
 
 
-@events.test_stop.add_listener
-def _stop_probe(environment, **kw):
+@events.test_stop.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _stop_probe(environment: Environment, **kw: Any) -> None:
     probe = getattr(environment, "cutover_probe", None)
     if probe:
         probe.kill()

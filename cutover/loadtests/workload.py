@@ -18,10 +18,15 @@ import os
 import random
 import socket
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from locust import HttpUser, between, events, task
 from locust.runners import WorkerRunner
+
+if TYPE_CHECKING:
+    from locust.argument_parser import LocustArgumentParser
+    from locust.env import Environment
+    from requests import Response
 
 VOCAB = [
     "apple",
@@ -68,8 +73,8 @@ MISSES = ("zyzzyva", "quixotic", "flummox", "snollygoster", "gobbledygook", "bum
 _writer: dict[str, TextIO | None] = {"f": None}
 
 
-@events.init_command_line_parser.add_listener
-def _options(parser):
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _options(parser: LocustArgumentParser) -> None:
     parser.add_argument("--samples", default="samples.jsonl", help="per-request samples (JSON lines)")
     parser.add_argument("--agents", type=int, default=2000, help="distinct agent ids (targeting keys)")
     parser.add_argument("--namespaces", type=int, default=20, help="shared team namespaces")
@@ -83,9 +88,9 @@ def _options(parser):
     )
 
 
-@events.init.add_listener
-def _open(environment, **kw):
-    path = environment.parsed_options.samples
+@events.init.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _open(environment: Environment, **kw: Any) -> None:
+    path = environment.parsed_options.samples  # type: ignore[union-attr]  # Locust parses its options before init
     if isinstance(environment.runner, WorkerRunner):  # one file per worker process (and per pod: pids repeat)
         root, ext = os.path.splitext(path)
         path = f"{root}.{socket.gethostname()}-{os.getpid()}{ext or '.jsonl'}"
@@ -93,19 +98,28 @@ def _open(environment, **kw):
     _writer["f"] = open(path, "a", buffering=1)
 
 
-@events.quitting.add_listener
-def _close(environment, **kw):
+@events.quitting.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _close(environment: Environment, **kw: Any) -> None:
     if _writer["f"]:
         _writer["f"].close()
 
 
-@events.request.add_listener
-def _record(request_type, name, response_time, response_length, response=None, context=None, exception=None, **kw):
+@events.request.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+def _record(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    response: Response | None = None,
+    context: dict[str, Any] | None = None,
+    exception: BaseException | None = None,
+    **kw: Any,
+) -> None:
     ctx = context or {}
     if "op" not in ctx or _writer["f"] is None:
         return
     status = getattr(response, "status_code", 0) or 0
-    sample = {
+    sample: dict[str, Any] = {
         "ts": time.time(),
         "op": ctx["op"],
         "agent": ctx.get("agent"),
@@ -123,7 +137,7 @@ def _record(request_type, name, response_time, response_length, response=None, c
     if ctx["op"] == "recall":
         sample["query"] = ctx["query"]
         try:
-            sample["ids"] = [r["id"] for r in response.json()["records"]] if sample["ok"] else None
+            sample["ids"] = [r["id"] for r in response.json()["records"]] if sample["ok"] else None  # type: ignore[union-attr]  # ok: a 200 response
         except (ValueError, KeyError, TypeError):
             sample["ids"] = None
     _writer["f"].write(json.dumps(sample) + "\n")
@@ -139,19 +153,19 @@ class AgentMemoryUser(HttpUser):
     abstract = True
     wait_time = between(0.0, 0.02)
 
-    def on_start(self):
+    def on_start(self) -> None:
         o = self.environment.parsed_options
         self.rng = random.Random(hash((id(self), time.time())))
         self.agents, self.namespaces = o.agents, o.namespaces
         self.miss_share, self.recall_share, self.keys = o.miss_share, o.recall_share, o.precise_keys
         self.n = 0
 
-    def _headers(self) -> dict:
+    def _headers(self) -> dict[str, str]:
         self.agent = f"agent-{self.rng.randrange(self.agents)}"
         return {"X-Agent-Id": self.agent}
 
     @task
-    def step(self):
+    def step(self) -> None:
         ns = f"team/{self.rng.randrange(self.namespaces)}"
         if self.rng.random() < self.recall_share:
             if self.rng.random() < self.miss_share:

@@ -17,12 +17,34 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from cutover.flags.backend import FlagBackend
 from cutover.flags.change import Rollback, change, log_rollback, rolled_back
 from cutover.flags.state import state_of
 from cutover.plan.model import Plan
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+
+class Ignored(TypedDict):
+    """An alert the hold-down kept from rolling back again."""
+
+    at: float
+    trigger: str
+    reason: str
+
+
+class ControllerStatus(TypedDict):
+    """GET /status: the flags now, the rollbacks done and the last alerts ignored."""
+
+    flags: dict[str, Any]
+    described: str
+    rollbacks: list[dict[str, Any]]
+    ignored: list[Ignored]
 
 
 class Controller:
@@ -33,21 +55,21 @@ class Controller:
         backend: FlagBackend,
         secret: str,
         log_path: Path,
-        metrics=None,
-        on_rollback=None,
-        clock=time.time,
-    ):
+        metrics: Counter | None = None,
+        on_rollback: Callable[[Rollback], object] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.plan, self.stack, self.backend, self.secret = plan, stack, backend, secret
         self.log_path, self.metrics, self.on_rollback, self.clock = Path(log_path), metrics, on_rollback, clock
         self.lock = threading.Lock()
         self.history: list[Rollback] = []
-        self.ignored: list[dict] = []
+        self.ignored: list[Ignored] = []
 
-    def authorized(self, headers) -> bool:
+    def authorized(self, headers: Mapping[str, str]) -> bool:
         got = headers.get("x-cutover-secret") or (headers.get("authorization") or "").removeprefix("Bearer ")
         return bool(got) and hmac.compare_digest(got.encode(), self.secret.encode())
 
-    def handle(self, payload: dict) -> list[Rollback]:
+    def handle(self, payload: dict[str, Any]) -> list[Rollback]:
         """An Alertmanager webhook payload (version 4): act on firing rollback alerts."""
         done = []
         for alert in payload.get("alerts", []):
@@ -65,7 +87,7 @@ class Controller:
                 done.append(r)
         return done
 
-    def rollback(self, trigger: str, level: str, labels: dict | None = None) -> Rollback | None:
+    def rollback(self, trigger: str, level: str, labels: dict[str, str] | None = None) -> Rollback | None:
         with self.lock:
             now = self.clock()
             hold = self.plan.effective(state_of(self.backend.read()).phase).abort_triggers.hold_down
@@ -94,7 +116,7 @@ class Controller:
             {"alerts": [{"status": "firing", "labels": labels} for labels in firing_alerts(prometheus_url)]}
         )
 
-    def status(self) -> dict:
+    def status(self) -> ControllerStatus:
         state = state_of(self.backend.read())
         return {
             "flags": state.__dict__,

@@ -3,6 +3,8 @@ written as a `cutover.flags.backend.FlagBackend` (kubernetes Python client, JSON
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.flags.document import FLAGD_SCHEMA_URL
 from cutover.plan.errors import CutoverError
 
@@ -23,13 +25,13 @@ class FeatureFlagObject:
             ) from None
         self.api, self.name, self.namespace = client.CustomObjectsApi(), name, namespace
 
-    def read(self) -> dict:
+    def read(self) -> dict[str, Any]:
         obj = self.api.get_namespaced_custom_object(
             "core.openfeature.dev", "v1beta1", self.namespace, "featureflags", self.name
         )
         return {"$schema": FLAGD_SCHEMA_URL, **obj["spec"]["flagSpec"]}
 
-    def write(self, doc: dict) -> None:
+    def write(self, doc: dict[str, Any]) -> None:
         """A JSON merge patch (what the client sends for custom objects) from the live flag set to
         `doc`: a key `doc` no longer has (a targeting that a rollback drops) is patched to null, or
         the merge would keep it."""
@@ -46,7 +48,7 @@ def merge_patch(old: object, new: object) -> object:
     else replaced whole)."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return new
-    patch: dict = {k: None for k in old if k not in new}
+    patch: dict[object, object] = {k: None for k in old if k not in new}
     for k, v in new.items():
         if old.get(k) != v:
             patch[k] = merge_patch(old[k], v) if k in old else v

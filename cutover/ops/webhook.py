@@ -5,17 +5,21 @@ GET /status, GET /metrics)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from cutover.flags.change import ROLLBACK_LEVELS
 from cutover.flags.state import FlagStateError
 from cutover.ops.controller import Controller
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 MAX_WEBHOOK_BYTES = 1_048_576  # Alertmanager sends a group of alerts; 1 MiB is thousands of them
 MAX_WEBHOOK_DEPTH = 16
 _LEVELS = ", ".join(ROLLBACK_LEVELS[:-1]) + f" or {ROLLBACK_LEVELS[-1]}"  # immediate, partial or full
 
 
-def webhook_payload(body: bytes) -> tuple[dict | None, str | None]:
+def webhook_payload(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(payload, None) for a well-formed Alertmanager webhook body, else (None, why, naming the field):
     an object whose `alerts` is a list of objects, each with a string `status` and string `labels`."""
     from cutover.store.records import NotFinite, json_problem, parse_int
@@ -51,7 +55,7 @@ def webhook_payload(body: bytes) -> tuple[dict | None, str | None]:
     return data, None
 
 
-def controller_app(ctrl: Controller):
+def controller_app(ctrl: Controller) -> Starlette:
     """Starlette app: POST /alertmanager (webhook), GET /status, GET /metrics."""
     from prometheus_client import CollectorRegistry, Counter, generate_latest
     from starlette.applications import Starlette
@@ -66,7 +70,7 @@ def controller_app(ctrl: Controller):
             ctrl.plan.metrics.rollbacks.removesuffix("_total"), "rollbacks", ["trigger", "level"], registry=registry
         )
 
-    async def webhook(request: Request):
+    async def webhook(request: Request) -> Response:
         if not ctrl.authorized(request.headers):
             return JSONResponse({"error": "missing or wrong shared secret"}, status_code=401)
         length = request.headers.get("content-length")
@@ -87,10 +91,10 @@ def controller_app(ctrl: Controller):
             return JSONResponse({"error": f"flags unreadable, no rollback applied: {exc}"}, status_code=503)
         return JSONResponse({"rollbacks": [r.__dict__ for r in done]})
 
-    async def status(request: Request):
+    async def status(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(ctrl.status))
 
-    async def metrics(request: Request):
+    async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     return Starlette(

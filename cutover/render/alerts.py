@@ -9,6 +9,7 @@ so zero traffic yields no series, and so never pages. Each alert carries `severi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +182,7 @@ def abort_alerts(plan: Plan, eff: EffectivePhase, ctx: dict[str, Any]) -> list[d
     has_treatment = treatment.weight > 0 or treatment.internal
     w, for_ = "5m", format_duration(t.for_)
     act = {"action": "rollback", "rollback_level": t.rollback}
-    ratio = lambda cohort: (  # noqa: E731
+    ratio: Callable[[str], str] = lambda cohort: (  # noqa: E731
         f"{q.rate('requests', w, '', op='recall', cohort=cohort, outcome='error')}\n"
         f"/\n({q.rate('requests', w, '', op='recall', cohort=cohort)} > 0)"
     )

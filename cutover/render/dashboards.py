@@ -323,7 +323,7 @@ def panels(plan: Plan) -> dict[str, tuple[str, list[tuple[str, list[Panel]]]]]:
     }
 
 
-def _panel_builder(p: Panel):
+def _panel_builder(p: Panel) -> timeseries.Panel | stat.Panel:
     b = (timeseries.Panel() if p.kind == "timeseries" else stat.Panel()).title(p.title).unit(p.unit).datasource(DS)
     b = b.height(8).span(12 if p.kind == "timeseries" else 6)
     if p.description:

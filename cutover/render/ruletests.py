@@ -87,7 +87,13 @@ def _case(name_: str, series: list[dict[str, Any]], checks: list[dict[str, Any]]
 
 
 def _fire_cases(
-    rule: dict[str, Any], minutes_for: float, fire_series, healthy_series, zero_series, value, extra=None
+    rule: dict[str, Any],
+    minutes_for: float,
+    fire_series: list[dict[str, Any]],
+    healthy_series: list[dict[str, Any]],
+    zero_series: list[dict[str, Any]],
+    value: float | None,
+    extra: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """fire: still pending 1m before its for has elapsed, firing 3m after; healthy and zero traffic: silent."""
     before, after = f"{max(int(minutes_for) - 1, 0)}m", f"{int(minutes_for) + 3}m"
@@ -125,8 +131,8 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict[str, Any], rule_file: s
             if "alert" in r:
                 by_name.setdefault(r["alert"], []).append(r)
     cases: list[dict[str, Any]] = []
-    fmin = lambda r: parse_duration(r.get("for", "0s")) / MINUTE  # noqa: E731
-    span = lambda r: int(fmin(r)) + 10  # noqa: E731
+    fmin: Callable[[dict[str, Any]], float] = lambda r: parse_duration(r.get("for", "0s")) / MINUTE  # noqa: E731
+    span: Callable[[dict[str, Any]], int] = lambda r: int(fmin(r)) + 10  # noqa: E731
     healthy = [Cohort("treatment", error_ratio=0.001), Cohort("control", error_ratio=0.001)]
     zero = [Cohort("treatment", rpm=0), Cohort("control", rpm=0)]
 
@@ -136,7 +142,7 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict[str, Any], rule_file: s
         good: list[dict[str, Any]] | Series,
         value: float,
         zero_s: Series | None = None,
-    ):
+    ) -> None:
         if alert not in by_name:
             return
         (r,) = by_name[alert]
@@ -181,7 +187,7 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict[str, Any], rule_file: s
 
     drift = name(plan, "drift")
 
-    def drift_series(mean: float, per_min: float):
+    def drift_series(mean: float, per_min: float) -> Series:
         return lambda m: [
             {"series": f'{drift}_sum{{measure="parity"}}', "values": _counter(mean * per_min, m)},
             {"series": f'{drift}_count{{measure="parity"}}', "values": _counter(per_min, m)},
@@ -202,7 +208,7 @@ def build_rule_tests(plan: Plan, phase: str, rules: dict[str, Any], rule_file: s
     fb = name(plan, "fallbacks")
     fb_share = min(1.0, t.fallback_rate * 4)
 
-    def fallback_series(share: float, rpm: float = 600):
+    def fallback_series(share: float, rpm: float = 600) -> Series:
         return lambda m: (
             traffic_series(plan, [Cohort("treatment", rpm=rpm)], m)
             + [{"series": f'{fb}{{op="recall",reason="timeout"}}', "values": _counter(rpm * share, m)}]

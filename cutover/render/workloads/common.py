@@ -70,7 +70,9 @@ def resources_of(r: Resources) -> dict[str, Any]:
     return {"requests": dict(r.requests), "limits": dict(r.limits)}
 
 
-def pod_container(name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra) -> dict[str, Any]:
+def pod_container(
+    name: str, cfg: StackConfig, command: list[str], resources: Resources, **extra: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "image": cfg.image,

@@ -3,6 +3,7 @@ the route of the rollback-labelled alerts to it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ def controller_objects(t: Target) -> list[dict[str, Any]]:
     that one object), and Alertmanager reaches it through the AlertmanagerConfig below."""
     plan, stack, cfg = t.plan, t.stack, t.cfg
     c, n = cfg.controller, names(plan)
-    meta = lambda name: part_meta(name, t, "controller")  # noqa: E731
+    meta: Callable[[str], dict[str, Any]] = lambda name: part_meta(name, t, "controller")  # noqa: E731
     plan_vol, plan_mount = plan_volume(plan)
     command = [
         "cutover", "controller", "--stack", stack, "--plan", f"{PLAN_DIR}/rollout.yaml",
