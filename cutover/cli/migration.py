@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,10 +14,13 @@ from rich.table import Table
 from cutover.cli.common import err, out
 from cutover.plan.errors import CutoverError
 
+if TYPE_CHECKING:
+    from cutover.migration.counts import Counts
+
 commands = typer.Typer()
 
 
-def _progress_reporter(total: int | None, unit: str):
+def _progress_reporter(total: int | None, unit: str) -> tuple[Callable[[Counts, int], None], Callable[[], None]]:
     """A rich progress bar with rate and ETA on a terminal; plain lines every 5 s otherwise."""
     import time as _time
 
@@ -34,13 +39,13 @@ def _progress_reporter(total: int | None, unit: str):
         bar.start()
         started = _time.monotonic()
 
-        def update_bar(counts, done: int) -> None:
+        def update_bar(counts: Counts, done: int) -> None:
             bar.update(task, completed=done, rate=f"{counts.read / max(_time.monotonic() - started, 1e-9):,.0f}")
 
         return update_bar, bar.stop
     state = {"last": 0.0, "started": _time.monotonic()}
 
-    def update_lines(counts, done: int) -> None:
+    def update_lines(counts: Counts, done: int) -> None:
         now = _time.monotonic()
         if now - state["last"] >= 5:
             state["last"] = now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from cutover.cli.common import ProjectDir, err, out
 from cutover.flags.state import READ_PATHS
 from cutover.plan.errors import CutoverError
 from cutover.plan.project import find_project
+
+if TYPE_CHECKING:
+    from cutover.flags.backend import FlagBackend
 
 commands = typer.Typer()
 READ_PATH_CHOICES = ", ".join(READ_PATHS[:-1]) + f" or {READ_PATHS[-1]}"  # legacy, shadow or memoryos
@@ -128,7 +132,7 @@ def flags_cmd(
             out.print(line, highlight=False)
 
 
-def flag_backend(flags_file: Path | None, featureflag: str | None):
+def flag_backend(flags_file: Path | None, featureflag: str | None) -> FlagBackend:
     """The flags a command changes: the embedded gateway's flag file, or the FeatureFlag in a cluster."""
     from cutover.flags.backend import FlagFile
     from cutover.ops.featureflag import FeatureFlagObject

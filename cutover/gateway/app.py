@@ -30,9 +30,9 @@ import os
 import re
 import secrets
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from cutover.gateway.auth import Auth, AuthError, check_private, check_strength, write_private
 from cutover.gateway.background import freeze_heap
-from cutover.gateway.service import Gateway
+from cutover.gateway.service import Gateway, RequestInfo
 from cutover.plan.model import GatewaySettings
 from cutover.plan.yamlsrc import field_path
 from cutover.store.interface import StoreError
@@ -61,7 +61,11 @@ from cutover.store.records import (
     parse_int,
 )
 
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 log = logging.getLogger("cutover.gateway")
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -77,7 +81,7 @@ def _not_finite(text: str) -> NotFinite:
     return NotFinite(text)
 
 
-def parse_json(body: bytes, max_depth: int) -> dict:
+def parse_json(body: bytes, max_depth: int) -> dict[str, Any]:
     """A JSON object from a request body, or ApiError (4xx naming the field) for anything that could
     not be stored as it is: nesting past `max_depth`, integers past 64 bits, NaN/Infinity, lone surrogates."""
     try:
@@ -96,7 +100,7 @@ def parse_json(body: bytes, max_depth: int) -> dict:
     return data
 
 
-async def _json_body(request: Request, limit: int, max_depth: int = 32) -> dict:
+async def _json_body(request: Request, limit: int, max_depth: int = 32) -> dict[str, Any]:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ApiError(413, f"request body of {length} bytes is over the limit of {limit} bytes")
@@ -110,7 +114,7 @@ async def _json_body(request: Request, limit: int, max_depth: int = 32) -> dict:
     return parse_json(body, max_depth)
 
 
-def _validate(model, data: dict):
+def _validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -155,7 +159,7 @@ class _Answer(JSONResponse):
         return orjson.dumps(content)
 
 
-def _answer(body: dict, info: dict, status: int = 200) -> JSONResponse:
+def _answer(body: dict[str, object], info: RequestInfo, status: int = 200) -> JSONResponse:
     phase = info.pop("phase", None)  # a header only: the phase of the flags that decided
     headers = {
         "X-Cutover-Path": info["path"],
@@ -174,11 +178,11 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
     def _identity(request: Request) -> tuple[str, str | None]:
         return _checked_identity(request, max_group)
 
-    def allowed(request: Request):
+    def allowed(request: Request) -> tuple[str, ...] | None:
         client = request.client.host if request.client else None
         return auth.prefixes(request.headers, client)
 
-    async def remember(request: Request):
+    async def remember(request: Request) -> JSONResponse:
         prefixes = allowed(request)
         key, group = _identity(request)
         data = await _json_body(request, limit, depth)
@@ -189,7 +193,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
         stored, info = await run_in_threadpool(gw.remember, rec, auto, decision)
         return _answer({"record": stored.wire()}, info)
 
-    async def get(request: Request):
+    async def get(request: Request) -> JSONResponse:
         prefixes = allowed(request)
         key, group = _identity(request)
         ns, rid = _key(request)
@@ -199,7 +203,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
             return _answer({"error": f"no record {rid!r} in namespace {ns!r}", "record": None}, info, 404)
         return _answer({"record": rec.wire()}, info)
 
-    async def delete(request: Request):
+    async def delete(request: Request) -> JSONResponse:
         prefixes = allowed(request)
         key, group = _identity(request)
         ns, rid = _key(request)
@@ -209,7 +213,7 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
             return _answer({"error": f"no record {rid!r} in namespace {ns!r}", "deleted": False}, info, 404)
         return _answer({"deleted": True}, info)
 
-    async def recall(request: Request):
+    async def recall(request: Request) -> JSONResponse:
         prefixes = allowed(request)
         key, group = _identity(request)
         q = _validate(RecallQuery, await _json_body(request, limit, depth))
@@ -217,17 +221,17 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
         records, info = await run_in_threadpool(gw.recall, q, gw.decide(key, group))
         return _answer({"records": [r.wire() for r in records]}, info)
 
-    async def healthz(request: Request):
+    async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(request: Request):
+    async def readyz(request: Request) -> JSONResponse:
         try:
             await run_in_threadpool(gw.legacy.ping)
         except StoreError as exc:
             return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
         return JSONResponse({"status": "ready", "phase": gw.phase})
 
-    async def metrics(request: Request):
+    async def metrics(request: Request) -> Response:
         await run_in_threadpool(gw.refresh_gauges)
         return Response(generate_latest(gw.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -243,17 +247,18 @@ def public_app(gw: Gateway, auth: Auth | None = None) -> Starlette:
     return Starlette(routes=routes, exception_handlers=_handlers())
 
 
-def _handlers() -> dict:
-    async def api_error(request, exc: ApiError):
+# each exception class with its handler (which takes that class: Any, as a dict cannot pair them)
+def _handlers() -> dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]]:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message)
 
-    async def store_error(request, exc: StoreError):
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         return _error(503, f"store unavailable: {exc}")
 
-    async def http_error(request, exc: HTTPException):
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, exc.detail or "error")
 
-    async def auth_error(request, exc: AuthError):
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"error": exc.message, "status": exc.status}, status_code=exc.status, headers=headers)
 
@@ -275,22 +280,22 @@ def admin_app(gw: Gateway, token: str) -> Starlette:
         if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode())):
             raise ApiError(401, "missing or wrong bearer token")
 
-    async def status(request: Request):
+    async def status(request: Request) -> JSONResponse:
         check(request)
         return JSONResponse(await run_in_threadpool(gw.status))
 
-    async def faults(request: Request):
+    async def faults(request: Request) -> JSONResponse:
         check(request)
         if request.method == "POST":
             f = _validate(Faults, await _json_body(request, 4096))
             gw.set_fault(f.store, f.latency_ms, f.error_rate, f.outage)
         return JSONResponse({n: s.state() for n, s in gw.stores.items()})
 
-    async def requeue(request: Request):
+    async def requeue(request: Request) -> JSONResponse:
         check(request)
         return JSONResponse({"requeued": await run_in_threadpool(gw.requeue_dead)})
 
-    async def drift_restart(request: Request):
+    async def drift_restart(request: Request) -> JSONResponse:
         check(request)
         return JSONResponse(await run_in_threadpool(gw.restart_drift_window))
 
@@ -319,7 +324,7 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
     return token, str(path)
 
 
-def limited_protocol(max_header_bytes: int):
+def limited_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with a limit on the request line plus headers: past it the
     connection gets 431 and is closed before more is buffered (httptools itself has no limit)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -358,7 +363,7 @@ def limited_protocol(max_header_bytes: int):
     return LimitedHttpTools
 
 
-def _loop_factory():
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop where it is installed (the gateway extra has it): a request costs the
     serving thread less than on asyncio's own loop."""
     try:

@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _covers(prefix: str, namespace: str) -> bool:
 class Auth:
     mode: str = "none"
     tokens: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # sha256(token) -> prefixes
-    proxies: tuple = ()
+    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -85,7 +86,7 @@ class Auth:
             return "trusted proxy " + ",".join(str(p) for p in self.proxies)
         return "none"
 
-    def prefixes(self, headers, client_host: str | None) -> tuple[str, ...] | None:
+    def prefixes(self, headers: Mapping[str, str], client_host: str | None) -> tuple[str, ...] | None:
         """The namespace prefixes this request may use (None: any). Raises AuthError."""
         if self.mode == "none":
             return None

@@ -38,22 +38,28 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.gateway.shadow import shadow_sample
-from cutover.store.faults import FaultyStore
+from cutover.store.faults import FaultState, FaultyStore
+from cutover.store.legacy import LegacyStore
 from cutover.store.memoryos import MemoryOSStore
 from cutover.store.remote import HttpStore
 from cutover.store.sqlite import SqliteStore
 from cutover.store.uri import open_store
 
+if TYPE_CHECKING:
+    import multiprocessing.queues
+
 NICE = 10
 DONE_FLUSH_S = 0.5  # copied outbox rows are handed to the parent for deletion at most this often
 BATCH_WAIT_S = 0.2  # after a part batch, the mirror worker waits this long for more (see MirrorWorker)
+
+Message = tuple[Any, ...]  # a message between the processes: its kind first (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class StoreSpec:
     uri: str  # sqlite:PATH or http(s)://...
 
     @classmethod
-    def of(cls, store) -> StoreSpec:
+    def of(cls, store: object) -> StoreSpec:
         inner = store.inner if isinstance(store, FaultyStore) else store
         if isinstance(inner, SqliteStore):
             return cls("memoryos" if isinstance(inner, MemoryOSStore) else "legacy", f"sqlite:{inner.path}")
@@ -72,7 +78,7 @@ class StoreSpec:
             return cls(inner.name, inner.base_url)
         raise TypeError(f"cannot reopen a {type(inner).__name__} in another process")
 
-    def open(self):
+    def open(self) -> HttpStore | LegacyStore | MemoryOSStore:
         return open_store(self.uri, self.kind, autocheckpoint=False)
 
 
@@ -87,7 +93,7 @@ class OutboxSpec:
 class ChildSpec:
     stores: dict[str, StoreSpec]
     outboxes: list[OutboxSpec]
-    faults: dict[str, dict]
+    faults: dict[str, FaultState]
     top_k: int
     rbo_p: float
     settle_s: float
@@ -103,7 +109,7 @@ def _idle_priority() -> bool:
 
 
 @contextlib.contextmanager
-def _normal_priority():
+def _normal_priority() -> Iterator[None]:
     """The mirror worker's writes at the process's normal priority (nice 10): a
     thread that runs only on idle CPU must not hold a lock a request may wait for (on a busy machine
     it could keep it for seconds). The reads and the preparing around them stay at idle priority."""
@@ -148,7 +154,13 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
+def _child(
+    spec: ChildSpec,
+    tasks: multiprocessing.queues.Queue[Message],
+    control: multiprocessing.queues.Queue[Message],
+    events: multiprocessing.queues.Queue[Message],
+    parent_pid: int,
+) -> None:
     try:
         os.nice(NICE)
     except OSError:
@@ -160,7 +172,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
     for o in spec.outboxes:
         if o.path is None:
             assert o.store is not None  # an outbox without a file of its own lives in a named store
-            boxes.append(Outbox(None, *o.retry, store=stores[o.store].inner))
+            boxes.append(Outbox(None, *o.retry, store=stores[o.store].inner))  # type: ignore[arg-type]  # a SQLite one
         else:
             boxes.append(Outbox(Path(o.path), *o.retry, autocheckpoint=False))
     # where this process may switch back, the worker runs at idle priority and writes at normal priority
@@ -230,7 +242,7 @@ def _child(spec: ChildSpec, tasks, control, events, parent_pid: int) -> None:
 class Background:
     """The parent's handle: start the child, send it work, apply what it reports."""
 
-    def __init__(self, spec: ChildSpec, queue_size: int, on_event: Callable[[tuple], None]):
+    def __init__(self, spec: ChildSpec, queue_size: int, on_event: Callable[[Message], None]) -> None:
         ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no copy of the server's threads
         self.tasks = ctx.Queue(maxsize=queue_size)  # shadow reads
         self.control = ctx.Queue()  # faults, stop
@@ -262,7 +274,7 @@ class Background:
                 continue
             self.on_event(event)
 
-    def offer(self, message: tuple) -> bool:
+    def offer(self, message: Message) -> bool:
         """Send without waiting; False when the queue is full (the caller counts a drop)."""
         try:
             self.tasks.put_nowait(message)
@@ -270,7 +282,7 @@ class Background:
         except queue.Full:
             return False
 
-    def set_fault(self, store: str, state: dict, timeout_s: float = 5.0) -> bool:
+    def set_fault(self, store: str, state: FaultState, timeout_s: float = 5.0) -> bool:
         """Apply a fault in the child; returns once the child has it (False: no answer in time)."""
         self._seq += 1
         done = self._acks[self._seq] = threading.Event()

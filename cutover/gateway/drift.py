@@ -6,24 +6,36 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections.abc import Callable
 
 from cutover.gateway.metrics import GatewayMetrics
 from cutover.gateway.shadow import answer_keys, shadow_sample
-from cutover.judge.drift import DriftWindow
+from cutover.judge.drift import DriftWindow, Readiness
 from cutover.plan.model import Plan
-from cutover.store.interface import StoreError
+from cutover.store.faults import FaultyStore
+from cutover.store.interface import Store, StoreError
 from cutover.store.records import RecallQuery, Record
 
 
 class DriftMonitor:
     """Shadow reads off the request path: a bounded queue, a sampling rate, drift samples."""
 
-    def __init__(self, plan: Plan, memoryos, metrics: GatewayMetrics, seed: int | None = None, sink=None, legacy=None):
+    def __init__(
+        self,
+        plan: Plan,
+        memoryos: FaultyStore,
+        metrics: GatewayMetrics,
+        seed: int | None = None,
+        sink: Callable[[tuple[str, RecallQuery, list[tuple[str, str]]]], bool] | None = None,
+        legacy: Store | None = None,
+    ) -> None:
         """sink(message) -> bool: hand the shadow read to the background process (False: its queue
         is full). Without a sink, a thread of this process does the reads (with `legacy`, the store
         that answered: the parity check asks it for MemoryOS's answer)."""
         self.plan, self.memoryos, self.legacy, self.metrics, self.sink = plan, memoryos, legacy, metrics, sink
-        self.queue: queue.Queue = queue.Queue(maxsize=plan.gateway.shadow_queue)
+        self.queue: queue.Queue[tuple[RecallQuery, list[tuple[str, str]]]] = queue.Queue(
+            maxsize=plan.gateway.shadow_queue
+        )
         self.window = DriftWindow()  # parity drift, the gate's measure (cutover.judge.drift)
         self.dropped = self.errors = 0
         self._rng = random.Random(seed)
@@ -56,7 +68,7 @@ class DriftMonitor:
             except queue.Empty:
                 continue
             try:
-                sample = shadow_sample(q, legacy, self.memoryos, self.legacy, k, p)
+                sample = shadow_sample(q, legacy, self.memoryos, self.legacy, k, p)  # type: ignore[arg-type]  # set when no sink
             except (StoreError, Exception):  # a failing shadow read is counted, never raised
                 self.errors += 1
                 continue
@@ -71,7 +83,7 @@ class DriftMonitor:
         self.metrics.drift.labels(measure="jaccard").observe(jaccard)
         self.metrics.drift.labels(measure="rbo").observe(rbo_distance)
 
-    def readiness(self, drift_max: float | None = None):
+    def readiness(self, drift_max: float | None = None) -> Readiness:
         eff_max = self.plan.monitoring.drift_max if drift_max is None else drift_max
         with self._lock:
             return self.window.readiness(

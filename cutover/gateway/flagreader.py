@@ -9,13 +9,19 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cutover.flags.document import kill_write_mode
 from cutover.flags.state import READ_PATHS, flag_doc_problem
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import WRITE_ORDER, Plan
+
+if TYPE_CHECKING:
+    from openfeature.evaluation_context import EvaluationContext
+    from openfeature.flag_evaluation import FlagMetadata
 
 log = logging.getLogger("cutover.gateway")
 
@@ -56,7 +62,14 @@ class FlagReader:
     CACHE_SIZE = 100_000
     LOG_EVERY_S = 30.0
 
-    def __init__(self, plan: Plan, path: Path | str, poll_ms: int = 500, on_error=None, work_dir: Path | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        path: Path | str,
+        poll_ms: int = 500,
+        on_error: Callable[[str], None] | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
         sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
         from openfeature import api
@@ -120,17 +133,20 @@ class FlagReader:
             self._watcher.start()
 
     # -- the flag file: only good versions reach the provider -----------------------------------------
-    def _install(self, effective: Path, raw: bytes, doc: dict) -> None:
+    def _install(self, effective: Path, raw: bytes, doc: dict[str, Any]) -> None:
         self._raw = raw
         self._defaults = self._default_decision(doc)
         tmp = effective.with_suffix(".tmp")
         tmp.write_bytes(raw)
         os.replace(tmp, effective)
 
-    def _default_decision(self, doc: dict) -> Decision:
+    def _default_decision(self, doc: dict[str, Any]) -> Decision:
         """What the flag set answers without targeting: used for a request whose evaluation fails."""
         keys, flags = self.plan.flag_keys, doc["flags"]
-        value = lambda key: flags[key]["variants"][flags[key]["defaultVariant"]]  # noqa: E731
+
+        def value(key: str) -> Any:  # a flag's default value, from the JSON flag document
+            return flags[key]["variants"][flags[key]["defaultVariant"]]
+
         write = value(keys.write_mode)
         if value(keys.kill_switch):
             return Decision("control", "legacy", kill_write_mode(self.plan, write), True)
@@ -167,7 +183,7 @@ class FlagReader:
             self._last_log = now
             log.error(message)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, bool | str | int | None]:
         return {
             "config_ok": self.config_error is None,
             "config_error": self.config_error,
@@ -213,7 +229,7 @@ class FlagReader:
         cohort = read.variant if read.variant in ("control", "treatment") else "control"
         return Decision(cohort, read.value, write.value, False, phase), variants
 
-    def _phase(self, ctx, metadata) -> str | None:
+    def _phase(self, ctx: EvaluationContext, metadata: FlagMetadata | None) -> str | None:
         """The flag-set metadata's `phase`, handed with the evaluation in FILE mode; else (RPC mode:
         a provider gets no metadata) the phase flag's value, one more evaluation; None when neither
         names a phase of the plan. Both are rendered from the same phase."""

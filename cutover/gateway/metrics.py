@@ -10,8 +10,10 @@ from cutover.plan.model import Plan
 
 
 class GatewayMetrics:
-    def __init__(self, plan: Plan, registry: CollectorRegistry):
-        n = lambda key: name(plan, key).removesuffix("_total")  # noqa: E731 - client adds _total
+    def __init__(self, plan: Plan, registry: CollectorRegistry) -> None:
+        def n(key: str) -> str:  # the client adds _total
+            return name(plan, key).removesuffix("_total")
+
         self.requests = Counter(n("requests"), "requests", ["op", "path", "cohort", "outcome"], registry=registry)
         self.duration = Histogram(
             name(plan, "duration"),

@@ -22,15 +22,16 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from cutover.migration.build import Builder
 from cutover.migration.tiering import Policy, load_policy
+from cutover.store.faults import FaultyStore
 from cutover.store.interface import StoreError
 from cutover.store.records import Record
-from cutover.store.rows import legacy_of_row
+from cutover.store.rows import Row, legacy_of_row
 from cutover.store.schema import ENQUEUE, OUTBOX_SCHEMA
 from cutover.store.sqlite import SqliteStore, keep_wal
 
@@ -57,7 +58,7 @@ class Outbox:
         backoff_max_s: float = 30,
         autocheckpoint: bool = True,
         store: SqliteStore | None = None,
-    ):
+    ) -> None:
         """A file of its own (`path`), or the outbox tables inside a SQLite store (`store`): then the
         store's writes enqueue in their own transaction, and connection and writer lock are shared."""
         self.max_attempts, self.backoff_s, self.backoff_max_s = max_attempts, backoff_s, backoff_max_s
@@ -173,7 +174,7 @@ class Outbox:
     def dead_letter_counts(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT target, count(*) FROM dead_letter GROUP BY target").fetchall())
 
-    def dead_letters(self) -> list[dict]:
+    def dead_letters(self) -> list[dict[str, Any]]:
         cur = self._conn().execute("SELECT * FROM dead_letter ORDER BY seq")
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
@@ -196,9 +197,14 @@ class Outbox:
         return n
 
 
-def _holds_rows(store) -> bool:
+def _holds_rows(store: object) -> bool:
     """A SQLite store (or one wrapped for faults): copies between two of them go as rows."""
     return isinstance(getattr(store, "inner", store), SqliteStore)
+
+
+def _all_rows(copies: list[Row | Record]) -> TypeGuard[list[Row]]:
+    """Every copy a row (none a record)."""
+    return all(isinstance(c, tuple) for c in copies)
 
 
 HANDOVER_S = 10.0  # entries handed to on_done stay out of the worker's batches this long
@@ -211,18 +217,18 @@ class MirrorWorker(threading.Thread):
     def __init__(
         self,
         outboxes: list[Outbox] | Outbox,
-        stores: dict,
+        stores: Mapping[str, FaultyStore | SqliteStore],
         on_failure: Callable[[str, str], None] = lambda t, r: None,
         idle_s: float = 0.05,
         settle_s: float = 10.0,
         done_flush_s: float = 0.0,
         batch_wait_s: float = 0.0,
         on_done: Callable[[int, list[int]], None] | None = None,
-        write_scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        write_scope: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
         on_start: Callable[[], None] = lambda: None,
         policy: Policy | None = None,
         as_of: Callable[[Entry], int] | None = None,
-    ):
+    ) -> None:
         """done_flush_s > 0: copied entries are deleted from their outbox in batches at most that often
         (fewer write transactions on the primary's file, whose lock the requests' writes need; in
         another process a waiting writer sleeps in SQLite's busy handler). Until then they are kept
@@ -303,7 +309,7 @@ class MirrorWorker(threading.Thread):
         self._seen[index] = max(self._seen[index], entries[-1].seq)
         done: list[int] = []
         wait: list[int] = []
-        puts: dict[str, list[tuple]] = {}
+        puts: dict[str, list[tuple[Entry, Row | Record]]] = {}
         now = time.time()
         current = self._fetch(entries)  # per source: key -> stored row (None: absent)
         for e in entries:
@@ -338,7 +344,7 @@ class MirrorWorker(threading.Thread):
                 if getattr(store, "name", target) == "memoryos":
                     copies = [self._memoryos_row(e, c) for e, c in items]
                 with self.write_scope():
-                    if _holds_rows(store) and all(isinstance(c, tuple) for c in copies):
+                    if _holds_rows(store) and _all_rows(copies):
                         store.put_rows(copies)  # rows as stored: no record built only to be written again
                     else:
                         recs = [c if isinstance(c, Record) else SqliteStore._record(c) for c in copies]
@@ -363,7 +369,7 @@ class MirrorWorker(threading.Thread):
             self.copied += len(done)
         return len(entries)
 
-    def _memoryos_row(self, e: Entry, copy: tuple | Record) -> tuple:
+    def _memoryos_row(self, e: Entry, copy: Row | Record) -> Row:
         """The MemoryOS row of a legacy row or record, built as migrate builds it."""
         at = self.as_of(e)
         builder = self._builders.get(at)
@@ -373,14 +379,14 @@ class MirrorWorker(threading.Thread):
             builder = self._builders[at] = Builder(self.policy, at)
         return builder.row(copy.dump() if isinstance(copy, Record) else legacy_of_row(copy))[0]
 
-    def _fetch(self, entries: list[Entry]) -> dict[str, dict]:
+    def _fetch(self, entries: list[Entry]) -> dict[str, dict[tuple[str, str], Row | None]]:
         """The sources' current state of the batch's keys, one query per SQLite source, as rows (a
         source that fails here, or is not SQLite, is asked per entry instead, so a failure lands on
         each entry)."""
         keys: dict[str, list[tuple[str, str]]] = {}
         for e in entries:
             keys.setdefault(e.source, []).append((e.namespace, e.id))
-        found: dict[str, dict] = {}
+        found: dict[str, dict[tuple[str, str], Row | None]] = {}
         for source, ks in keys.items():
             store = self.stores[source]
             if _holds_rows(store):

@@ -15,13 +15,15 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from cutover.gateway.background import Background, ChildSpec, OutboxSpec, StoreSpec
+from cutover.gateway.background import Background, ChildSpec, Message, OutboxSpec, StoreSpec
 from cutover.gateway.drift import DriftMonitor
 from cutover.gateway.flagreader import Decision, FlagReader
 from cutover.gateway.metrics import GatewayMetrics
@@ -29,7 +31,10 @@ from cutover.gateway.outbox import MirrorWorker, Outbox
 from cutover.plan.model import Plan
 from cutover.store.faults import FaultyStore
 from cutover.store.interface import StoreError
+from cutover.store.legacy import LegacyStore
+from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import RecallQuery, Record
+from cutover.store.remote import HttpStore
 from cutover.store.sqlite import SqliteStore
 
 log = logging.getLogger("cutover.gateway")
@@ -42,6 +47,20 @@ WRITE_ROUTES: dict[str, tuple[str, str | None]] = {
     "memoryos-primary": ("memoryos", "legacy"),
 }
 
+T = TypeVar("T")
+
+
+class RequestInfo(TypedDict):
+    """How a request was answered: the response carries it (body and X-Cutover-* headers)."""
+
+    path: str
+    fallback: bool
+    cohort: str
+    phase: NotRequired[str | None]  # the phase of the flags that decided (a header only)
+    write_mode: NotRequired[str]
+    read_path: NotRequired[str]
+    fallback_reason: NotRequired[str]
+
 
 class Gateway:
     """The request logic, independent of HTTP: tests and the ASGI shell call the same methods."""
@@ -51,14 +70,14 @@ class Gateway:
         plan: Plan,
         phase: str | None,
         stack: str,
-        legacy,
-        memoryos,
+        legacy: LegacyStore | MemoryOSStore | HttpStore,
+        memoryos: LegacyStore | MemoryOSStore | HttpStore,
         flags_path: Path | str,
         data_dir: Path,
         registry: CollectorRegistry | None = None,
         flag_poll_ms: int = 500,
         background: bool = True,
-    ):
+    ) -> None:
         """background: the mirror worker and the shadow reads run in a child process (cutover.gateway.background)
         when the stores can be reopened there; False, or stores that cannot, keep them in threads."""
         self.plan, self.stack = plan, stack
@@ -84,7 +103,7 @@ class Gateway:
         # together), or a file of its own in data_dir for a remote store (enqueued before the write).
         retry = (g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s)
         self.outboxes = {
-            n: Outbox(None, *retry, store=st.inner)
+            n: Outbox(None, *retry, store=st.inner)  # type: ignore[arg-type]  # local: a SQLite one
             if st.local
             else Outbox(Path(data_dir) / f"outbox-{n}.db", *retry, autocheckpoint=False)
             for n, st in self.stores.items()
@@ -120,12 +139,12 @@ class Gateway:
             try:
                 if isinstance(f, SqliteStore):
                     f.keep_index()
-                self.metrics.wal_frames.labels(file=name).set(f.keep_wal())
+                self.metrics.wal_frames.labels(file=name).set(f.keep_wal())  # type: ignore[union-attr]  # local: SQLite
             except sqlite3.Error as e:  # busy or locked now: the next round tries again
                 log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
 
     # -- background work ----------------------------------------------------------------------------
-    def _child_spec(self, retry: tuple) -> ChildSpec | None:
+    def _child_spec(self, retry: tuple[int, float, float]) -> ChildSpec | None:
         try:
             stores = {n: StoreSpec.of(st) for n, st in self.stores.items()}
         except TypeError:
@@ -140,7 +159,7 @@ class Gateway:
     def _mirror_failure(self, target: str, reason: str) -> None:
         self.metrics.mirror_failures.labels(target=target, reason=reason).inc()
 
-    def _on_event(self, event: tuple) -> None:
+    def _on_event(self, event: Message) -> None:
         kind = event[0]
         if kind == "drift":
             self.drift.record(event[1], event[2], event[3])
@@ -177,7 +196,7 @@ class Gateway:
         self.metrics.requests.labels(op=op, path=path, cohort=cohort, outcome="ok" if ok else "error").inc()
         self.metrics.duration.labels(op=op, path=path, cohort=cohort).observe(time.perf_counter() - started)
 
-    def _candidate(self, fn, *args):
+    def _candidate(self, fn: Callable[..., T], *args: object) -> T:
         """A MemoryOS call within the plan's budget; raises StoreError('timeout') past it.
 
         A local store runs in the request's own thread under a deadline (no hand-off: the common
@@ -203,7 +222,9 @@ class Gateway:
         text = str(exc)
         return "timeout" if "timeout" in text else "outage" if "outage" in text else "error"
 
-    def _primary(self, write_mode: str, op: str, namespace: str, id: str, call):
+    def _primary(
+        self, write_mode: str, op: str, namespace: str, id: str, call: Callable[[FaultyStore, str | None], T]
+    ) -> T:
         """Run a write on the primary with its mirror row: in the same commit for a local store,
         enqueued just before the write for a remote one. `call(store, mirror_to)` does the write."""
         primary, mirror = WRITE_ROUTES[write_mode]
@@ -213,7 +234,7 @@ class Gateway:
             return call(store, None)
         return call(store, mirror)
 
-    def _observed(self, op: str, cohort: str, info: dict, fn):
+    def _observed(self, op: str, cohort: str, info: RequestInfo, fn: Callable[[], T]) -> T:
         """Run fn() and count the request with the path that answered (info["path"] may change)."""
         started = time.perf_counter()
         try:
@@ -224,7 +245,15 @@ class Gateway:
         self._observe(op, info["path"], cohort, True, started)
         return result
 
-    def _read(self, op: str, decision: Decision, info: dict, method: str, *args):
+    @overload
+    def _read(
+        self, op: str, decision: Decision, info: RequestInfo, method: Literal["recall"], q: RecallQuery, /
+    ) -> list[Record]: ...
+    @overload
+    def _read(
+        self, op: str, decision: Decision, info: RequestInfo, method: Literal["get"], namespace: str, id: str, /
+    ) -> Record | None: ...
+    def _read(self, op: str, decision: Decision, info: RequestInfo, method: str, *args: Any) -> Any:
         """Read from MemoryOS within the budget when the treatment reads it, else (or on failure) legacy."""
         if decision.read_path == "memoryos":
             try:
@@ -234,19 +263,21 @@ class Gateway:
             except StoreError as exc:
                 reason = self._reason(exc)
                 self.metrics.fallbacks.labels(op=op, reason=reason).inc()
-                info.update(fallback=True, fallback_reason=reason)
+                info.update({"fallback": True, "fallback_reason": reason})
         return getattr(self.legacy, method)(*args)
 
     # -- operations -------------------------------------------------------------------------------
-    def remember(self, rec: Record, auto_version: bool, decision: Decision) -> tuple[Record, dict]:
-        info = {
+    def remember(self, rec: Record, auto_version: bool, decision: Decision) -> tuple[Record, RequestInfo]:
+        info: RequestInfo = {
             "path": WRITE_ROUTES[decision.write_mode][0],
             "fallback": False,
             "cohort": decision.cohort,
             "phase": decision.phase,
             "write_mode": decision.write_mode,
         }
-        put = lambda store, mirror_to: store.put(rec, auto_version, mirror_to=mirror_to)  # noqa: E731
+
+        def put(store: FaultyStore, mirror_to: str | None) -> Record:
+            return store.put(rec, auto_version, mirror_to=mirror_to)
 
         def write() -> Record:
             try:
@@ -256,13 +287,13 @@ class Gateway:
                     raise
                 # MemoryOS-primary write failed: legacy takes it, the outbox copies it to MemoryOS later.
                 self.metrics.fallbacks.labels(op="remember", reason=self._reason(exc)).inc()
-                info.update(path="legacy", fallback=True, fallback_reason=self._reason(exc))
+                info.update({"path": "legacy", "fallback": True, "fallback_reason": self._reason(exc)})
                 return self._primary("mirror", "put", rec.namespace, rec.id, put)
 
         return self._observed("remember", decision.cohort, info, write), info
 
-    def recall(self, q: RecallQuery, decision: Decision) -> tuple[list[Record], dict]:
-        info = {
+    def recall(self, q: RecallQuery, decision: Decision) -> tuple[list[Record], RequestInfo]:
+        info: RequestInfo = {
             "path": "legacy",
             "fallback": False,
             "cohort": decision.cohort,
@@ -278,20 +309,23 @@ class Gateway:
 
         return self._observed("recall", decision.cohort, info, read), info
 
-    def get(self, namespace: str, id: str, decision: Decision) -> tuple[Record | None, dict]:
-        info = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "phase": decision.phase}
+    def get(self, namespace: str, id: str, decision: Decision) -> tuple[Record | None, RequestInfo]:
+        info: RequestInfo = {"path": "legacy", "fallback": False, "cohort": decision.cohort, "phase": decision.phase}
         return self._observed(
             "get", decision.cohort, info, lambda: self._read("get", decision, info, "get", namespace, id)
         ), info
 
-    def delete(self, namespace: str, id: str, decision: Decision) -> tuple[bool, dict]:
-        info = {
+    def delete(self, namespace: str, id: str, decision: Decision) -> tuple[bool, RequestInfo]:
+        info: RequestInfo = {
             "path": WRITE_ROUTES[decision.write_mode][0],
             "fallback": False,
             "cohort": decision.cohort,
             "phase": decision.phase,
         }
-        delete = lambda store, mirror_to: store.delete(namespace, id, mirror_to=mirror_to)  # noqa: E731
+
+        def delete(store: FaultyStore, mirror_to: str | None) -> bool:
+            return store.delete(namespace, id, mirror_to=mirror_to)
+
         found = self._observed(
             "delete", decision.cohort, info, lambda: self._primary(decision.write_mode, "delete", namespace, id, delete)
         )
@@ -312,7 +346,7 @@ class Gateway:
                 out[target] = max(out.get(target, 0.0), age)
         return out
 
-    def dead_letters(self) -> list[dict]:
+    def dead_letters(self) -> list[dict[str, Any]]:
         return [d for box in self.outboxes.values() for d in box.dead_letters()]
 
     def dead_letter_counts(self) -> dict[str, int]:
@@ -322,7 +356,7 @@ class Gateway:
                 out[target] = out.get(target, 0) + n
         return out
 
-    def restart_drift_window(self) -> dict:
+    def restart_drift_window(self) -> dict[str, int | float | None]:
         """A new drift window (after `cutover reconcile --repair`): the gate judges only shadow reads
         from now on. Returns the window that was dropped."""
         before = self.drift.readiness()
@@ -350,7 +384,7 @@ class Gateway:
             self.metrics.outbox_age.labels(target=target).set(age.get(target, 0.0))
             self.metrics.outbox_dead.labels(target=target).set(dead.get(target, 0))
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         self.refresh_gauges()
         r = self.drift.readiness()
         probe, _ = self.flags.evaluate("status-probe", None)
@@ -397,7 +431,7 @@ class Gateway:
         self._keeper_stop.set()
         for store in self.stores.values():
             if store.local:
-                store.inner.close()  # MemoryOS writes the heat of the last recalls
+                store.inner.close()  # type: ignore[union-attr]  # local: SQLite (MemoryOS writes the last heat)
         if self.worker is not None:
             self.worker.stop()
         if self.background is not None:

@@ -8,7 +8,11 @@ store passes `ids` on)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cutover.judge.drift import pair_drift, parity_drift
+from cutover.store.faults import FaultyStore
+from cutover.store.interface import Store
 from cutover.store.records import RecallQuery, Record, content_key
 
 
@@ -18,7 +22,9 @@ def answer_keys(records: list[Record]) -> list[tuple[str, str]]:
     return [(r.id, content_key(r)) for r in records]
 
 
-def shadow_sample(q: RecallQuery, legacy_answer: list[tuple[str, str]], memoryos, legacy, k: int, p: float):
+def shadow_sample(
+    q: RecallQuery, legacy_answer: list[tuple[str, str]], memoryos: FaultyStore, legacy: Store, k: int, p: float
+) -> tuple[float, float, float]:
     """(parity drift, Jaccard distance, RBO distance) of one shadow read. `memoryos` needs `observe`
     (a recall that heats nothing), `legacy` a `recall`."""
     legacy_top = dict(legacy_answer[:k])
@@ -33,7 +39,7 @@ def shadow_sample(q: RecallQuery, legacy_answer: list[tuple[str, str]], memoryos
     return parity, jaccard, rbo_distance
 
 
-def _held(read, q: RecallQuery, wanted: dict[str, str]) -> dict[str, str]:
+def _held(read: Callable[[RecallQuery], list[Record]], q: RecallQuery, wanted: dict[str, str]) -> dict[str, str]:
     """id -> content key of the `wanted` ids that the store behind `read` returns under q's filters."""
     if not wanted:
         return {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from cutover.migration.tiering import Policy
 from cutover.plan.errors import CutoverError
-from cutover.store.rows import encode_values, record_of_row
+from cutover.store.rows import Row, encode_values, record_of_row
 
 TIERS = ("short", "mid", "long")
 PROMOTION_SCORE = {"short": 0.2, "mid": 0.5, "long": 0.8}
@@ -75,7 +75,7 @@ class Builder:
         self.classify = policy.compile(as_of)
         self.run_id = run_id_of(policy, as_of)
 
-    def row(self, rec: dict) -> tuple[tuple, str, str, int]:
+    def row(self, rec: dict[str, Any]) -> tuple[Row, str, str, int]:
         """(row, tier, rule, existing mem_os fields kept over computed ones) of a valid legacy record
         (see `records.record_problem`)."""
         tier, rule = self.classify(rec)
@@ -125,7 +125,7 @@ class Builder:
         )
         return row, mo["tier"], rule, kept
 
-    def record(self, rec: dict) -> tuple[dict, str, str, int]:
+    def record(self, rec: dict[str, Any]) -> tuple[dict[str, Any], str, str, int]:
         """The same as `row`, as a record dict (a JSONL target)."""
         row, tier, rule, kept = self.row(rec)
         return record_of_row(row), tier, rule, kept

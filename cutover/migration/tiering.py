@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -75,11 +75,11 @@ class Policy(BaseModel):
             raise ValueError("the last rule must match everything (no `when`) and name a tier, so every record lands")
         return self
 
-    def compile(self, now_ms: int) -> Callable[[dict], tuple[str, str]]:
+    def compile(self, now_ms: int) -> Callable[[dict[str, Any]], tuple[str, str]]:
         """A fast classifier over record dicts: returns (tier, rule name)."""
         tests = [(_predicate(r.when, now_ms), r.tier, r.name) for r in self.rules]
 
-        def classify(rec: dict) -> tuple[str, str]:
+        def classify(rec: dict[str, Any]) -> tuple[str, str]:
             for test, tier, name in tests:
                 if test(rec):
                     if tier == "keep":
@@ -90,21 +90,21 @@ class Policy(BaseModel):
         return classify
 
 
-def _existing_tier(rec: dict) -> str | None:
+def _existing_tier(rec: dict[str, Any]) -> str | None:
     mo = (rec.get("metadata") or {}).get("mem_os")
     tier = mo.get("tier") if isinstance(mo, dict) else None
     return tier if tier in ("short", "mid", "long") else None
 
 
-def _observed(rec: dict, now: int) -> int:
+def _observed(rec: dict[str, Any], now: int) -> int:
     """A record's observed_at; one without (absent or null) is observed at the as-of, as migrate stores it."""
     at = rec.get("observed_at")
     return now if at is None else at
 
 
-def _predicate(w: When, now: int) -> Callable[[dict], bool]:
+def _predicate(w: When, now: int) -> Callable[[dict[str, Any]], bool]:
     # Each check closes over its own precomputed value (assigned once, never rebound).
-    checks: list[Callable[[dict], bool]] = []
+    checks: list[Callable[[dict[str, Any]], bool]] = []
     if w.has_tier is not None:
         want_tier = w.has_tier
         checks.append(lambda r: (_existing_tier(r) is not None) == want_tier)

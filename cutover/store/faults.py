@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, TypedDict
 
 from cutover.store.interface import StoreError
+from cutover.store.legacy import LegacyStore
 from cutover.store.memoryos import MemoryOSStore
 from cutover.store.records import RecallQuery, Record
+from cutover.store.remote import HttpStore
+from cutover.store.rows import Row
 from cutover.store.sqlite import SqliteStore
+
+
+class FaultState(TypedDict):
+    """The faults injected into a store (`FaultyStore.set`'s arguments)."""
+
+    latency_ms: float
+    error_rate: float
+    outage: bool
 
 
 class FaultyStore:
     """Wraps a store with injected faults for drills: added latency, an error rate, a full outage."""
 
-    def __init__(self, inner, seed: int = 0):
+    def __init__(self, inner: LegacyStore | MemoryOSStore | HttpStore, seed: int = 0) -> None:
         import random
 
         self.inner, self.name = inner, inner.name
@@ -25,7 +37,7 @@ class FaultyStore:
     def set(self, latency_ms: float = 0.0, error_rate: float = 0.0, outage: bool = False) -> None:
         self.latency_ms, self.error_rate, self.outage = latency_ms, error_rate, outage
 
-    def state(self) -> dict:
+    def state(self) -> FaultState:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "outage": self.outage}
 
     deadline = threading.local()  # set by the gateway around a call with a time budget
@@ -49,29 +61,29 @@ class FaultyStore:
     def put(self, rec: Record, auto_version: bool = False, mirror_to: str | None = None) -> Record:
         self._fault()
         if mirror_to:
-            return self.inner.put(rec, auto_version, mirror_to)
+            return self.inner.put(rec, auto_version, mirror_to)  # type: ignore[call-arg]  # mirror_to: only with a SQLite inner (callers check `local`)
         return self.inner.put(rec, auto_version)
 
     def put_many(self, records: list[Record]) -> int:
         self._fault()
-        return self.inner.put_many(records)
+        return self.inner.put_many(records)  # type: ignore[union-attr]  # an HttpStore has none: AttributeError, as before
 
     def get(self, namespace: str, id: str) -> Record | None:
         self._fault()
         return self.inner.get(namespace, id)
 
-    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         self._fault()
-        return self.inner.get_rows(keys)
+        return self.inner.get_rows(keys)  # type: ignore[union-attr]  # rows: only with a SQLite inner (callers check)
 
-    def put_rows(self, rows: list[tuple]) -> int:
+    def put_rows(self, rows: list[Row]) -> int:
         self._fault()
-        return self.inner.put_rows(rows)
+        return self.inner.put_rows(rows)  # type: ignore[union-attr]  # rows: only with a SQLite inner (callers check)
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         self._fault()
         if mirror_to:
-            return self.inner.delete(namespace, id, mirror_to)
+            return self.inner.delete(namespace, id, mirror_to)  # type: ignore[call-arg]  # mirror_to: only with a SQLite inner (callers check `local`)
         return self.inner.delete(namespace, id)
 
     @property
@@ -94,5 +106,5 @@ class FaultyStore:
         self._fault()
         self.inner.ping()
 
-    def __getattr__(self, attr):  # count, scan, namespaces, checkpoint: no faults (admin and tooling)
+    def __getattr__(self, attr: str) -> Any:  # count, scan, namespaces, checkpoint: no faults (admin and tooling)
         return getattr(self.inner, attr)
