@@ -315,3 +315,33 @@ def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path):
         t.join()
     assert any(b < a for a, b in itertools.pairwise(frames)), frames  # started over at least once
     assert store.count() == len(written) and len(Outbox(None, store=store).due(100000)) == len(written)
+
+
+def test_a_batch_mirrored_to_a_remote_store_lands_one_call_a_record(tmp_path):
+    """A remote primary's mirror target over HTTP (a real `cutover serve` as the remote store): a batch
+    of several writes is copied one call a record (the API has no batch); the worker once died on it
+    (AttributeError: no put_many)."""
+    from cutover.store.remote import HttpStore
+
+    from .gatewayproc import GatewayProcess, project_copy
+
+    data = tmp_path / "remote-data"
+    data.mkdir()
+    remote = GatewayProcess(project_copy(tmp_path), data, "pre-deployment").start()
+    try:
+        legacy = FaultyStore(LegacyStore(tmp_path / "l.db"))
+        memoryos = FaultyStore(HttpStore("memoryos", remote.url))
+        box = Outbox(tmp_path / "o.db")
+        failures: list[tuple[str, str]] = []
+        worker = MirrorWorker(
+            box, {"legacy": legacy, "memoryos": memoryos}, on_failure=lambda t, r: failures.append((t, r))
+        )
+        for i in range(6):
+            legacy.put(r(i, text=f"note {i}"))
+            box.enqueue("legacy", "memoryos", "n", f"r{i}")
+        worker.drain_once()
+        assert failures == [] and box.depth() == {} and box.dead_letters() == []
+        got = [memoryos.get("n", f"r{i}") for i in range(6)]
+        assert [g.text if g else None for g in got] == [f"note {i}" for i in range(6)]
+    finally:
+        remote.stop()

@@ -330,14 +330,14 @@ def on_config(config: MkDocsConfig, **kw: Any) -> MkDocsConfig:
 
 def alert_pages(rules: dict[str, dict[str, Any]], files: Files) -> dict[str, str]:
     """Every alert's page; an alert without its runbook text, or text for no alert, fails the build."""
-    written = {f.src_uri for f in files if f.src_uri.startswith(ALERT_PAGES + "/")}
+    written = {f.src_uri: f for f in files if f.src_uri.startswith(ALERT_PAGES + "/")}
     wanted = {f"{ALERT_PAGES}/{kebab(n)}.md": n for n in rules}
-    if set(wanted) != written:
+    if set(wanted) != set(written):
         raise ValueError(
-            f"alert runbook pages: missing {sorted(set(wanted) - written)}, "
-            f"for no alert {sorted(written - set(wanted))} (write one per alert under runbooks/{ALERT_PAGES}/)"
+            f"alert runbook pages: missing {sorted(set(wanted) - set(written))}, "
+            f"for no alert {sorted(set(written) - set(wanted))} (write one per alert under runbooks/{ALERT_PAGES}/)"
         )
-    return {uri: alert_page(n, rules[n], files.get_file_from_path(uri).content_string) for uri, n in wanted.items()}  # type: ignore[union-attr]  # each is in files: checked above
+    return {uri: alert_page(n, rules[n], written[uri].content_string) for uri, n in wanted.items()}
 
 
 def on_files(files: Files, config: MkDocsConfig, **kw: Any) -> Files:

@@ -172,7 +172,7 @@ def _child(
     for o in spec.outboxes:
         if o.path is None:
             assert o.store is not None  # an outbox without a file of its own lives in a named store
-            boxes.append(Outbox(None, *o.retry, store=stores[o.store].inner))  # type: ignore[arg-type]  # a SQLite one
+            boxes.append(Outbox(None, *o.retry, store=stores[o.store].sqlite))
         else:
             boxes.append(Outbox(Path(o.path), *o.retry, autocheckpoint=False))
     # where this process may switch back, the worker runs at idle priority and writes at normal priority

@@ -44,7 +44,9 @@ class DriftMonitor:
         metrics.drift_ready.set_function(lambda: 1.0 if self.readiness().ready else 0.0)
         self._thread: threading.Thread | None = None
         if sink is None:
-            self._thread = threading.Thread(target=self._run, name="shadow-reads", daemon=True)
+            if legacy is None:
+                raise ValueError("shadow reads in a thread of this process need the legacy store")
+            self._thread = threading.Thread(target=self._run, args=(legacy,), name="shadow-reads", daemon=True)
             self._thread.start()
 
     def offer(self, q: RecallQuery, legacy: list[Record]) -> None:
@@ -60,7 +62,7 @@ class DriftMonitor:
         except queue.Full:
             self.dropped += 1
 
-    def _run(self) -> None:
+    def _run(self, legacy_store: Store) -> None:
         k, p = self.plan.analysis.top_k, self.plan.analysis.rbo_p
         while not self._stop.is_set():
             try:
@@ -68,7 +70,7 @@ class DriftMonitor:
             except queue.Empty:
                 continue
             try:
-                sample = shadow_sample(q, legacy, self.memoryos, self.legacy, k, p)  # type: ignore[arg-type]  # set when no sink
+                sample = shadow_sample(q, legacy, self.memoryos, legacy_store, k, p)
             except (StoreError, Exception):  # a failing shadow read is counted, never raised
                 self.errors += 1
                 continue

@@ -103,7 +103,7 @@ class Gateway:
         # together), or a file of its own in data_dir for a remote store (enqueued before the write).
         retry = (g.outbox_max_attempts, g.outbox_backoff_s, g.outbox_backoff_max_s)
         self.outboxes = {
-            n: Outbox(None, *retry, store=st.inner)  # type: ignore[arg-type]  # local: a SQLite one
+            n: Outbox(None, *retry, store=st.sqlite)
             if st.local
             else Outbox(Path(data_dir) / f"outbox-{n}.db", *retry, autocheckpoint=False)
             for n, st in self.stores.items()
@@ -132,14 +132,16 @@ class Gateway:
         over the interval, so that one file's checkpoint does not share the disk with the locked step
         (two fsyncs) of another. A store's full-text index is merged in the same round, just before
         (`SqliteStore.keep_index`)."""
-        files = [(n, st.inner) if st.local else (f"outbox-{n}", self.outboxes[n]) for n, st in self.stores.items()]
+        files: list[tuple[str, SqliteStore | Outbox]] = [
+            (n, st.sqlite) if st.local else (f"outbox-{n}", self.outboxes[n]) for n, st in self.stores.items()
+        ]
         turn = 0
         while not self._keeper_stop.wait(WAL_KEEP_S / len(files)):
             (name, f), turn = files[turn % len(files)], turn + 1
             try:
                 if isinstance(f, SqliteStore):
                     f.keep_index()
-                self.metrics.wal_frames.labels(file=name).set(f.keep_wal())  # type: ignore[union-attr]  # local: SQLite
+                self.metrics.wal_frames.labels(file=name).set(f.keep_wal())
             except sqlite3.Error as e:  # busy or locked now: the next round tries again
                 log.debug("WAL upkeep of %s: %s", getattr(f, "path", f), e)
 
@@ -431,7 +433,7 @@ class Gateway:
         self._keeper_stop.set()
         for store in self.stores.values():
             if store.local:
-                store.inner.close()  # type: ignore[union-attr]  # local: SQLite (MemoryOS writes the last heat)
+                store.sqlite.close()  # MemoryOS writes the last heat
         if self.worker is not None:
             self.worker.stop()
         if self.background is not None:

@@ -32,12 +32,12 @@ _OUTBOX = re.compile(r"^\w+_outbox_depth\{[^}]*\} (\S+)$", re.M)
 _WAL = re.compile(r"^\w+_wal_frames\{[^}]*\} (\S+)$", re.M)
 
 
-@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _options(parser: LocustArgumentParser) -> None:
     parser.add_argument("--probe-every", type=float, default=5.0, help="seconds between memory probes")
 
 
-@events.test_start.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.test_start.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _start_probe(environment: Environment, **kw: Any) -> None:
     import requests
 
@@ -63,7 +63,7 @@ def _start_probe(environment: Environment, **kw: Any) -> None:
     environment.cutover_probe = gevent.spawn(probe)  # type: ignore[attr-defined]  # kept here for _stop_probe
 
 
-@events.test_stop.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _stop_probe(environment: Environment, **kw: Any) -> None:
     probe = getattr(environment, "cutover_probe", None)
     if probe:

@@ -73,7 +73,7 @@ MISSES = ("zyzzyva", "quixotic", "flummox", "snollygoster", "gobbledygook", "bum
 _writer: dict[str, TextIO | None] = {"f": None}
 
 
-@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _options(parser: LocustArgumentParser) -> None:
     parser.add_argument("--samples", default="samples.jsonl", help="per-request samples (JSON lines)")
     parser.add_argument("--agents", type=int, default=2000, help="distinct agent ids (targeting keys)")
@@ -88,7 +88,7 @@ def _options(parser: LocustArgumentParser) -> None:
     )
 
 
-@events.init.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.init.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _open(environment: Environment, **kw: Any) -> None:
     path = environment.parsed_options.samples  # type: ignore[union-attr]  # Locust parses its options before init
     if isinstance(environment.runner, WorkerRunner):  # one file per worker process (and per pod: pids repeat)
@@ -98,13 +98,13 @@ def _open(environment: Environment, **kw: Any) -> None:
     _writer["f"] = open(path, "a", buffering=1)
 
 
-@events.quitting.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.quitting.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _close(environment: Environment, **kw: Any) -> None:
     if _writer["f"]:
         _writer["f"].close()
 
 
-@events.request.add_listener  # type: ignore[untyped-decorator, unused-ignore]  # locust's add_listener is unannotated (an error only under --strict)
+@events.request.add_listener  # type: ignore[untyped-decorator]  # locust's add_listener is unannotated
 def _record(
     request_type: str,
     name: str,

@@ -88,8 +88,9 @@ class SourceFile:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             line = mark.line + 1 if mark else None
-            if line is None and isinstance(getattr(exc, "position", None), int):  # a reader error: bad character
-                line = text[: exc.position].count("\n") + 1  # type: ignore[attr-defined]
+            position = getattr(exc, "position", None)  # a reader error (a bad character) has a position only
+            if line is None and isinstance(position, int):
+                line = text[:position].count("\n") + 1
             raise error_cls(
                 f"malformed YAML: {problem}",
                 file=str(path),

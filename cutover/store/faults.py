@@ -61,12 +61,17 @@ class FaultyStore:
     def put(self, rec: Record, auto_version: bool = False, mirror_to: str | None = None) -> Record:
         self._fault()
         if mirror_to:
-            return self.inner.put(rec, auto_version, mirror_to)  # type: ignore[call-arg]  # mirror_to: only with a SQLite inner (callers check `local`)
+            return self.sqlite.put(rec, auto_version, mirror_to)
         return self.inner.put(rec, auto_version)
 
     def put_many(self, records: list[Record]) -> int:
+        """One transaction in a SQLite store; one call a record in a remote one (its API has no batch)."""
         self._fault()
-        return self.inner.put_many(records)  # type: ignore[union-attr]  # an HttpStore has none: AttributeError, as before
+        if isinstance(self.inner, SqliteStore):
+            return self.inner.put_many(records)
+        for rec in records:
+            self.inner.put(rec)
+        return len(records)
 
     def get(self, namespace: str, id: str) -> Record | None:
         self._fault()
@@ -74,22 +79,30 @@ class FaultyStore:
 
     def get_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         self._fault()
-        return self.inner.get_rows(keys)  # type: ignore[union-attr]  # rows: only with a SQLite inner (callers check)
+        return self.sqlite.get_rows(keys)
 
     def put_rows(self, rows: list[Row]) -> int:
         self._fault()
-        return self.inner.put_rows(rows)  # type: ignore[union-attr]  # rows: only with a SQLite inner (callers check)
+        return self.sqlite.put_rows(rows)
 
     def delete(self, namespace: str, id: str, mirror_to: str | None = None) -> bool:
         self._fault()
         if mirror_to:
-            return self.inner.delete(namespace, id, mirror_to)  # type: ignore[call-arg]  # mirror_to: only with a SQLite inner (callers check `local`)
+            return self.sqlite.delete(namespace, id, mirror_to)
         return self.inner.delete(namespace, id)
 
     @property
     def local(self) -> bool:
         """True when writes can enqueue their mirror row atomically (a SQLite store)."""
         return isinstance(self.inner, SqliteStore)
+
+    @property
+    def sqlite(self) -> SqliteStore:
+        """The SQLite store inside, for what only a local store does (rows, a mirror row in the same
+        transaction); callers ask `local` first, so a remote store here is a programming error."""
+        if not isinstance(self.inner, SqliteStore):
+            raise TypeError(f"{self.name} is a remote store: rows and in-store mirror rows need a SQLite one")
+        return self.inner
 
     def recall(self, q: RecallQuery) -> list[Record]:
         self._fault()
