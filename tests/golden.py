@@ -19,8 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+PARTS = ("gateway", "loadtest", "nightly", "migration", "controller")  # the stack's optional parts
+
+
 def expected(root: Path = ROOT) -> dict[str, str]:
-    """Relative path under tests/golden -> file text, for every stack and phase."""
+    """Relative path under tests/golden -> file text, for every stack and phase, and under
+    <stack>/every-part/ the manifests with every optional part enabled (the stacks ship them off)."""
     files: dict[str, str] = {}
     for stack in available_stacks(root):
         plan, cfg = load_project(root, stack)
@@ -28,6 +32,10 @@ def expected(root: Path = ROOT) -> dict[str, str]:
             for rel, text in render(plan, stack, cfg, phase).files().items():
                 if not rel.startswith("dashboards/"):
                     files[f"{stack}/{phase}/{rel}"] = text
+        every = cfg.model_copy(update={p: getattr(cfg, p).model_copy(update={"enabled": True}) for p in PARTS})
+        for rel, text in render(plan, stack, every, cfg.phase).files().items():
+            if rel.startswith("manifests/"):
+                files[f"{stack}/every-part/{rel}"] = text
     return files
 
 

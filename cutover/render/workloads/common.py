@@ -66,6 +66,43 @@ def pod_labels(t: Target, component: str) -> dict[str, str]:
     return {**stack_labels(t), **selector_labels(plan, stack, component)}
 
 
+def deployment(
+    name: str,
+    t: Target,
+    component: str,
+    replicas: int,
+    pod: dict[str, Any],
+    *,
+    strategy: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of one part: selected by the part's stable labels, its pods labelled as the stack's."""
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector_labels(t.plan, t.stack, component)},
+    }
+    if strategy is not None:
+        spec["strategy"] = strategy
+    template_meta: dict[str, Any] = {"labels": pod_labels(t, component)}
+    if annotations is not None:
+        template_meta["annotations"] = annotations
+    spec["template"] = {"metadata": template_meta, "spec": pod}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": part_meta(name, t, component), "spec": spec}
+
+
+def service(name: str, t: Target, component: str, port_name: str, port: int, **meta: str) -> dict[str, Any]:
+    """The Service in front of a part's pods: one TCP port, to the container port of the same name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": part_meta(name, t, component, **meta),
+        "spec": {
+            "selector": selector_labels(t.plan, t.stack, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+        },
+    }
+
+
 def resources_of(r: Resources) -> dict[str, Any]:
     return {"requests": dict(r.requests), "limits": dict(r.limits)}
 

@@ -20,6 +20,7 @@ from cutover.render.workloads.common import (
     pod_container,
     pod_labels,
     selector_labels,
+    service,
 )
 
 
@@ -73,11 +74,7 @@ def controller_objects(t: Target) -> list[dict[str, Any]]:
                 },
             },
         },
-        {
-            "apiVersion": "v1", "kind": "Service", "metadata": meta(n["controller"]),
-            "spec": {"selector": sel,
-                     "ports": [{"name": "http", "port": c.port, "targetPort": "http", "protocol": "TCP"}]},
-        },
+        service(n["controller"], t, "controller", "http", c.port),
         alertmanager_config(t),
     ]  # fmt: skip
 

@@ -12,13 +12,14 @@ from cutover.render.workloads.common import (
     PLAN_DIR,
     SECRET_CONFIG_KEY,
     SERVICE_MONITOR_API,
+    deployment,
     names,
     part_meta,
     plan_volume,
     pod_container,
-    pod_labels,
     secret_without_data,
     selector_labels,
+    service,
 )
 
 
@@ -84,45 +85,29 @@ def gateway_deployment(t: Target) -> dict[str, Any]:
         startupProbe={**probe, "periodSeconds": 2, "failureThreshold": 30},
         volumeMounts=[plan_mount, {"name": "data", "mountPath": "/var/lib/cutover"}],
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": part_meta(n["gateway"], t, "gateway"),
-        "spec": {
-            "replicas": g.replicas,
-            "selector": {"matchLabels": selector_labels(plan, stack, "gateway")},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": pod_labels(t, "gateway"),
-                    "annotations": {
-                        "openfeature.dev/enabled": "true",
-                        "openfeature.dev/featureflagsource": n["flagsource"],
-                        "cutover.io/plan-digest": plan.digest(),
-                    },
-                },
-                "spec": {
-                    # the outbox drains on SIGTERM before the pod goes; it is on disk if it cannot
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                    "volumes": [plan_vol, {"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
+    pod = {
+        # the outbox drains on SIGTERM before the pod goes; it is on disk if it cannot
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": [plan_vol, {"name": "data", "emptyDir": {}}],
     }
+    return deployment(
+        n["gateway"],
+        t,
+        "gateway",
+        g.replicas,
+        pod,
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        annotations={
+            "openfeature.dev/enabled": "true",
+            "openfeature.dev/featureflagsource": n["flagsource"],
+            "cutover.io/plan-digest": plan.digest(),
+        },
+    )
 
 
 def gateway_service(t: Target) -> dict[str, Any]:
-    plan, stack, cfg = t.plan, t.stack, t.cfg
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": part_meta(names(plan)["gateway"], t, "gateway"),
-        "spec": {
-            "selector": selector_labels(plan, stack, "gateway"),
-            "ports": [{"name": "http", "port": cfg.gateway.port, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return service(names(t.plan)["gateway"], t, "gateway", "http", t.cfg.gateway.port)
 
 
 def gateway_pdb(t: Target) -> dict[str, Any]:

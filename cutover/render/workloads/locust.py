@@ -14,14 +14,14 @@ from cutover.render.workloads.common import (
     LOCUSTFILES,
     PLAN_DIR,
     analyze_args,
+    deployment,
     gateway_url,
     loadtest_run_dir,
     locust_volumes,
     names,
     part_meta,
     pod_container,
-    pod_labels,
-    selector_labels,
+    service,
     sh_command,
 )
 
@@ -87,7 +87,6 @@ def locust_master(t: Target) -> list[dict[str, Any]]:
         "exec sleep 2147483647",
     )
     vols, mounts = locust_volumes(plan)
-    sel = selector_labels(plan, stack, "locust-master")
     container = pod_container(
         "master",
         cfg,
@@ -97,37 +96,20 @@ def locust_master(t: Target) -> list[dict[str, Any]]:
         workingDir=LOCUST_DIR,
         ports=[{"name": "locust", "containerPort": 5557, "protocol": "TCP"}],
     )
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": part_meta(n["master"], t, "locust-master"),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": sel},
-            "strategy": {"type": "Recreate"},
-            "template": {
-                "metadata": {
-                    "labels": pod_labels(t, "locust-master"),
-                    "annotations": {"cutover.io/run-id": lt.runId},
-                },
-                "spec": {"containers": [container], "volumes": vols},
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": part_meta(n["master"], t, "locust-master"),
-        "spec": {
-            "selector": sel,
-            "ports": [{"name": "locust", "port": 5557, "targetPort": "locust", "protocol": "TCP"}],
-        },
-    }
-    return [deployment, service]
+    master = deployment(
+        n["master"],
+        t,
+        "locust-master",
+        1,
+        {"containers": [container], "volumes": vols},
+        strategy={"type": "Recreate"},
+        annotations={"cutover.io/run-id": lt.runId},
+    )
+    return [master, service(n["master"], t, "locust-master", "locust", 5557)]
 
 
 def locust_workers(t: Target) -> dict[str, Any]:
-    plan, stack, cfg = t.plan, t.stack, t.cfg
+    plan, cfg = t.plan, t.cfg
     lt, n = cfg.loadtest, names(plan)
     run = loadtest_run_dir(cfg)
     command = [
@@ -142,19 +124,11 @@ def locust_workers(t: Target) -> dict[str, Any]:
     ]
     vols, mounts = locust_volumes(plan)
     container = pod_container("worker", cfg, command, lt.resources, volumeMounts=mounts, workingDir=LOCUST_DIR)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": part_meta(n["worker"], t, "locust-worker"),
-        "spec": {
-            "replicas": lt.workers,
-            "selector": {"matchLabels": selector_labels(plan, stack, "locust-worker")},
-            "template": {
-                "metadata": {
-                    "labels": pod_labels(t, "locust-worker"),
-                    "annotations": {"cutover.io/run-id": lt.runId},
-                },
-                "spec": {"containers": [container], "volumes": vols},
-            },
-        },
-    }
+    return deployment(
+        n["worker"],
+        t,
+        "locust-worker",
+        lt.workers,
+        {"containers": [container], "volumes": vols},
+        annotations={"cutover.io/run-id": lt.runId},
+    )
