@@ -263,7 +263,7 @@ def test_unknown_policy_field_is_named(tmp_path):
 def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
     """reconcile splits a large export into byte ranges summarized in parallel: the parts, whatever
     the cuts, must add up to the summary of the whole file."""
-    from cutover.migration.compare import _merge, summarize
+    from cutover.migration.compare import Scope, _merge, summarize
     from cutover.migration.tiering import load_policy
 
     recs = [
@@ -277,12 +277,12 @@ def test_a_summary_from_byte_ranges_adds_up_to_the_whole(tmp_path):
     ]
     write_jsonl(tmp_path / "e.jsonl", recs)
     uri, size = f"jsonl:{tmp_path / 'e.jsonl'}", (tmp_path / "e.jsonl").stat().st_size
-    whole = summarize(uri, load_policy(), None, None, True, NOW)
+    whole = summarize(uri, load_policy(), Scope(as_of=NOW))
     for parts in (2, 3, 7):
         cuts = [size * i // parts for i in range(parts + 1)]
         total: dict = {}
         for i in range(parts):
-            _merge(total, summarize(uri, load_policy(), None, None, True, NOW, (cuts[i], cuts[i + 1])))
+            _merge(total, summarize(uri, load_policy(), Scope(as_of=NOW), (cuts[i], cuts[i + 1])))
         assert total == whole
     assert sum(v["*"][0] for v in whole.values()) == 3000
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,17 @@ from cutover.migration.sides import (
 from cutover.migration.targets import checkpoint_as_of
 from cutover.migration.tiering import Policy
 from cutover.store.records import now_ms, record_problem
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a comparison reads and how: the namespaces (None: every one), the observed_at window,
+    whether the tier counts, and the as-of records without a tier are classified at."""
+
+    namespaces: frozenset[str] | None = None
+    window: tuple[int, int] | None = None
+    with_tier: bool = True
+    as_of: int = 0
 
 
 @dataclass
@@ -75,11 +86,10 @@ def _note(res: NamespaceResult, kind: str, item: Any) -> None:
 def _raw_sqlite(
     path: Path,
     classify: Callable[[dict[str, Any]], tuple[str, str]],
-    namespaces: set[str] | None,
-    window: tuple[int, int] | None,
+    scope: Scope,
 ) -> Iterator[tuple[Any, ...]]:
     """(namespace, id, version, text, tier) in storage order; tiers classified where missing."""
-    conn, where, args = open_sqlite(path, namespaces, window)
+    conn, where, args = open_sqlite(path, scope.namespaces, scope.window)
     conn.row_factory = None
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     yield from conn.execute(
@@ -106,17 +116,13 @@ def _raw_sqlite(
 
 
 def _raw_jsonl(
-    path: Path,
-    tiers: Tiers,
-    namespaces: set[str] | None,
-    window: tuple[int, int] | None,
-    span: tuple[int, int] | None = None,
-    counts: dict[str, int] | None = None,
+    path: Path, tiers: Tiers, scope: Scope, span: tuple[int, int] | None, counts: dict[str, int] | None
 ) -> Iterator[tuple[Any, ...]]:
     """(namespace, id, version, text, tier) of the export's records as `valid_jsonl` reads them
     (the summary pass's loop: no Row built per record)."""
-    if window or not path.is_file():
-        for r in valid_jsonl(path, tiers, namespaces, window, span, counts):
+    namespaces = scope.namespaces
+    if scope.window or not path.is_file():
+        for r in valid_jsonl(path, tiers, namespaces, scope.window, span, counts):
             yield r.namespace, r.id, r.version, r.text, r.tier
         return
     classify, loads, bad_json = tiers.policy.compile(tiers.as_of), orjson.loads, orjson.JSONDecodeError
@@ -157,29 +163,21 @@ def _merge(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(
-    uri: str,
-    policy: Policy,
-    namespaces: list[str] | None,
-    window: tuple[int, int] | None,
-    with_tier: bool,
-    now: int,
-    span: tuple[int, int] | None = None,
-    counts: dict[str, Any] | None = None,
+    uri: str, policy: Policy, scope: Scope, span: tuple[int, int] | None = None, counts: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Per namespace: {tier: [count, checksum]} and, under "*", [count, checksum] over all its records
-    (without the tier when with_tier is False); records without a tier classified at the as-of
-    `now`. `span`: a byte range of a jsonl: file; `counts` gets the lines left out as migrate
+    (without the tier when the scope leaves it out); records without a tier classified at the scope's
+    as-of. `span`: a byte range of a jsonl: file; `counts` gets the lines left out as migrate
     quarantines them ("quarantined")."""
     kind, path = parse_uri(uri)
-    tiers = Tiers(policy, now)
-    classify = policy.compile(now)
-    wanted = set(namespaces) if namespaces else None
+    with_tier = scope.with_tier
+    tiers = Tiers(policy, scope.as_of)
     out: dict[str, dict[str, Any]] = {}
     get = out.get
     rows_ = (
-        _raw_sqlite(path, classify, wanted, window)
+        _raw_sqlite(path, policy.compile(scope.as_of), scope)
         if kind == "sqlite"
-        else _raw_jsonl(path, tiers, wanted, window, span, counts)
+        else _raw_jsonl(path, tiers, scope, span, counts)
     )
     for ns, id_, ver, text, tier in rows_:
         d = digest_of(id_, ver, text, tier)
@@ -199,27 +197,13 @@ def summarize(
     return out
 
 
-def _summary_job(
-    uri: str,
-    policy: Policy,
-    namespaces: list[str] | None,
-    window: tuple[int, int] | None,
-    with_tier: bool,
-    as_of: int,
-    span: tuple[int, int] | None,
-) -> tuple[dict[str, Any], int]:
+def _summary_job(uri: str, policy: Policy, scope: Scope, span: tuple[int, int] | None) -> tuple[dict[str, Any], int]:
     counts: dict[str, Any] = {}
-    return summarize(uri, policy, namespaces, window, with_tier, as_of, span, counts), counts.get("quarantined", 0)
+    return summarize(uri, policy, scope, span, counts), counts.get("quarantined", 0)
 
 
 def _summaries(
-    source: str,
-    target: str,
-    policy: Policy,
-    namespaces: list[str] | None,
-    window: tuple[int, int] | None,
-    with_tier: bool,
-    as_of: int,
+    source: str, target: str, policy: Policy, scope: Scope
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Both sides at once in worker processes. A jsonl: side (parsing and classifying in Python is the
     slow part) is split into byte ranges summarized in parallel and added up. Also returns the lines
@@ -232,19 +216,7 @@ def _summaries(
         min(len(jobs), max(2, os.cpu_count() or 1) + 1), mp_context=multiprocessing.get_context("forkserver")
     ) as pool:
         futures = [
-            (
-                side,
-                pool.submit(
-                    _summary_job,
-                    source if side == "source" else target,
-                    policy,
-                    namespaces,
-                    window,
-                    with_tier,
-                    as_of,
-                    span,
-                ),
-            )
+            (side, pool.submit(_summary_job, source if side == "source" else target, policy, scope, span))
             for side, span in jobs
         ]
         out: dict[str, dict[str, Any]] = {"source": {}, "target": {}}
@@ -293,16 +265,13 @@ def compare(
     """Source against target. Records without a tier are classified as migrate classified them: at
     the as-of their counterpart recorded in its provenance, else at `default_as_of`."""
     at = default_as_of(source, target, as_of)
-    sa, sb, quarantined = _summaries(source, target, policy, namespaces, window, compare_tier, at)
+    scope = Scope(frozenset(namespaces) if namespaces else None, window, compare_tier, at)
+    sa, sb, quarantined = _summaries(source, target, policy, scope)
     same = {ns for ns in set(sa) & set(sb) if sa[ns]["*"] == sb[ns]["*"]}
     differ = sorted((set(sa) | set(sb)) - same)
     # many differing namespaces: one full detail pass rather than a huge IN (...) list
-    detail_ns = differ if len(differ) <= 500 else None
-    report = (
-        _detail(source, target, policy, detail_ns, window, compare_tier, at)
-        if differ
-        else _empty(source, target, window, compare_tier)
-    )
+    detail = replace(scope, namespaces=frozenset(differ) if len(differ) <= 500 else None)
+    report = _detail(source, target, policy, detail) if differ else _empty(source, target, scope)
     for ns in same:  # summaries agree: parity, and the tier table straight from them
         tiers = {t: v for t, v in sa[ns].items() if t != "*"}
         target_tiers = {t: v for t, v in sb[ns].items() if t != "*"} if compare_tier else tiers
@@ -311,15 +280,7 @@ def compare(
             "missing_in_target": 0,
             "missing_in_source": 0,
             "mismatched": 0,
-            "tiers": {
-                t: {
-                    "source_count": tiers.get(t, [0, 0])[0],
-                    "target_count": target_tiers.get(t, [0, 0])[0],
-                    "source_checksum": f"{tiers.get(t, [0, 0])[1]:016x}",
-                    "target_checksum": f"{target_tiers.get(t, [0, 0])[1]:016x}",
-                }
-                for t in sorted(set(tiers) | set(target_tiers))
-            },
+            "tiers": _tier_table(tiers, target_tiers),
             "sample": {"missing_in_target": [], "missing_in_source": [], "mismatched": []},
         }
     report["per_namespace"] = dict(sorted(report["per_namespace"].items()))
@@ -333,12 +294,25 @@ def compare(
     return report
 
 
-def _empty(source: str, target: str, window: tuple[int, int] | None, compare_tier: bool) -> dict[str, Any]:
+def _tier_table(source: dict[Any, list[int]], target: dict[Any, list[int]]) -> dict[Any, dict[str, Any]]:
+    """Per tier: each side's count and checksum (from [count, checksum] per tier)."""
+    return {
+        t: {
+            "source_count": source.get(t, [0, 0])[0],
+            "target_count": target.get(t, [0, 0])[0],
+            "source_checksum": f"{source.get(t, [0, 0])[1]:016x}",
+            "target_checksum": f"{target.get(t, [0, 0])[1]:016x}",
+        }
+        for t in sorted(set(source) | set(target))
+    }
+
+
+def _empty(source: str, target: str, scope: Scope) -> dict[str, Any]:
     return {
         "source": source,
         "target": target,
-        "window": window,
-        "compare_tier": compare_tier,
+        "window": scope.window,
+        "compare_tier": scope.with_tier,
         "records_scanned": 0,
         "namespaces": 0,
         "parity": True,
@@ -348,18 +322,10 @@ def _empty(source: str, target: str, window: tuple[int, int] | None, compare_tie
 
 
 # -- detail pass -------------------------------------------------------------------------------------
-def _detail(
-    source: str,
-    target: str,
-    policy: Policy,
-    namespaces: list[str] | None = None,
-    window: tuple[int, int] | None = None,
-    compare_tier: bool = True,
-    as_of: int | None = None,
-) -> dict[str, Any]:
+def _detail(source: str, target: str, policy: Policy, scope: Scope) -> dict[str, Any]:
     """Merge-join both sides in (namespace, id) order: every missing and mismatched id."""
-    tiers = Tiers(policy, default_as_of(source, target, as_of))
-    wanted = set(namespaces) if namespaces else None
+    tiers = Tiers(policy, scope.as_of)
+    wanted, window, compare_tier = scope.namespaces, scope.window, scope.with_tier
     counts_a: dict[str, Any] = {}
     counts_b: dict[str, Any] = {}
     a, b = rows(source, tiers, wanted, window, counts_a), rows(target, tiers, wanted, window, counts_b)
@@ -408,15 +374,7 @@ def _detail(
         ns: {
             "parity": r.parity,
             **r.counts,
-            "tiers": {
-                t: {
-                    "source_count": r.source.get(t, [0, 0])[0],
-                    "target_count": r.target.get(t, [0, 0])[0],
-                    "source_checksum": f"{r.source.get(t, [0, 0])[1]:016x}",
-                    "target_checksum": f"{r.target.get(t, [0, 0])[1]:016x}",
-                }
-                for t in sorted(set(r.source) | set(r.target))
-            },
+            "tiers": _tier_table(r.source, r.target),
             "sample": {
                 "missing_in_target": r.missing_in_target,
                 "missing_in_source": r.missing_in_source,

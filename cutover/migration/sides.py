@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
@@ -67,7 +68,7 @@ def row_digest(r: Row) -> int:
 
 
 def open_sqlite(
-    path: Path, namespaces: set[str] | None, window: tuple[int, int] | None
+    path: Path, namespaces: AbstractSet[str] | None, window: tuple[int, int] | None
 ) -> tuple[sqlite3.Connection, list[str], list[Any]]:
     """The store's connection and the WHERE terms (with their arguments) of a namespace and time filter."""
     if not path.is_file():
@@ -89,7 +90,7 @@ def provenance_as_of(meta: object) -> int | None:
     return at if isinstance(at, int) and not isinstance(at, bool) else None
 
 
-def _rows_sqlite(path: Path, namespaces: set[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
+def _rows_sqlite(path: Path, namespaces: AbstractSet[str] | None, window: tuple[int, int] | None) -> Iterator[Row]:
     conn, where, args = open_sqlite(path, namespaces, window)
     sql = (
         f"SELECT namespace, id, version, text, tier, class, tags, observed_at, expires_at, metadata FROM records "
@@ -122,7 +123,7 @@ def lines_in(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
 def valid_jsonl(
     path: Path,
     tiers: Tiers,
-    namespaces: set[str] | None,
+    namespaces: AbstractSet[str] | None,
     window: tuple[int, int] | None,
     span: tuple[int, int] | None = None,
     counts: dict[str, int] | None = None,
@@ -185,7 +186,7 @@ def valid_jsonl(
 def _rows_jsonl(
     path: Path,
     tiers: Tiers,
-    namespaces: set[str] | None,
+    namespaces: AbstractSet[str] | None,
     window: tuple[int, int] | None,
     counts: dict[str, int] | None = None,
 ) -> Iterator[Row]:
@@ -213,7 +214,7 @@ def _rows_jsonl(
 def rows(
     uri: str,
     tiers: Tiers,
-    namespaces: set[str] | None = None,
+    namespaces: AbstractSet[str] | None = None,
     window: tuple[int, int] | None = None,
     counts: dict[str, int] | None = None,
 ) -> Iterator[Row]:
