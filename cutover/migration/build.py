@@ -83,7 +83,9 @@ class Builder:
         meta = dict(meta) if meta else {}
         existing = meta.get("mem_os")
         tags = rec.get("tags") or []
-        ns, kind, observed = rec["namespace"], rec.get("kind", "note"), rec.get("observed_at")
+        ns, kind, observed = rec["namespace"], rec.get("kind"), rec.get("observed_at")
+        if kind is None:  # as the API's Record: no kind (or null) is a note
+            kind = "note"
         if observed is None:
             observed = self.as_of
         mo: dict[str, Any] = {

@@ -224,10 +224,10 @@ class Record(BaseModel):
     content: Any = None
     tags: list[str] = Field(default_factory=list, max_length=256)
     source: str | None = Field(default=None, max_length=4096)
-    observed_at: int = Field(default_factory=now_ms, ge=0, le=INT_MAX)
-    expires_at: int | None = Field(default=None, ge=0, le=INT_MAX)
+    observed_at: int = Field(default_factory=now_ms, ge=0, le=INT_MAX, strict=True)
+    expires_at: int | None = Field(default=None, ge=0, le=INT_MAX, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    version: int = Field(default=1, ge=1, le=INT_MAX)
+    version: int = Field(default=1, ge=1, le=INT_MAX, strict=True)
 
     @field_validator("tags")
     @classmethod
