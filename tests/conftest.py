@@ -23,6 +23,25 @@ def plan():
     return load_plan(ROOT / "rollout.yaml")
 
 
+def stamped_evidence(dest: Path) -> Path:
+    """tests/fixtures/evidence copied to `dest`, each file stamped with the plan digest of the
+    project's rollout.yaml (the gate counts evidence only under the plan it was judged under; the
+    committed fixtures name none, so an edit of the plan never makes them stale)."""
+    from cutover.plan.model import load_plan
+
+    digest = load_plan(ROOT / "rollout.yaml").digest()
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted((FIXTURES / "evidence").glob("*.json")):
+        data = json.loads(f.read_text())
+        (dest / f.name).write_text(json.dumps({**data, "plan_digest": digest}, indent=2))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def evidence_dir(tmp_path_factory) -> Path:
+    return stamped_evidence(tmp_path_factory.mktemp("evidence"))
+
+
 def flagd_validator() -> jsonschema.Validator:
     flags = json.loads((SCHEMAS / "flagd-flags.schema.json").read_text())
     targeting = json.loads((SCHEMAS / "flagd-targeting.schema.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import FIXTURES, ROOT
+from .conftest import ROOT
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -57,8 +57,8 @@ def test_plan_validate_and_show():
     assert eff["analysis"]["topk_overlap_min"] == 0.85
 
 
-def test_gate_command_exit_codes():
-    ev = str(FIXTURES / "evidence")
+def test_gate_command_exit_codes(evidence_dir):
+    ev = str(evidence_dir)
     assert run("gate", "--phase", "canary", "--evidence", ev, "--stack", "staging").returncode == 0
     closed = run("gate", "--phase", "ramp-25", "--evidence", ev, "--stack", "staging")
     assert closed.returncode == 1 and "ROLLBACK" in closed.stderr

@@ -189,7 +189,11 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
             time.sleep(0.1)
         ready = g.status()["cutover_ready"]
         assert ready["ready"], ready["reason"]
-        evidence = [new_evidence("drift", "shadow", "PROMOTE", stack="staging", reasons=[ready["reason"]])]
+        evidence = [
+            new_evidence(
+                "drift", "shadow", "PROMOTE", stack="staging", plan_digest=plan.digest(), reasons=[ready["reason"]]
+            )
+        ]
         assert check_transition(plan, "shadow", "canary", evidence, "staging")[0] == "forward"
         apply_state(flags, plan, FlagState("full"), "staging")  # the cutover (forward phases compressed)
         end = time.monotonic() + 5
@@ -209,13 +213,13 @@ def test_cutover_succeeds_after_healthy_drift_and_later_writes_land_in_memoryos(
         g.stop()
 
 
-def test_a_forward_flag_change_goes_through_the_gate_and_a_rollback_is_recorded(tmp_path, plan):
-    """`cutover flags --phase` refuses what `pulumi up` refuses (a jump, a closed gate), --force
-    needs a reason and is recorded; a manual kill switch lands in the rollback log that
-    `cutover reconcile --after-rollback` reads, and in the flags' metadata."""
+def test_a_forward_flag_change_goes_through_the_gate_and_a_rollback_is_recorded(tmp_path, plan, evidence_dir):
+    """`cutover flags --phase` refuses what `pulumi up` refuses (a jump, a closed gate, a phase left
+    before its minimum duration), --force needs a reason and is recorded; a manual kill switch lands
+    in the rollback log that `cutover reconcile --after-rollback` reads, and in the flags' metadata."""
     flagfile = FlagFile(tmp_path / "flags.json")
     flagfile.write(render_state(plan, FlagState("shadow"), "staging"))
-    evidence = ROOT / "tests" / "fixtures" / "evidence"
+    evidence = evidence_dir
     cmd = [sys.executable, "-m", "cutover", "flags", "--flags-file", str(flagfile.path), "--project-dir", str(ROOT)]
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -232,17 +236,26 @@ def test_a_forward_flag_change_goes_through_the_gate_and_a_rollback_is_recorded(
     r = run("--phase", "canary", "--evidence", str(evidence / "shadow-drift-ready.json"))
     assert r.returncode == 0 and state_of(flagfile.read()).phase == "canary", r.stderr
     assert flagfile.read()["metadata"]["changedBy"] == "manual" and not flagfile.read()["metadata"]["changeForced"]
+    began = flagfile.read()["metadata"]["phaseSince"]
+    assert abs(began - time.time()) < 60  # canary began now: its 7d minimum is ahead
+    r = run("--phase", "ramp-25", "--evidence", str(evidence))
+    assert r.returncode == 2 and "phase 'canary' has a minimum duration of 7d: " in r.stderr, r.stderr
+    assert state_of(flagfile.read()).phase == "canary"
+    r = run("--percentage", "3")  # less treatment: a (partial) rollback, and the phase begins anew
+    assert r.returncode == 0 and flagfile.read()["metadata"]["phaseSince"] > began
+    rollbacks = tmp_path / "rollbacks.jsonl"
+    assert len(rollbacks.read_text().splitlines()) == 1  # the partial one
     r = run("--phase", "ramp-25", "--force", "--reason", "INC-7: evidence store lost")
     assert r.returncode == 0 and "FORCED" in r.stderr and flagfile.read()["metadata"]["changeForced"] is True
-    assert not (tmp_path / "rollbacks.jsonl").exists()  # moving forward is no rollback
+    assert len(rollbacks.read_text().splitlines()) == 1  # moving forward is no rollback
     r = run("--kill-switch", "on", "--reason", "p99 doubled")
     assert r.returncode == 0 and state_of(flagfile.read()).kill_switch
     meta = flagfile.read()["metadata"]
     assert (meta["rollbackLevel"], meta["changeReason"]) == ("immediate", "p99 doubled")
-    (line,) = [json.loads(x) for x in (tmp_path / "rollbacks.jsonl").read_text().splitlines()]
+    line = [json.loads(x) for x in rollbacks.read_text().splitlines()][-1]
     assert (line["trigger"], line["level"], line["labels"]["reason"]) == ("manual", "immediate", "p99 doubled")
     r = run("--phase", "canary")  # back: always allowed, and a rollback
-    assert r.returncode == 0 and len((tmp_path / "rollbacks.jsonl").read_text().splitlines()) == 2
+    assert r.returncode == 0 and len(rollbacks.read_text().splitlines()) == 3
 
 
 def test_cutover_controller_command_rolls_back_on_a_webhook_and_refuses_a_weak_secret(tmp_path, plan):

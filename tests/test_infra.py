@@ -11,7 +11,7 @@ import yaml
 from cutover.plan.stacks import available_stacks, load_project
 from cutover.render.rendering import render
 
-from .conftest import FIXTURES, ROOT, crd_validator
+from .conftest import ROOT, crd_validator
 from .pulumi_harness import run_program
 
 STACKS = available_stacks(ROOT)
@@ -73,32 +73,24 @@ def test_first_deployment_must_be_the_first_phase():
         run_program("staging", _settings(phase="canary"), deployed_phase=None)
 
 
-def test_refuses_a_jump_of_more_than_one_phase():
+def test_refuses_a_jump_of_more_than_one_phase(evidence_dir):
     with pytest.raises(pulumi.RunError, match=r"refusing phase 'ramp-25'.*phases advance one at a time"):
-        run_program(
-            "staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow"
-        )
+        run_program("staging", _settings(phase="ramp-25", evidencePath=str(evidence_dir)), deployed_phase="shadow")
 
 
-def test_refuses_a_forward_step_without_passing_evidence(tmp_path):
+def test_refuses_a_forward_step_without_passing_evidence(tmp_path, evidence_dir):
     with pytest.raises(Exception, match="gate into 'canary' is closed"):
         run_program("staging", _settings(phase="canary", evidencePath=str(tmp_path)), deployed_phase="shadow")
     # the newest canary verdict is a ROLLBACK: ramp-25 stays closed
     with pytest.raises(Exception, match="ROLLBACK"):
-        run_program(
-            "staging", _settings(phase="ramp-25", evidencePath=str(FIXTURES / "evidence")), deployed_phase="canary"
-        )
+        run_program("staging", _settings(phase="ramp-25", evidencePath=str(evidence_dir)), deployed_phase="canary")
 
 
-def test_forward_with_evidence_and_rollback_without():
-    objs = run_program(
-        "staging", _settings(phase="canary", evidencePath=str(FIXTURES / "evidence")), deployed_phase="shadow"
-    )
+def test_forward_with_evidence_and_rollback_without(evidence_dir):
+    objs = run_program("staging", _settings(phase="canary", evidencePath=str(evidence_dir)), deployed_phase="shadow")
     phase_of = lambda objs: {o["metadata"]["labels"].get("cutover.io/phase") for o in objs}  # noqa: E731
     assert phase_of(objs) == {"canary", None}  # the FeatureFlag's label; no other object names a phase
-    objs = run_program(
-        "staging", _settings(phase="shadow", evidencePath=str(FIXTURES / "evidence")), deployed_phase="ramp-75"
-    )
+    objs = run_program("staging", _settings(phase="shadow", evidencePath=str(evidence_dir)), deployed_phase="ramp-75")
     assert phase_of(objs) == {"shadow", None}
 
 

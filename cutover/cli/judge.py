@@ -24,13 +24,36 @@ def gate_cmd(
     phase: str = typer.Option(..., "--phase", "-p", help="phase whose entry gate to check"),
     evidence: list[Path] = typer.Option([], "--evidence", "-e", help="evidence file or directory (repeatable)"),
     stack: str | None = typer.Option(None, "--stack", "-s", help="only count evidence for this stack"),
+    flags_file: Path | None = typer.Option(
+        None,
+        "--flags-file",
+        help="the live flag file: when the phase began (evidence before it and the minimum duration)",
+    ),
+    featureflag: str | None = typer.Option(
+        None, "--featureflag", help="in a cluster: NAMESPACE/NAME of the FeatureFlag, read as --flags-file is"
+    ),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", min=1, help="divide the phases' minimum durations by this (rehearsals: a compressed clock)"
+    ),
     file: Path | None = PlanFile,
 ) -> None:
-    """Check the entry gate of a phase against evidence: exit 0 when open, 1 with the reasons when closed."""
+    """Check the entry gate of a phase against evidence: exit 0 when open, 1 with the reasons when closed.
+
+    With the live flags (--flags-file or --featureflag), also when the phase being left began: the
+    evidence must be newer, and its minimum duration spent. Without them that part is not checked
+    (`cutover flags --phase` and `pulumi up` check it when they move the phase)."""
     plan = common.plan(file)
-    result = check_gate(plan, phase, load_evidence(evidence), stack)
+    since = None
+    if flags_file or featureflag:
+        from cutover.cli.ops import flag_backend
+        from cutover.flags.state import phase_since
+
+        since = phase_since(flag_backend(flags_file, featureflag).read())
+    result = check_gate(plan, phase, load_evidence(evidence), stack, since=since, time_scale=time_scale)
     for reason in result.reasons:
         (out if result.passed else err).print(f"  - {reason}")
+    for why in result.ignored:
+        err.print(f"  - not counted: {why}")
     out.print(f"gate into {phase!r}: {'OPEN' if result.passed else 'CLOSED'}")
     if not result.passed:
         raise typer.Exit(1)

@@ -64,6 +64,9 @@ def flags_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="move forward although the gate is closed (needs --reason)"),
     reason: str | None = typer.Option(None, "--reason", help="why: recorded with the change (and the rollback)"),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", min=1, help="divide the phases' minimum durations by this (rehearsals: a compressed clock)"
+    ),
     log: Path | None = typer.Option(
         None, "--log", help="the rollback log a rollback is added to (default: rollbacks.jsonl beside the flag file)"
     ),
@@ -72,20 +75,24 @@ def flags_cmd(
     """Show the live flag state, or change it: write, read back to verify, then watch error rate and p99.
 
     A forward --phase goes through the same gate as `pulumi up` (one phase at a time, passing
-    evidence); going back, less treatment and the kill switch are always allowed. Every change is
-    recorded in the flags' metadata (who, why, when); a rollback is also added to the rollback log
-    that `cutover reconcile --after-rollback` reads.
+    evidence, the phase's minimum duration spent since its start, which the flags record); going
+    back, less treatment and the kill switch are always allowed. Every change is recorded in the
+    flags' metadata (who, why, when; a phase change or a rollback starts the phase anew); a
+    rollback is also added to the rollback log that `cutover reconcile --after-rollback` reads.
 
     The immediate rollback of the runbook: `cutover flags --flags-file data/flags.json --kill-switch on`.
     """
     from cutover.flags.change import change, log_rollback, target_state
-    from cutover.flags.state import FlagState, FlagStateError, state_of
+    from cutover.flags.state import FlagState, FlagStateError, phase_since, state_of
     from cutover.judge.evidence import check_transition, load_evidence
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
+    since: float | None = None
     try:
-        state = state_of(backend.read())
+        live = backend.read()
+        since = phase_since(live)
+        state = state_of(live)
         out.print(f"now: {state.describe(plan)}", highlight=False)
     except FlagStateError as exc:
         if phase is None:
@@ -106,7 +113,9 @@ def flags_cmd(
         raise CutoverError("--force needs --reason", fix='say why, e.g. --reason "INC-123: gate evidence lost"')
 
     def gate(current: str, target: str) -> object:  # a forward --phase: the same gate as `pulumi up`
-        return check_transition(plan, current, target, load_evidence(evidence), stack)
+        return check_transition(
+            plan, current, target, load_evidence(evidence), stack, since=since, time_scale=time_scale
+        )
 
     applied = change(
         backend,

@@ -7,7 +7,8 @@ The levels (the plan's `RollbackLevel`):
 - partial: the treatment percentage of the previous phase (half the current one if none is lower);
 - full: the previous phase's flags.
 
-Whether a forward move is allowed is the campaign state machine's answer
+Which move a change is and what one level back is are the campaign state machine's answers
+(`cutover.plan.campaign`); whether a forward move's gate is open is the judge's
 (`cutover.judge.evidence.check_transition`, a layer above this one): the caller hands it in as the
 `gate` callable. A callable rather than a verdict computed beforehand, because only `change()` knows
 whether the move is a rollback (never gated) and the gate is asked only when it is not: the evidence
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from cutover.flags.backend import FlagBackend, apply_state
-from cutover.flags.state import Change, FlagState
+from cutover.flags.state import Change, FlagState, phase_since
+from cutover.plan.campaign import Campaign
 from cutover.plan.errors import TransitionError
 from cutover.plan.model import Plan, RollbackLevel
 
@@ -34,18 +36,14 @@ Gate = Callable[[str, str], object]
 
 
 def rolled_back(plan: Plan, state: FlagState, level: str) -> FlagState:
+    """One rollback level back from `state`, as the campaign defines it."""
     if level == "immediate":
         return FlagState(state.phase, True, state.percentage, state.read_path)
-    i = plan.index(state.phase)
+    campaign = Campaign(plan)
     if level == "full":
-        return FlagState(plan.phases[max(i - 1, 0)].name, state.kill_switch)
-    current = plan.phase(state.phase).flags.treatment.percentage if state.percentage is None else state.percentage
-    lower = [
-        p.flags.treatment.percentage
-        for p in plan.phases[:i]
-        if p.flags.read_path == "memoryos" and p.flags.treatment.percentage < current
-    ]
-    return FlagState(state.phase, state.kill_switch, max(lower) if lower else current / 2, state.read_path)
+        return FlagState(campaign.previous(state.phase), state.kill_switch)
+    lower = campaign.lower_percentage(state.phase, campaign.percentage(state.phase, state.percentage))
+    return FlagState(state.phase, state.kill_switch, lower, state.read_path)
 
 
 def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
@@ -53,11 +51,12 @@ def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
     to an earlier phase, or less treatment (a lower percentage, or reads back to legacy)."""
     if after.kill_switch and not before.kill_switch:
         return "immediate"
-    if plan.index(after.phase) < plan.index(before.phase):
+    campaign = Campaign(plan)
+    if campaign.is_back(before.phase, after.phase):
         return "full"
 
     def pct(s: FlagState) -> float:
-        return plan.phase(s.phase).flags.treatment.percentage if s.percentage is None else s.percentage
+        return campaign.percentage(s.phase, s.percentage)
 
     def path(s: FlagState) -> str:
         return s.read_path or plan.phase(s.phase).flags.read_path
@@ -126,6 +125,13 @@ class Applied:
         )
 
 
+def _read_or_none(backend: FlagBackend) -> dict[str, Any] | None:
+    try:
+        return backend.read()
+    except Exception:  # an unreadable flag set starts the phase anew (the write replaces it)
+        return None
+
+
 def change(
     backend: FlagBackend,
     plan: Plan,
@@ -161,5 +167,8 @@ def change(
     record = Change(by, ("rollback" if level else "change") if reason is None else reason, level, forced)
     if at is not None:
         record = replace(record, at=at)
+    # The phase begins anew with a change of phase or a rollback; any other change keeps its start.
+    since = None if (level or after.phase != before.phase) else phase_since(_read_or_none(backend))
+    record = replace(record, phase_since=record.at if since is None else since)
     doc = apply_state(backend, plan, after, stack, record)
     return Applied(before, after, record, doc)

@@ -61,9 +61,11 @@ class Change:
     rollback_level: str = ""  # immediate | partial | full when the change is a rollback
     forced: bool = False
     at: float = field(default_factory=time.time)
+    phase_since: float | None = None  # when the phase began (a phase change or a rollback starts it anew)
 
     def metadata(self) -> dict[str, Any]:
         return {
+            **({} if self.phase_since is None else {"phaseSince": round(self.phase_since, 3)}),
             "changedAt": round(self.at, 3),
             "changedBy": self.by,
             "changeReason": self.reason,
@@ -103,6 +105,14 @@ def state_of(doc: dict[str, Any]) -> FlagState:
         None if pct in (-1, None) else float(pct),
         m.get("readPathOverride") or None,
     )
+
+
+def phase_since(doc: dict[str, Any] | None) -> float | None:
+    """When the flag set's phase began (epoch seconds), as its last change recorded it; None when no
+    change recorded it (a flag set rendered by `cutover render`, or written before this was kept)."""
+    m = doc.get("metadata") if isinstance(doc, dict) else None
+    v = m.get("phaseSince") if isinstance(m, dict) else None
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def flag_doc_problem(plan: Plan, raw: bytes) -> tuple[dict[str, Any] | None, str | None]:

@@ -6,13 +6,16 @@ chaos drill or a sign-off. Each names the phase it was collected in, the kind, a
 PROMOTE passes; HOLD and ROLLBACK do not. For each kind the newest file wins, so a later ROLLBACK
 overrides an earlier PROMOTE.
 
-Transitions: forward one phase at a time (entering phase N needs passing evidence of every kind
-that phase N-1 lists in `exit_evidence`), back to any earlier phase at any time, or a re-apply.
+Transitions are the campaign's (`cutover.plan.campaign`): forward one phase at a time (entering
+phase N needs passing evidence of every kind that phase N-1 lists in `exit_evidence`, and N-1's
+minimum duration spent), back to any earlier phase at any time, or a re-apply. Evidence counts only
+for its own stack, under the plan digest it was judged under, and when collected since the phase began.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from cutover.plan.campaign import Campaign, Direction
 from cutover.plan.errors import EvidenceError, TransitionError
 from cutover.plan.model import EvidenceKind, Plan
 from cutover.plan.yamlsrc import field_path
@@ -112,72 +116,110 @@ class GateResult:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     used: list[Evidence] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # evidence not counted, and why
+    closed_by: list[str] = field(default_factory=list)  # the reasons that close it
+    waiting: list[str] = field(default_factory=list)  # of those, the time still to spend in the phase
+
+    def close(self, reason: str) -> None:
+        self.passed = False
+        self.reasons.append(reason)
+        self.closed_by.append(reason)
 
 
-def check_gate(plan: Plan, target: str, evidence: list[Evidence], stack: str | None = None) -> GateResult:
-    """Entry gate of `target`: passing evidence of each kind the previous phase requires."""
-    i = plan.index(target)
-    if i == 0:
+def _not_counted(e: Evidence, plan_digest: str, stack: str | None, since: float | None) -> str | None:
+    """Why a piece of evidence does not count for this gate, or None when it does."""
+    where = e.source or "in memory"
+    if stack is not None and e.stack != stack:
+        return f"{where}: {'names no stack' if e.stack is None else f'for stack {e.stack!r}'}, not {stack!r}"
+    if e.plan_digest != plan_digest:
+        judged = f"judged under plan {e.plan_digest}" if e.plan_digest else "names no plan digest"
+        return f"{where}: {judged}, the plan is {plan_digest} (collect it again under this plan)"
+    if since is not None and e.created_at.timestamp() < since:
+        return f"{where}: collected {e.created_at:%Y-%m-%d %H:%M:%S} UTC, before the phase began"
+    return None
+
+
+def check_gate(
+    plan: Plan,
+    target: str,
+    evidence: list[Evidence],
+    stack: str | None = None,
+    *,
+    since: float | None = None,
+    now: float | None = None,
+    time_scale: float = 1.0,
+) -> GateResult:
+    """Entry gate of `target` (the campaign's requirement): passing evidence of each kind the phase
+    being left lists, for this stack (when given), judged under this plan, collected since the phase
+    began (`since`, the flags' record of its start, when known); and, when its start is known, the
+    phase's minimum duration spent (`time_scale` compresses it, for the rehearsal's clock)."""
+    req = Campaign(plan).requirement(target)
+    if req is None:
         return GateResult(target, True, ["the first phase has no entry gate"])
-    prev = plan.phases[i - 1]
+    digest = plan.digest()
     result = GateResult(target, True)
-    for kind in prev.exit_evidence:
-        candidates = [e for e in evidence if e.kind == kind and e.phase == prev.name and e.stack in (None, stack)]
+    for kind in req.evidence:
+        candidates = []
+        for e in evidence:
+            if e.kind != kind or e.phase != req.leaving:
+                continue
+            why = _not_counted(e, digest, stack, since)
+            if why is None:
+                candidates.append(e)
+            else:
+                result.ignored.append(why)
         if not candidates:
-            result.passed = False
-            result.reasons.append(
-                f"no {kind} evidence from phase {prev.name!r}" + (f" for stack {stack!r}" if stack else "")
-            )
+            result.close(f"no {kind} evidence from phase {req.leaving!r}" + (f" for stack {stack!r}" if stack else ""))
             continue
         newest = max(candidates, key=lambda e: e.created_at)
         result.used.append(newest)
         if newest.passed:
-            result.reasons.append(f"{kind} from {prev.name!r}: PROMOTE ({newest.source or 'in memory'})")
+            result.reasons.append(f"{kind} from {req.leaving!r}: PROMOTE ({newest.source or 'in memory'})")
         else:
-            result.passed = False
             why = "; ".join(newest.reasons) or "no reason given"
-            result.reasons.append(f"{kind} from {prev.name!r}: {newest.verdict} ({newest.source}): {why}")
-    if not prev.exit_evidence:
-        result.reasons.append(f"phase {prev.name!r} requires no evidence")
+            result.close(f"{kind} from {req.leaving!r}: {newest.verdict} ({newest.source}): {why}")
+    if not req.evidence:
+        result.reasons.append(f"phase {req.leaving!r} requires no evidence")
+    left = req.time_left(since, time.time() if now is None else now, time_scale)
+    if left is None:
+        result.reasons.append(f"minimum duration of {req.leaving!r}: not checked (when the phase began is unknown)")
+    elif left > 0:
+        result.close(req.describe_wait(left))
+        result.waiting.append(req.describe_wait(left))
+    else:
+        result.reasons.append(f"minimum duration of {req.leaving!r}: spent")
     return result
 
 
-Direction = Literal["start", "stay", "forward", "back"]
-
-
 def check_transition(
-    plan: Plan, current: str | None, target: str, evidence: list[Evidence], stack: str | None = None
+    plan: Plan,
+    current: str | None,
+    target: str,
+    evidence: list[Evidence],
+    stack: str | None = None,
+    *,
+    since: float | None = None,
+    now: float | None = None,
+    time_scale: float = 1.0,
 ) -> tuple[Direction, GateResult | None]:
-    """Allow or refuse moving from `current` (None: nothing deployed yet) to `target`.
+    """Allow or refuse moving from `current` (None: nothing deployed yet) to `target`: the campaign
+    says which move it is; a forward move also needs its gate open (`check_gate`).
 
     Raises TransitionError with the reason and the fix; returns the direction and the gate result.
     """
-    t = plan.index(target)
-    if current is None:
-        if t != 0:
-            raise TransitionError(
-                f"cannot start the campaign at {target!r}",
-                field="phase",
-                fix=f"the first deployment must be phase {plan.phases[0].name!r}",
-            )
-        return "start", None
-    c = plan.index(current)
-    if t == c:
-        return "stay", None
-    if t < c:
-        return "back", None
-    if t > c + 1:
-        raise TransitionError(
-            f"cannot jump from {current!r} to {target!r}: phases advance one at a time",
-            field="phase",
-            fix=f"set the phase to {plan.phases[c + 1].name!r} first, or back to an earlier one",
-        )
-    gate = check_gate(plan, target, evidence, stack)
+    move = Campaign(plan).move(current, target)
+    if move.direction != "forward":
+        return move.direction, None
+    gate = check_gate(plan, target, evidence, stack, since=since, now=now, time_scale=time_scale)
     if not gate.passed:
+        fixes = []
+        if gate.closed_by != gate.waiting:
+            fixes.append(f"collect passing evidence in {current!r} (see `cutover plan show --phase {current}`)")
+        if gate.waiting:
+            fixes.append(f"wait in {current!r} until its minimum duration has passed")
         raise TransitionError(
-            f"the gate into {target!r} is closed: " + "; ".join(r for r in gate.reasons if "PROMOTE" not in r),
+            f"the gate into {target!r} is closed: " + "; ".join(gate.closed_by),
             field="phase",
-            fix=f"collect passing evidence in {current!r} (see `cutover plan show --phase {current}`), "
-            "or stay in the current phase",
+            fix=", and ".join(fixes) + "; or stay in the current phase",
         )
     return "forward", gate

@@ -11,7 +11,8 @@ canary scenario until the judge has its minimum samples, and is judged with the 
 errors, injected into MemoryOS) in which the alert fires in Prometheus, Alertmanager calls the
 controller, the flags roll back, clients keep getting answers through fallback, and reconciliation
 repairs the window; then on to full. Time is compressed: the rules rendered for the rehearsal have
-their windows and `for:` durations divided by `scale`.
+their windows and `for:` durations divided by `scale`, and the phases' minimum durations (days) are
+divided by DURATION_SCALE (`cutover flags` and `cutover gate --time-scale`: a day is a second).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ JUDGE_TIMEOUT_S = 150  # a judged phase that has not reached its minimum samples
 SEED_RECORDS = 3000  # the legacy corpus: 20 namespaces, 300 keys, 10 records a key
 REGRESSION_MS = 100  # added to every MemoryOS read in the canary's regression (below the fallback budget)
 REHEARSAL_MIN_SAMPLES = 100  # per cohort and operation: the one judge setting the rehearsal lowers
+DURATION_SCALE = 86_400.0  # the phases' minimum durations on the rehearsal's clock: a day is a second
 
 
 @dataclass
@@ -298,6 +300,8 @@ class Rehearsal:
             str(self.out / "evidence"),
             "--reason",
             "rehearsal",
+            "--time-scale",
+            str(DURATION_SCALE),
             "--project-dir",
             str(self.project),
         )
@@ -483,6 +487,10 @@ class Rehearsal:
             str(self.out / "evidence"),
             "--stack",
             "staging",
+            "--flags-file",
+            str(self.flags.path),
+            "--time-scale",
+            str(DURATION_SCALE),
             "--file",
             str(self.plan_path),
         )
@@ -855,9 +863,13 @@ class Rehearsal:
                     self.step_regression(phase)
                     self.set_phase(phase)  # the fault is gone: the phase starts over
                     self.traffic(3, writes=0.3)
-                ok = self.judged(phase)
+                ok = True
                 if "drill" in self.plan.phase(phase).exit_evidence:
-                    ok = self.step_drill(phase) and ok
+                    # the drill's rollbacks start the phase anew: the verdict is collected after them
+                    ok = self.step_drill(phase)
+                    self.set_phase(phase)
+                    self.traffic(3, writes=0.3)
+                ok = self.judged(phase) and ok
                 if not ok or not self.gate(order[order.index(phase) + 1]):
                     break
         except Exception as exc:  # a component that did not start or answer is a failed check, reported
@@ -873,6 +885,7 @@ class Rehearsal:
             "ok": ok,
             "elapsed_s": round(elapsed, 1),
             "time_scale": self.scale,
+            "duration_scale": DURATION_SCALE,
             "overrides": getattr(self, "overrides", {}),
             "checks": [c.__dict__ for c in self.checks],
             "drills": [{k: v for k, v in d.items() if k != "acked"} for d in getattr(self, "drills", [])],
@@ -882,7 +895,8 @@ class Rehearsal:
             "# Rehearsal report",
             "",
             f"**{'PASSED' if ok else 'FAILED'}** · {len(self.checks)} checks, "
-            f"{sum(not c.ok for c in self.checks)} failed · {elapsed:.0f} s · time compressed {self.scale:g}x",
+            f"{sum(not c.ok for c in self.checks)} failed · {elapsed:.0f} s · time compressed {self.scale:g}x "
+            f"(alert windows), {DURATION_SCALE:g}x (minimum durations: a day is a second)",
             "",
             "Rehearsal overrides of the plan: "
             + ("; ".join(f"`{k}` = {v}" for k, v in getattr(self, "overrides", {}).items()) or "none"),

@@ -36,4 +36,15 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def readable_duration(seconds: float) -> str:
+    """A span for people, to the second: 123456.7 -> '1d 10h 17m 37s', 0.4 -> '0s'."""
+    left = round(seconds)
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        n, left = divmod(left, int(_UNITS[unit]))
+        if n:
+            parts.append(f"{n}{unit}")
+    return " ".join(parts) or "0s"
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
