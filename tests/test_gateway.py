@@ -369,3 +369,58 @@ def test_answers_name_the_phase_of_the_flags_that_decided(tmp_path):
         assert r.status_code == 200 and r.headers["X-Cutover-Phase"] == "ramp-25"
         assert "phase" not in r.json()  # a header, not a body field
         assert g.status()["phase"] == "ramp-25"
+
+
+def test_the_gateway_counts_the_rollbacks_its_flags_record_manual_ones_included(tmp_path):
+    """A hand rollback (`cutover flags --kill-switch on`) and a controller's (recorded by the same
+    change()) reach cutover_rollbacks_total of the gateway that serves the flags, once each; a change
+    that is no rollback, and the change in force at start, are not counted."""
+    import subprocess
+    import sys
+
+    from cutover.flags.backend import FlagFile
+    from cutover.flags.change import change
+    from cutover.flags.state import FlagState, render_state, state_of
+
+    from .conftest import ROOT
+
+    plan = load_plan(ROOT / "rollout.yaml")
+    flags = FlagFile(tmp_path / "flags.json")
+    flags.write(render_state(plan, FlagState("ramp-50"), "staging"))
+    change(flags, plan, "staging", FlagState("ramp-50"), FlagState("ramp-50", True), by="manual", reason="before")
+    data = tmp_path / "data"
+    data.mkdir()
+    g = GatewayProcess(project_copy(tmp_path), data, None, flag_poll_ms=100).start(flags_file=flags.path)
+
+    def counted() -> dict[str, float]:
+        lines = g.client().get("/metrics").text.splitlines()
+        return {
+            line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith("cutover_rollbacks_total{")
+        }
+
+    def cutover_flags(*args: str) -> None:
+        cmd = [sys.executable, "-m", "cutover", "flags", "--flags-file", str(flags.path), "--project-dir", str(ROOT)]
+        r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+    def wait_for(want: dict[str, float]) -> dict[str, float]:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and counted() != want:
+            time.sleep(0.1)
+        return counted()
+
+    try:
+        assert counted() == {}  # the kill switch in force at start was counted by whoever set it
+        cutover_flags("--kill-switch", "off")  # no rollback
+        time.sleep(0.5)
+        assert counted() == {}
+        cutover_flags("--kill-switch", "on", "--reason", "p99 doubled")
+        assert wait_for({'level="immediate",trigger="manual"': 1.0}) == {'level="immediate",trigger="manual"': 1.0}
+        before = state_of(flags.read())
+        change(flags, plan, "staging", before, FlagState("ramp-25"), by="controller", reason="CutoverDriftHigh")
+        want = {'level="immediate",trigger="manual"': 1.0, 'level="full",trigger="CutoverDriftHigh"': 1.0}
+        assert wait_for(want) == want
+    finally:
+        g.stop()

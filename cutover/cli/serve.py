@@ -72,9 +72,9 @@ def serve_cmd(
 
     if plan_file is not None:
         plan, kill = load_plan(plan_file), False
-        if phase is None and flagd is None:
+        if phase is None and flagd is None and flags_file is None:
             raise CutoverError(
-                "--plan needs --phase (or --flagd, whose flags name the phase)",
+                "--plan needs --phase (or a flag source whose flags name the phase: --flags-file or --flagd)",
                 fix="name the phase to serve, e.g. --phase shadow",
             )
     else:

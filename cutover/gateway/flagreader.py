@@ -69,6 +69,7 @@ class FlagReader:
         poll_ms: int = 500,
         on_error: Callable[[str], None] | None = None,
         work_dir: Path | None = None,
+        on_rollback: Callable[[str, str], None] | None = None,
     ) -> None:
         """`path`: the flag file (FILE mode), or `flagd://HOST:PORT` for a flagd daemon such as the
         sidecar the OpenFeature Operator injects (RPC mode; flag changes arrive on its event stream)."""
@@ -82,6 +83,10 @@ class FlagReader:
         self.plan, self.path, self._ctx = plan, path, EvaluationContext
         self.domain = f"cutover-gateway-{next(_domains)}"
         self.on_error = on_error or (lambda reason: None)
+        # FILE mode: a rollback the flags record (the controller's or a hand one), counted once when
+        # the gateway first sees it: on_rollback(trigger, level)
+        self.on_rollback = on_rollback or (lambda trigger, level: None)
+        self._last_change: object = None
         self.config_error: str | None = None
         self.config_errors = self.evaluation_errors = 0
         self._last_log = -1e9
@@ -134,11 +139,27 @@ class FlagReader:
 
     # -- the flag file: only good versions reach the provider -----------------------------------------
     def _install(self, effective: Path, raw: bytes, doc: dict[str, Any]) -> None:
+        first = not self._raw
         self._raw = raw
+        self._note_change(doc, count=not first)
         self._defaults = self._default_decision(doc)
         tmp = effective.with_suffix(".tmp")
         tmp.write_bytes(raw)
         os.replace(tmp, effective)
+
+    def _note_change(self, doc: dict[str, Any], count: bool) -> None:
+        """A new change the flag set records (its changedAt): a rollback is counted, by trigger (the
+        alert for the controller's, `manual` for a hand one) and level. The change in force when the
+        gateway starts is not: it was counted before, or by the process that made it."""
+        meta = doc.get("metadata")
+        if not isinstance(meta, dict) or meta.get("changedAt") in (None, self._last_change):
+            return
+        self._last_change = meta.get("changedAt")
+        level = meta.get("rollbackLevel")
+        if count and isinstance(level, str) and level:
+            by = meta.get("changedBy")
+            trigger = str(meta.get("changeReason") or "unknown") if by == "controller" else str(by or "manual")
+            self.on_rollback(trigger, level)
 
     def _default_decision(self, doc: dict[str, Any]) -> Decision:
         """What the flag set answers without targeting: used for a request whose evaluation fails."""

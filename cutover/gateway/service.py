@@ -92,6 +92,7 @@ class Gateway:
             flag_poll_ms,
             on_error=lambda r: self.metrics.flag_config_errors.labels(reason=r).inc(),
             work_dir=Path(data_dir),
+            on_rollback=lambda trigger, level: self.metrics.rollbacks.labels(trigger=trigger, level=level).inc(),
         )
         # phase None (a Deployment: no phase in its arguments): the phase the live flags carry
         self.phase = phase or self.flags.phase() or plan.phase_names[0]

@@ -835,11 +835,19 @@ class Rehearsal:
         self.judge_plan = self.plan.model_copy(
             update={"analysis": a.model_copy(update={"min_samples": min(a.min_samples, REHEARSAL_MIN_SAMPLES)})}
         )
-        self.judge_plan_file = self.out / "plan-judge.yaml"  # what `cutover analyze --file` reads here
+        # Every command of the rehearsal reads that plan, from a project of its own: the evidence it
+        # writes names that plan's digest, which is the one its gates count evidence under.
+        project = self.out / "project"
+        project.mkdir(parents=True, exist_ok=True)
+        for stack_file in self.project.glob("Pulumi*.yaml"):
+            shutil.copy(stack_file, project / stack_file.name)
+        self.judge_plan_file = project / "rollout.yaml"
         self.judge_plan_file.write_text(
             "# the plan with the rehearsal's one override (analysis.min_samples); see report.md\n"
             + yaml.safe_dump(self.judge_plan.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
         )
+        self.project, self.plan_path = project, self.judge_plan_file
+        self.plan, self.cfg = load_project(project, "staging")
         try:
             self.step_render()
             self.start()
