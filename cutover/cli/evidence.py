@@ -148,15 +148,16 @@ def drift_cmd(
             f"{reading.url} does not say which phase the gateway serves", fix="name it: --phase PHASE (e.g. shadow)"
         )
     if phase is not None and reading.phase not in (None, phase):
-        err.print(f"note: the gateway serves phase {reading.phase!r}; the evidence says {phase!r}", highlight=False)
+        note = f"note: the gateway serves phase {reading.phase!r}; the evidence says {phase!r}"
+        err.print(note, highlight=False, soft_wrap=True)
     ev = drift_evidence(reading, plan, stack, measured)
     path = write_new(folder / measured, "drift", ev.to_json())
     if ev.passed:
-        out.print(f"drift gate ready: {reading.gate_reason}", highlight=False)
-        out.print(f"PROMOTE: wrote {path}", highlight=False)
+        out.print(f"drift gate ready: {reading.gate_reason}", highlight=False, soft_wrap=True)
+        out.print(f"PROMOTE: wrote {path}", highlight=False, soft_wrap=True)
         return
-    err.print(f"drift gate not ready: {reading.why_not()}", highlight=False)
-    err.print(f"HOLD: wrote {path}", highlight=False)
+    err.print(f"drift gate not ready: {reading.why_not()}", highlight=False, soft_wrap=True)
+    err.print(f"HOLD: wrote {path}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -165,7 +166,8 @@ def wait_for_samples(read: Callable[[], DriftReading], wait: float) -> DriftRead
     deadline = time.monotonic() + wait
     reading = read()
     while reading.samples < reading.min_samples and time.monotonic() + POLL_S <= deadline:
-        out.print(f"drift samples: {reading.samples} of {reading.min_samples}, waiting", highlight=False)
+        progress = f"drift samples: {reading.samples} of {reading.min_samples}, waiting"
+        out.print(progress, highlight=False, soft_wrap=True)
         time.sleep(POLL_S)
         reading = read()
     return reading
