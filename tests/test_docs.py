@@ -87,6 +87,9 @@ def test_phase_pages_carry_the_plans_numbers(site, plan):
             assert f"<td>{key}</td>\n<td>{value}</td>" in text, (name, key)
         assert f"{eff.monitoring.recall_p99_ms:g} ms" in text and f"{eff.abort_triggers.p95_latency_ms:g} ms" in text
         assert f"pulumi config set memoryos-rollout:phase {name}" in html.unescape(re.sub(r"<[^>]+>", "", text))
+        # the phase whose exit needs drift evidence says which command writes it
+        shown = html.unescape(re.sub(r"<[^>]+>", "", text))
+        assert ("cutover evidence drift --admin" in shown) == ("drift" in eff.phase.exit_evidence), name
     checklist = page(site, "checklists/canary")
     assert f"at least {plan.effective('canary').analysis.min_samples} samples per cohort" in checklist
     assert "{{" not in checklist

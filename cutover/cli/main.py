@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from cutover.cli import judge, migration, ops, plan, render, serve
+from cutover.cli import evidence, judge, migration, ops, plan, render, serve
 from cutover.cli.common import err
 from cutover.plan.errors import CutoverError
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(plan.commands, name="plan")
 app.add_typer(render.dashboards_group, name="dashboards")
 app.add_typer(render.metrics_group, name="metrics")
+app.add_typer(evidence.commands, name="evidence")
 for group in (render, serve, migration, judge, ops):
     app.add_typer(group.commands)
 

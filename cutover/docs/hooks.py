@@ -111,6 +111,15 @@ def phase_page(plan: Plan, name: str) -> str:
             "    ```",
             "",
         ]
+    if "drift" in p.exit_evidence:
+        lines += [
+            '=== "Drift evidence"',
+            "",
+            "    ```sh",
+            f"    cutover evidence drift --admin http://127.0.0.1:8081 --stack staging --phase {name} --wait 600",
+            "    ```",
+            "",
+        ]
     if name == plan.phases[0].name:
         lines += [
             '=== "Soak and baseline"',

@@ -418,34 +418,32 @@ class Rehearsal:
         mos = MemoryOSStore(self.out / "data" / "memoryos.db")
         return sum(mos.delete(f"corp/{i % 20}", f"c{i}") for i in range(0, SEED_RECORDS, 3))
 
-    def drift_evidence(self, name: str) -> tuple[bool, dict[str, Any]]:
-        """Shadow traffic until the drift gate has 3x its minimum samples, then the gate's state as
-        drift evidence (the newest evidence is what the gate reads)."""
+    def drift_evidence(self) -> tuple[bool, dict[str, Any]]:
+        """Shadow traffic until the drift gate has 3x its minimum samples, then `cutover evidence drift`,
+        as an operator runs it against the gateway's admin API: it writes the gate's state as drift
+        evidence (PROMOTE, exit 0; HOLD, exit 1), and the newest evidence is what the gate reads."""
         need = self.plan.effective("shadow").analysis.drift_gate_min_samples
         end = time.monotonic() + 60
         while time.monotonic() < end and self.status()["drift"]["samples"] < need * 3:
             self.traffic(3, writes=0.1)
-        s = self.status()
-        ready = s["cutover_ready"]
-        ev = new_evidence(
-            "drift",
-            "shadow",
-            "PROMOTE" if ready["ready"] else "HOLD",
-            stack="staging",
-            plan_digest=self.plan.digest(),
-            reasons=[ready["reason"]],
-            samples={"treatment": s["drift"]["samples"]},
-            details={"drift": s["drift"]},
-        )
-        (self.out / "evidence" / "shadow").mkdir(parents=True, exist_ok=True)
-        (self.out / "evidence" / "shadow" / f"{name}.json").write_text(ev.to_json())
-        return ready["ready"], s["drift"]
+        folder = self.out / "evidence" / "shadow"
+        before = set(folder.glob("drift-*.json"))
+        r = self.cutover(
+            "evidence", "drift", "--admin", f"http://127.0.0.1:{self.admin_port}", "--stack", "staging",
+            "--phase", "shadow", "--out", str(self.out / "evidence"), "--project-dir", str(self.project),
+            env={"CUTOVER_ADMIN_TOKEN": "rehearsal-token"},
+        )  # fmt: skip
+        written = sorted(set(folder.glob("drift-*.json")) - before)
+        if r.returncode not in (0, 1) or len(written) != 1:
+            raise RuntimeError(f"cutover evidence drift failed: {' '.join((r.stdout + r.stderr).split())[-300:]}")
+        drift: dict[str, Any] = json.loads(written[0].read_text())["details"]["drift"]
+        return r.returncode == 0, drift
 
     def step_shadow(self) -> bool:
         self.say("shadow: mirror writes, shadow reads, drift gate (first with records missing in MemoryOS)")
         self.set_phase("shadow")
         lost = self.lost_batch()
-        ready, drift = self.drift_evidence("drift-spike")
+        ready, drift = self.drift_evidence()
         self.check(
             "shadow",
             f"drift spike ({lost} migrated records missing in MemoryOS): drift gate not ready "
@@ -461,7 +459,7 @@ class Rehearsal:
         repair = self.cutover("reconcile", "--source", legacy, "--target", mos, "--repair")
         self.check("shadow", "cutover reconcile --repair: parity", repair.returncode == 0, repair.stdout.strip()[-300:])
         dropped = self.admin.post("/admin/drift/restart").json()
-        ready, drift = self.drift_evidence("drift")
+        ready, drift = self.drift_evidence()
         self.check(
             "shadow",
             f"after the repair: drift gate ready ({drift['samples']} samples)",
@@ -473,9 +471,19 @@ class Rehearsal:
         )
         return self.gate("canary")
 
-    def cutover(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """A `cutover` command, as an operator runs it."""
-        return subprocess.run([sys.executable, "-m", "cutover", *args], capture_output=True, text=True, timeout=timeout)
+    def cutover(
+        self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """A `cutover` command, as an operator runs it (`env`: added to this process's environment)."""
+        import os
+
+        return subprocess.run(
+            [sys.executable, "-m", "cutover", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     def gate(self, phase: str, expect_open: bool = True) -> bool:
         """`cutover gate`, as an operator runs it. expect_open=False: the check is that it refuses."""
