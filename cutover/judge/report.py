@@ -155,6 +155,7 @@ def write_analysis(
                 "detail": m.classification,
             }
             for m in verdict.metrics
+            if m.classification != "NotApplicable"  # reported below, gates nothing
         ],
         samples=verdict.samples,
         details=json.loads(json.dumps(verdict.as_dict(), default=float)),
@@ -168,6 +169,8 @@ def write_analysis(
             "",
             f"**Verdict: {verdict.verdict}** · score {verdict.score} · control {verdict.samples.get('control', 0)} "
             f"samples, treatment {verdict.samples.get('treatment', 0)} · sample-ratio p = {verdict.srm_p:.3g}",
+            "",
+            f"Data: {verdict.source}.",
             "",
             "## Reasons",
             "",
