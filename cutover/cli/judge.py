@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -12,9 +13,12 @@ from cutover.cli.common import PlanFile, err, out
 from cutover.judge.evidence import check_gate, load_evidence
 from cutover.judge.share import expected_share
 from cutover.plan.errors import CutoverError
-from cutover.plan.model import EvidenceKind
+from cutover.plan.model import EvidenceKind, Plan
 from cutover.plan.project import loadtests_dir
 from cutover.render.locust import SCENARIOS, headless_args, scenario_file
+
+if TYPE_CHECKING:
+    from cutover.judge.verdict import Verdict
 
 commands = typer.Typer()
 
@@ -61,7 +65,13 @@ def gate_cmd(
 
 @commands.command("analyze")
 def analyze_cmd(
-    samples: list[Path] = typer.Argument(..., help="sample files (JSON lines) from a Locust run"),
+    samples: list[Path] | None = typer.Argument(None, help="sample files (JSON lines) from a Locust run"),
+    prometheus: str | None = typer.Option(
+        None,
+        "--prometheus",
+        help="judge the real traffic instead: the gateway's histograms and counters by cohort in this Prometheus",
+    ),
+    window: str = typer.Option("30m", "--window", help="with --prometheus: the window judged, ending now"),
     phase: str | None = typer.Option(
         None, "--phase", "-p", help="phase the samples were collected in (default: the one phase they carry)"
     ),
@@ -75,6 +85,7 @@ def analyze_cmd(
 ) -> None:
     """Judge treatment against control: a verdict (PROMOTE, HOLD or ROLLBACK) with every reason, as gate evidence.
 
+    From sample files, or with --prometheus from the gateway's metrics over --window (binned data).
     Exit code 0 for PROMOTE, 1 for HOLD, 3 for ROLLBACK.
     """
     from cutover.judge import samples as sampling
@@ -83,6 +94,20 @@ def analyze_cmd(
     from cutover.judge.report import write_analysis
 
     plan = common.plan(file)
+    if prometheus is not None:
+        if samples:
+            raise CutoverError(
+                "both sample files and --prometheus given", fix="judge one source: the samples or the Prometheus window"
+            )
+        if kind != "verdict":
+            raise CutoverError(f"--kind {kind} needs per-request samples", fix="drop --prometheus, pass the samples")
+        if phase is None:
+            raise CutoverError("--prometheus needs the phase", fix="name the phase: --phase PHASE")
+        verdict = _binned_verdict(plan, prometheus, window, phase, treatment_share)
+        write_analysis(verdict, [], plan, phase, stack, out_dir, title=f"Canary analysis (Prometheus, {window})")
+        _print_verdict("verdict", phase, verdict, out_dir)
+    if not samples:
+        raise CutoverError("no sample files", fix="pass the sample files a Locust run wrote, or --prometheus URL")
     try:
         data = sampling.load_samples(samples)
     except (sampling.SampleError, OSError) as exc:
@@ -111,6 +136,10 @@ def analyze_cmd(
     else:
         raise CutoverError(f"unknown --kind {kind!r}", fix="use verdict, baseline or soak")
     write_analysis(verdict, data, plan, phase, stack, out_dir, kind=evidence_kind, title=title)
+    _print_verdict(kind, phase, verdict, out_dir)
+
+
+def _print_verdict(kind: str, phase: str, verdict: Verdict, out_dir: Path) -> NoReturn:
     (out if verdict.verdict == "PROMOTE" else err).print(
         f"{kind} for phase {phase}: {verdict.verdict} (score {verdict.score})"
     )
@@ -118,6 +147,45 @@ def analyze_cmd(
         out.print(f"  - {reason}", highlight=False)
     out.print(f"evidence: {out_dir / 'verdict.json'}; report: {out_dir / 'report.md'}")
     raise typer.Exit({"PROMOTE": 0, "HOLD": 1, "ROLLBACK": 3}[verdict.verdict])
+
+
+def _binned_verdict(plan: Plan, url: str, window: str, phase: str, treatment_share: float | None) -> Verdict:
+    """The canary's verdict from the gateway's histograms and counters by cohort over `window`."""
+    import httpx
+
+    from cutover.judge import binned
+    from cutover.ops.prometheus import query
+    from cutover.plan.durations import format_duration, parse_duration
+    from cutover.render.promql import PromQL
+
+    try:
+        seconds = parse_duration(window)
+    except ValueError as exc:
+        raise CutoverError(f"--window: {exc}", fix="a Prometheus duration such as 30m or 2h") from None
+    if seconds < 1:
+        raise CutoverError("--window: at least 1s", fix="a Prometheus duration such as 30m or 2h")
+    window = format_duration(round(seconds))  # as Prometheus writes it (1.5h is 90m)
+    eff = plan.effective(phase)
+    q = PromQL(plan, window)
+    try:
+        on = query(url, f"max by (phase) (max_over_time({q.series('phase_info')}[{window}])) > 0")
+        buckets = query(url, q.increase("duration", by="le, cohort, op", suffix="_bucket"))
+        requests = query(url, q.increase("requests", by="cohort, op, outcome"))
+        drift_sum = query(url, q.increase("drift", by="measure", suffix="_sum", cohort_label=False))
+        drift_count = query(url, q.increase("drift", by="measure", suffix="_count", cohort_label=False))
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise CutoverError(
+            f"cannot query Prometheus at {url}: {exc}", fix="check --prometheus (its base URL)"
+        ) from None
+    phases = {str(r["metric"].get("phase", "")) for r in on}
+    if phases - {phase}:
+        raise CutoverError(
+            f"the window holds phases {', '.join(sorted(phases))} (the gateway's phase_info)",
+            fix=f"judge a window inside phase {phase}: a shorter --window",
+        )
+    source = f"Prometheus {url}, the gateway's histograms and counters over {window}"
+    data = binned.from_prometheus(buckets, requests, drift_sum, drift_count, source)
+    return binned.judge_binned(data, eff.analysis, expected_share(eff, treatment_share))
 
 
 @commands.command("report")

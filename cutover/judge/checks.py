@@ -115,12 +115,17 @@ def judge_latency(
 
 def judge_errors(name: str, control_ok: np.ndarray, treatment_ok: np.ndarray, a: Analysis) -> MetricResult:
     n1, n2 = len(control_ok), len(treatment_ok)
+    return judge_error_counts(name, int(n1 - control_ok.sum()), n1, int(n2 - treatment_ok.sum()), n2, a)
+
+
+def judge_error_counts(name: str, e1: int, n1: int, e2: int, n2: int, a: Analysis) -> MetricResult:
+    """Errors `e1` of `n1` control requests against `e2` of `n2` treatment requests: per-request
+    samples and binned counters (`cutover.judge.binned`) alike, since error counts are exact."""
     r = MetricResult(name, PASS, n1, n2)
     if n1 < a.min_samples or n2 < a.min_samples:
         r.classification = NODATA
         r.reasons.append(f"{name}: {n1} control and {n2} treatment samples, {a.min_samples} needed per cohort")
         return r
-    e1, e2 = int(n1 - control_ok.sum()), int(n2 - treatment_ok.sum())
     p = float(stats.fisher_exact([[e2, n2 - e2], [e1, n1 - e1]], alternative="greater").pvalue)
     lo, hi = newcombe(e1, n1, e2, n2, a.alpha)
     r.figures = {

@@ -108,7 +108,10 @@ def _plots(samples: Sequence[Sample], verdict: Verdict, out: Path) -> list[str]:
         if f.get("agreement") is not None:
             base = f.get("noise_floor") or 1.0
             ax.axhline(f["floor"] * base, color="#d62728", ls="--", label=f"floor {f['floor']} x noise floor")
-        ax.set(ylim=(0, 1.05), title=f"recall quality over {f['complete_pairs']} complete answers")
+        over = (
+            f"{f['complete_pairs']} complete answers" if "complete_pairs" in f else f"{f['shadow_reads']} shadow reads"
+        )
+        ax.set(ylim=(0, 1.05), title=f"recall quality over {over}")
         ax.tick_params(axis="x", labelsize=7)
         ax.legend()
         fig.tight_layout()
@@ -155,6 +158,7 @@ def write_analysis(
                 "detail": m.classification,
             }
             for m in verdict.metrics
+            if m.classification != "NotApplicable"  # reported below, gates nothing
         ],
         samples=verdict.samples,
         details=json.loads(json.dumps(verdict.as_dict(), default=float)),
@@ -168,6 +172,8 @@ def write_analysis(
             "",
             f"**Verdict: {verdict.verdict}** · score {verdict.score} · control {verdict.samples.get('control', 0)} "
             f"samples, treatment {verdict.samples.get('treatment', 0)} · sample-ratio p = {verdict.srm_p:.3g}",
+            "",
+            f"Data: {verdict.source}.",
             "",
             "## Reasons",
             "",

@@ -54,6 +54,7 @@ class Verdict:
     srm_p: float
     samples: dict[str, Any]
     sequential: dict[str, Any]
+    source: str = "per-request samples"  # where the data came from (`cutover.judge.binned`: Prometheus)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Verdict:
             "srm_p": self.srm_p,
             "samples": self.samples,
             "sequential": self.sequential,
+            "source": self.source,
             "metrics": [asdict(m) for m in self.metrics],
         }
 

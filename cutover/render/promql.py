@@ -71,6 +71,20 @@ class PromQL:
         series = self.series(key, suffix, cohort_label, **matchers)
         return f"{grouping}(rate({series}[{self.scaled(window or self.window)}]))"
 
+    def increase(
+        self,
+        key: str,
+        window: str | None = None,
+        by: str = "",
+        suffix: str = "",
+        cohort_label: bool = True,
+        **matchers: str,
+    ) -> str:
+        """`sum by (by) (increase(metric{...}[window]))`: the count over the window (the binned judge)."""
+        grouping = f"sum by ({by}) " if by else "sum"
+        series = self.series(key, suffix, cohort_label, **matchers)
+        return f"{grouping}(increase({series}[{self.scaled(window or self.window)}]))"
+
     def quantile(self, q: float, window: str | None = None, by: str = "", **matchers: str) -> str:
         grouping = f"le, {by}" if by else "le"
         rate_expr = self.rate("duration", window, grouping, "_bucket", cohort_label=True, **matchers)
