@@ -236,3 +236,16 @@ def test_mypy_is_strict_over_the_whole_package():
         k for o in cfg.get("overrides", []) for k, v in o.items() if k.startswith(("disallow", "warn")) and not v
     }
     assert not loosened, loosened
+
+
+def test_every_tracked_symlink_stays_inside_the_checkout():
+    """A tracked link is relative and lands in the repository (a committed `.venv -> /abs/path` once
+    replaced a developer's virtualenv with a link to itself on merge)."""
+    listed = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    links = [line.split("\t", 1)[1] for line in listed.splitlines() if line.startswith("120000 ")]
+    bad = []
+    for rel in links:
+        target = (ROOT / rel).readlink()
+        if target.is_absolute() or not (ROOT / rel).resolve().is_relative_to(ROOT.resolve()):
+            bad.append(f"{rel} -> {target}")
+    assert links and not bad, bad
