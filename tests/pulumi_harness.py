@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 from dataclasses import dataclass, field
 
 import pulumi
@@ -32,9 +31,16 @@ class Recorder(pulumi.runtime.Mocks):
         return {}
 
 
-def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: dict | None = None) -> list[dict]:
+def run_program(
+    stack: str,
+    config: dict,
+    deployed_phase: str | None,
+    secrets: dict | None = None,
+    live_flags: dict | None = None,
+) -> list[dict]:
     """Declared Kubernetes objects as manifests: apiVersion, kind, metadata and spec/data/stringData.
-    `secrets` are secret config values (`pulumi config set --secret`)."""
+    `secrets` are secret config values (`pulumi config set --secret`). `live_flags`: the flag set the
+    cluster's FeatureFlag holds (a mock: no cluster runs under Pulumi's mocks; tests/e2e reads a real one)."""
     mocks = Recorder(deployed_phase)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(
@@ -47,7 +53,9 @@ def run_program(stack: str, config: dict, deployed_phase: str | None, secrets: d
 
     @pulumi.runtime.test
     def program():
-        runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
+        from cutover.infra.program import program as body
+
+        body(ROOT, read_live=lambda namespace, name: live_flags)
         return pulumi.Output.from_input(True)
 
     program()

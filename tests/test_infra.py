@@ -24,8 +24,18 @@ def stack_settings(stack: str) -> dict:
 
 
 def normal(objs: list[dict]) -> list:
-    """JSON-shaped data in a stable order (Pulumi registers resources concurrently)."""
-    return sorted(yaml.safe_load(yaml.safe_dump(objs)), key=lambda o: (o["kind"], o["metadata"]["name"]))
+    """JSON-shaped data in a stable order (Pulumi registers resources concurrently), without what the
+    program records in the FeatureFlag's metadata (the phase start, a time; who changed it last):
+    the live-flags tests below check those."""
+    data = yaml.safe_load(yaml.safe_dump(objs))
+    for o in data:
+        if o["kind"] == "FeatureFlag":
+            for key in ("phaseSince", "changedBy", "rollbackLevel"):  # what the program records there
+                o["spec"]["flagSpec"]["metadata"].pop(key, None)
+            o["metadata"].get("annotations", {}).pop(
+                "pulumi.com/patchForce", None
+            )  # it takes back what `cutover flags` set
+    return sorted(data, key=lambda o: (o["kind"], o["metadata"]["name"]))
 
 
 def test_both_stacks_exist():
@@ -103,3 +113,78 @@ def test_kill_switch_from_stack_config():
     flags = obj["spec"]["flagSpec"]["flags"]
     assert flags["memory-kill-switch"]["defaultVariant"] == "on"
     assert flags["memory-read-path"]["variants"]["treatment"] == "legacy"
+
+
+def _live(plan, state, change=None):
+    """The flag set a cluster's FeatureFlag would hold after `cutover flags`/the controller (no cluster
+    runs under Pulumi's mocks; tests/e2e/test_pulumi_up.py reads a real one)."""
+    from cutover.flags.state import render_state
+
+    return render_state(plan, state, "staging", change)
+
+
+def _flag_set(objs: list[dict]) -> dict:
+    (ff,) = [o for o in objs if o["kind"] == "FeatureFlag"]
+    return ff["spec"]["flagSpec"]
+
+
+def test_pulumi_up_never_silently_undoes_a_rollback_in_the_live_flags(plan, evidence_dir):
+    """The controller rolled ramp-50 back (kill switch): a `pulumi up` that would change the flags is
+    refused with the command to acknowledge it; keeping the rolled-back state, or acknowledging that
+    rollback (its changedAt), goes through; a later rollback needs its own acknowledgement."""
+    import time
+
+    from cutover.flags.state import Change, FlagState
+
+    at = time.time() - 60
+    rolled = _live(plan, FlagState("ramp-50", True), Change("controller", "CutoverDriftHigh", "immediate", at=at))
+    settings = _settings(phase="ramp-50")
+    with pytest.raises(pulumi.RunError, match="live flags hold a rollback \\(immediate, by controller") as info:
+        run_program("staging", settings, deployed_phase="ramp-50", live_flags=rolled)
+    assert f"pulumi config set memoryos-rollout:acknowledgeRollback {round(at, 3)}" in str(info.value)
+    kept = run_program(
+        "staging", _settings(phase="ramp-50", killSwitch=True), deployed_phase="ramp-50", live_flags=rolled
+    )
+    assert _flag_set(kept)["flags"] == rolled["flags"]
+    acked = run_program(
+        "staging",
+        _settings(phase="ramp-50", acknowledgeRollback=str(round(at, 3))),
+        deployed_phase="ramp-50",
+        live_flags=rolled,
+    )
+    assert _flag_set(acked)["metadata"]["killSwitch"] is False
+    later = _live(plan, FlagState("ramp-50", True), Change("manual", "INC-9", "immediate", at=at + 30))
+    with pytest.raises(pulumi.RunError, match="by manual"):
+        run_program(
+            "staging",
+            _settings(phase="ramp-50", acknowledgeRollback=str(round(at, 3))),
+            deployed_phase="ramp-50",
+            live_flags=later,
+        )
+
+
+def test_pulumi_up_takes_the_phase_and_its_start_from_the_live_flags(plan, evidence_dir):
+    """After a full rollback by hand (ramp-50 -> ramp-25, recorded in the flags), the stack is in
+    ramp-25 whatever the last `pulumi up` deployed: going to ramp-50 again is a forward move, gated
+    by ramp-25's minimum duration since that rollback (3d); staying records the live start, a move now."""
+    import time
+
+    from cutover.flags.state import Change, FlagState
+
+    now = time.time()
+    back = _live(plan, FlagState("ramp-25"), Change("manual", "p99", "full", at=now - 3600, phase_since=now - 3600))
+    forward = _settings(phase="ramp-50", evidencePath=str(evidence_dir), acknowledgeRollback=str(round(now - 3600, 3)))
+    with pytest.raises(pulumi.RunError, match="phase 'ramp-25' has a minimum duration of 3d: 2d 23h"):
+        run_program("staging", forward, deployed_phase="ramp-50", live_flags=back)
+    stay = run_program("staging", _settings(phase="ramp-25"), deployed_phase="ramp-50", live_flags=back)
+    assert _flag_set(stay)["metadata"]["phaseSince"] == round(now - 3600, 3)
+    (ff,) = [o for o in stay if o["kind"] == "FeatureFlag"]
+    assert ff["metadata"]["annotations"]["pulumi.com/patchForce"] == "true"
+    with pytest.raises(pulumi.RunError, match="would overwrite it"):  # back too: the rollback is acknowledged first
+        run_program("staging", _settings(phase="shadow"), deployed_phase="ramp-50", live_flags=back)
+    ack = str(round(now - 3600, 3))
+    moved = run_program(
+        "staging", _settings(phase="shadow", acknowledgeRollback=ack), deployed_phase="ramp-50", live_flags=back
+    )
+    assert abs(_flag_set(moved)["metadata"]["phaseSince"] - time.time()) < 60
+    assert (_flag_set(moved)["metadata"]["changedBy"], _flag_set(moved)["metadata"]["rollbackLevel"]) == ("pulumi", "")

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "migration": {"plan", "store"},
     "gateway": {"plan", "flags", "judge", "store", "migration"},
     "ops": {"plan", "flags", "render", "judge", "store", "migration", "gateway"},
-    "infra": {"plan", "render", "judge"},
+    "infra": {"plan", "flags", "render", "judge", "ops"},
     "docs": {"plan", "render", "judge"},
     "cli": {"plan", "flags", "render", "judge", "store", "migration", "gateway", "ops"},
 }

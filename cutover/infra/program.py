@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import typing as t
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel
 
+from cutover.infra.liveflags import LiveFlags, LiveReader, read_featureflag
 from cutover.judge.evidence import check_transition, load_evidence
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import load_plan
@@ -56,6 +58,8 @@ ARG = {"stringData": "string_data", "roleRef": "role_ref"}
 # pulumi-kubernetes' documented annotation: create or update the object without waiting for it to
 # become ready (a Deployment's pods, a Job's completion, a Service's endpoints)
 SKIP_AWAIT = "pulumi.com/skipAwait"
+# pulumi-kubernetes' documented annotation: server-side apply takes over fields another manager set
+PATCH_FORCE = "pulumi.com/patchForce"
 
 
 def declare(
@@ -69,6 +73,10 @@ def declare(
     meta = obj["metadata"]
     if skip_await:
         meta = {**meta, "annotations": {**meta.get("annotations", {}), SKIP_AWAIT: "true"}}
+    if obj["kind"] == "FeatureFlag":
+        # `cutover flags` and the controller patch it too; the program has read those changes and
+        # refused to undo a rollback among them (liveflags), so its apply takes the fields back
+        meta = {**meta, "annotations": {**meta.get("annotations", {}), PATCH_FORCE: "true"}}
     metadata = gate.apply(lambda _: meta)
     name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
     body = {k: obj[k] for k in BODY if k in obj}
@@ -83,12 +91,28 @@ def declare(
     )
 
 
-def program(root: Path) -> Rendering:
+def program(root: Path, read_live: LiveReader = read_featureflag) -> Rendering:
+    """`read_live`: how the live flags are read (the Kubernetes API; tests under Pulumi's mocks, where
+    no cluster runs, hand in the flag set a cluster would hold)."""
     stack = pulumi.get_stack()
     try:
         cfg = stack_config()
         plan = load_plan(cfg.project_path(root, cfg.planPath))
         rendering = render(plan, stack, cfg)
+        # The live flags first: a rollback there is never silently undone, and the phase's start
+        # recorded there is what its minimum duration runs from (the program records it in turn).
+        flag_object = next(o for o in rendering.manifests if o["kind"] == "FeatureFlag")
+        live = LiveFlags(read_live(flag_object["metadata"]["namespace"], flag_object["metadata"]["name"]))
+        flag_set = flag_object["spec"]["flagSpec"]
+        live.guard(flag_set, cfg.acknowledgeRollback)
+        flag_set["metadata"] = {
+            **flag_set["metadata"],
+            "phaseSince": round(live.since_for(cfg.phase, time.time()), 3),
+            # the stack's own state from here on: a rollback it replaces (acknowledged, or kept as the
+            # stack's phase) is no longer an active one
+            "changedBy": "pulumi",
+            "rollbackLevel": "",
+        }
         evidence_path = cfg.project_path(root, cfg.evidencePath) if cfg.evidencePath else None
         if evidence_path is not None and not evidence_path.exists():
             # A campaign starts with no evidence: gates stay closed (they fail closed), rollbacks still work.
@@ -101,9 +125,10 @@ def program(root: Path) -> Rendering:
     # The phase this stack deployed last is its own `phase` output (none on the first `pulumi up`).
     me = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}")
 
-    def allowed(current: t.Any) -> str:
+    def allowed(deployed: t.Any) -> str:
+        current = live.phase or deployed or None  # the live flags' phase (a rollback moves it), else the last up's
         try:
-            direction, _ = check_transition(plan, current or None, cfg.phase, evidence, stack)
+            direction, _ = check_transition(plan, current, cfg.phase, evidence, stack, since=live.phase_since)
         except CutoverError as exc:
             raise pulumi.RunError(f"refusing phase {cfg.phase!r} for stack {stack!r}: {exc}") from None
         pulumi.log.info(f"phase {current or '(none)'} -> {cfg.phase}: {direction}")

@@ -160,6 +160,11 @@ class StackConfig(BaseModel):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every object")
     killSwitch: bool = Field(default=False, description="force legacy for everyone (emergency)")
+    acknowledgeRollback: str | None = Field(
+        default=None,
+        description="the changedAt of a rollback in the live flags that this pulumi up may overwrite "
+        "(pulumi up refuses to undo a rollback it did not make, and prints the value to set)",
+    )
     skipAwait: bool = Field(
         default=False,
         description="pulumi up does not wait for objects to become ready (annotation pulumi.com/skipAwait): "

@@ -108,6 +108,23 @@ class Stack:
         return self.project("up", "--yes", "--stack", STACK, "--skip-preview", check=check)
 
 
+def days_pass(cluster, namespace: str, phase: str) -> float:
+    """The phase's minimum duration passes: the live FeatureFlag's recorded phase start is moved back
+    by it (a merge patch, as any writer's), so the next forward `pulumi up` finds it spent. Returns
+    the phase start the program had recorded."""
+    name = f"{PLAN.name}-flags"
+    live = cluster.get("core.openfeature.dev/v1beta1", "FeatureFlag", name, namespace)
+    since = live["spec"]["flagSpec"]["metadata"]["phaseSince"]
+    earlier = since - PLAN.phase(phase).min_duration - 60
+    cluster.request(
+        "PATCH",
+        cluster.path("core.openfeature.dev/v1beta1", "FeatureFlag", name, namespace),
+        {"spec": {"flagSpec": {"metadata": {"phaseSince": earlier}}}},
+        content_type="application/merge-patch+json",
+    )
+    return float(since)
+
+
 def answers_phase(gateway: GatewayProcess, want: str, kill: bool, deadline_s: float = 30) -> float:
     """Seconds until the gateway answers with `want` as its phase (X-Cutover-Phase) and the kill
     switch as given; fails past the deadline."""
@@ -159,6 +176,13 @@ def test_pulumi_up_through_every_phase_forward_and_back_with_flagd_syncing_from_
 
         for before, phase in itertools.pairwise(phases):
             stack.evidence(before)
+            stack.config("phase", phase)
+            early = stack.up(check=False)  # the phase has just begun: its minimum duration is ahead
+            assert (
+                early.returncode != 0 and f"phase '{before}' has a minimum duration of" in early.stdout + early.stderr
+            )
+            recorded = days_pass(cluster, namespace, before)
+            assert abs(recorded - time.time()) < 600, recorded  # pulumi up recorded when the phase began
             stack.config("phase", phase)
             assert stack.preview() == PHASE_STEP, f"{before} -> {phase}"
             t0 = time.monotonic()
@@ -214,6 +238,24 @@ def test_pulumi_up_through_every_phase_forward_and_back_with_flagd_syncing_from_
         answers_phase(gateway, "shadow", kill=False)
         live = cluster.get("core.openfeature.dev/v1beta1", "FeatureFlag", f"{PLAN.name}-flags", namespace)
         assert live["spec"]["flagSpec"]["flags"] == rendering("shadow").flags["flags"]
+
+        # that rollback is never silently undone: pulumi up (still configured for ramp-75) refuses,
+        # names the rollback and the acknowledgement; keeping the rolled-back phase goes through
+        meta = live["spec"]["flagSpec"]["metadata"]
+        undo = stack.up(check=False)
+        said = undo.stdout + undo.stderr
+        assert undo.returncode != 0 and "the live flags hold a rollback (full, by manual" in said, said
+        assert f"acknowledgeRollback {meta['changedAt']}" in said
+        assert cluster.get("core.openfeature.dev/v1beta1", "FeatureFlag", f"{PLAN.name}-flags", namespace) == live
+        stack.config("phase", "shadow")
+        stack.up()
+        answers_phase(gateway, "shadow", kill=False)
+        # going forward again from the rollback: shadow began at the rollback, 7d ago once days pass
+        stack.evidence("shadow")
+        days_pass(cluster, namespace, "shadow")
+        stack.config("phase", "canary")
+        stack.up()
+        answers_phase(gateway, "canary", kill=False)
     finally:
         gateway.stop()
         flagd.stop()
