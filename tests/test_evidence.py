@@ -134,3 +134,16 @@ def test_malformed_evidence_json(tmp_path):
     with pytest.raises(EvidenceError) as info:
         load_evidence_file(f)
     assert info.value.line == 2 and "malformed JSON" in info.value.message
+
+
+def test_a_directory_store_keeps_every_item_and_the_gate_reads_it(plan, tmp_path):
+    """`cutover.ops.evidencestore` with a directory: one file per item under <phase>/, none overwritten."""
+    from cutover.ops.evidencestore import load_store, save
+
+    a = new_evidence("drift", "shadow", "HOLD", stack="staging", plan_digest=plan.digest(), reasons=["spike"])
+    b = new_evidence("drift", "shadow", "PROMOTE", stack="staging", plan_digest=plan.digest())
+    paths = [save(tmp_path, a), save(tmp_path, b)]
+    assert len(set(paths)) == 2 and all("/shadow/drift-" in p for p in paths)
+    items = load_store([str(tmp_path)])
+    assert sorted(e.verdict for e in items) == ["HOLD", "PROMOTE"]
+    assert check_gate(plan, "canary", items, "staging").passed  # the newest wins

@@ -10,8 +10,9 @@ import typer
 
 from cutover.cli import common
 from cutover.cli.common import PlanFile, err, out
-from cutover.judge.evidence import check_gate, load_evidence
+from cutover.judge.evidence import Evidence, check_gate
 from cutover.judge.share import expected_share
+from cutover.ops.evidencestore import load_store
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import EvidenceKind, Plan
 from cutover.plan.project import loadtests_dir
@@ -26,7 +27,9 @@ commands = typer.Typer()
 @commands.command("gate")
 def gate_cmd(
     phase: str = typer.Option(..., "--phase", "-p", help="phase whose entry gate to check"),
-    evidence: list[Path] = typer.Option([], "--evidence", "-e", help="evidence file or directory (repeatable)"),
+    evidence: list[str] = typer.Option(
+        [], "--evidence", "-e", help="evidence file, directory or configmap:NAMESPACE (repeatable)"
+    ),
     stack: str | None = typer.Option(None, "--stack", "-s", help="only count evidence for this stack"),
     flags_file: Path | None = typer.Option(
         None,
@@ -53,7 +56,7 @@ def gate_cmd(
         from cutover.flags.state import phase_since
 
         since = phase_since(flag_backend(flags_file, featureflag).read())
-    result = check_gate(plan, phase, load_evidence(evidence), stack, since=since, time_scale=time_scale)
+    result = check_gate(plan, phase, load_store(evidence), stack, since=since, time_scale=time_scale)
     for reason in result.reasons:
         (out if result.passed else err).print(f"  - {reason}")
     for why in result.ignored:
@@ -81,6 +84,11 @@ def analyze_cmd(
     treatment_share: float | None = typer.Option(
         None, "--treatment-share", help="configured treatment share (default: the phase's percentage)"
     ),
+    evidence_store: str | None = typer.Option(
+        None,
+        "--evidence-store",
+        help="also add the evidence to this store: a directory, or configmap:NAMESPACE (where a cluster gate reads)",
+    ),
     file: Path | None = PlanFile,
 ) -> None:
     """Judge treatment against control: a verdict (PROMOTE, HOLD or ROLLBACK) with every reason, as gate evidence.
@@ -104,7 +112,8 @@ def analyze_cmd(
         if phase is None:
             raise CutoverError("--prometheus needs the phase", fix="name the phase: --phase PHASE")
         verdict = _binned_verdict(plan, prometheus, window, phase, treatment_share)
-        write_analysis(verdict, [], plan, phase, stack, out_dir, title=f"Canary analysis (Prometheus, {window})")
+        ev = write_analysis(verdict, [], plan, phase, stack, out_dir, title=f"Canary analysis (Prometheus, {window})")
+        _store(evidence_store, ev)
         _print_verdict("verdict", phase, verdict, out_dir)
     if not samples:
         raise CutoverError("no sample files", fix="pass the sample files a Locust run wrote, or --prometheus URL")
@@ -135,8 +144,15 @@ def analyze_cmd(
         evidence_kind = "soak"
     else:
         raise CutoverError(f"unknown --kind {kind!r}", fix="use verdict, baseline or soak")
-    write_analysis(verdict, data, plan, phase, stack, out_dir, kind=evidence_kind, title=title)
+    _store(evidence_store, write_analysis(verdict, data, plan, phase, stack, out_dir, kind=evidence_kind, title=title))
     _print_verdict(kind, phase, verdict, out_dir)
+
+
+def _store(store: str | None, ev: Evidence) -> None:
+    if store is not None:
+        from cutover.ops.evidencestore import save
+
+        out.print(f"evidence added to {save(store, ev)}", highlight=False)
 
 
 def _print_verdict(kind: str, phase: str, verdict: Verdict, out_dir: Path) -> NoReturn:

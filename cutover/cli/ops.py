@@ -60,7 +60,10 @@ def flags_cmd(
     ),
     watch: float = typer.Option(0, "--watch", help="seconds to watch after a change (needs --prometheus)"),
     evidence: list[Path] = typer.Option(
-        [], "--evidence", "-e", help="gate evidence file or directory (repeatable): a forward --phase needs it"
+        [],
+        "--evidence",
+        "-e",
+        help="gate evidence: file, directory or configmap:NAMESPACE (repeatable; a forward --phase needs it)",
     ),
     force: bool = typer.Option(False, "--force", help="move forward although the gate is closed (needs --reason)"),
     reason: str | None = typer.Option(None, "--reason", help="why: recorded with the change (and the rollback)"),
@@ -84,7 +87,8 @@ def flags_cmd(
     """
     from cutover.flags.change import change, log_rollback, target_state
     from cutover.flags.state import FlagState, FlagStateError, phase_since, state_of
-    from cutover.judge.evidence import check_transition, load_evidence
+    from cutover.judge.evidence import check_transition
+    from cutover.ops.evidencestore import load_store
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
@@ -113,9 +117,7 @@ def flags_cmd(
         raise CutoverError("--force needs --reason", fix='say why, e.g. --reason "INC-123: gate evidence lost"')
 
     def gate(current: str, target: str) -> object:  # a forward --phase: the same gate as `pulumi up`
-        return check_transition(
-            plan, current, target, load_evidence(evidence), stack, since=since, time_scale=time_scale
-        )
+        return check_transition(plan, current, target, load_store(evidence), stack, since=since, time_scale=time_scale)
 
     applied = change(
         backend,

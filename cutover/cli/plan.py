@@ -10,7 +10,8 @@ from rich.table import Table
 
 from cutover.cli import common
 from cutover.cli.common import PlanFile, changes, flags_row, out
-from cutover.judge.evidence import check_transition, load_evidence
+from cutover.judge.evidence import check_transition
+from cutover.ops.evidencestore import load_store
 from cutover.plan.durations import format_duration
 
 commands = typer.Typer(help="Validate and show the rollout plan.", no_args_is_help=True)
@@ -97,7 +98,7 @@ def plan_transition(
 ) -> None:
     """Check a phase change the way the Pulumi program does: one phase forward through its gate, or back."""
     plan = common.plan(file)
-    found = load_evidence(evidence)
+    found = load_store(evidence)
     direction, gate = check_transition(plan, from_, to, found, stack)
     out.print(f"{from_ or '(nothing deployed)'} -> {to}: allowed ({direction})")
     for reason in gate.reasons if gate else []:

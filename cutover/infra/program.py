@@ -12,7 +12,8 @@ import pulumi_kubernetes as k8s
 from pydantic import BaseModel
 
 from cutover.infra.liveflags import LiveFlags, LiveReader, read_featureflag
-from cutover.judge.evidence import check_transition, load_evidence
+from cutover.judge.evidence import check_transition
+from cutover.ops.evidencestore import load_store, namespace_of
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import load_plan
 from cutover.plan.stacks import PROJECT, StackConfig
@@ -113,12 +114,15 @@ def program(root: Path, read_live: LiveReader = read_featureflag) -> Rendering:
             "changedBy": "pulumi",
             "rollbackLevel": "",
         }
-        evidence_path = cfg.project_path(root, cfg.evidencePath) if cfg.evidencePath else None
-        if evidence_path is not None and not evidence_path.exists():
-            # A campaign starts with no evidence: gates stay closed (they fail closed), rollbacks still work.
-            pulumi.log.warn(f"evidence path {evidence_path} does not exist yet: every forward gate is closed")
-            evidence_path = None
-        evidence = load_evidence(evidence_path)
+        store: str | Path | None = cfg.evidencePath
+        if cfg.evidencePath is not None and namespace_of(cfg.evidencePath) is None:  # a file or directory
+            path = cfg.project_path(root, cfg.evidencePath)
+            store = path
+            if not path.exists():
+                # A campaign starts with no evidence: gates stay closed (they fail closed), rollbacks still work.
+                pulumi.log.warn(f"evidence path {path} does not exist yet: every forward gate is closed")
+                store = None
+        evidence = load_store(store)
     except CutoverError as exc:
         raise pulumi.RunError(str(exc)) from None
 

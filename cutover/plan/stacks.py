@@ -156,7 +156,9 @@ class StackConfig(BaseModel):
     )
     planPath: str = Field(default="rollout.yaml", description="the plan file, relative to the project directory")
     evidencePath: str | None = Field(
-        default=None, description="file or directory of gate evidence (JSON), relative to the project directory"
+        default=None,
+        description="where gate evidence is read: a file or directory (JSON) relative to the project directory, "
+        "or configmap:NAMESPACE (one ConfigMap per item, as the nightly CronJob writes them)",
     )
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every object")
     killSwitch: bool = Field(default=False, description="force legacy for everyone (emergency)")

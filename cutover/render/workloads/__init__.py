@@ -40,7 +40,7 @@ from cutover.render.workloads.gateway import (
 )
 from cutover.render.workloads.locust import locust_master, locust_workers, locustfiles_config_map, results_claim
 from cutover.render.workloads.migration import migration_job, reconcile_job
-from cutover.render.workloads.nightly import nightly_cron_job
+from cutover.render.workloads.nightly import nightly_cron_job, nightly_rbac
 
 __all__ = [
     "ADMIN_TOKEN_KEY",
@@ -74,7 +74,7 @@ def build(t: Target) -> list[dict[str, Any]]:
     if cfg.loadtest.enabled:
         objs += [*locust_master(t), locust_workers(t)]
     if cfg.nightly.enabled:
-        objs.append(nightly_cron_job(t))
+        objs += [*nightly_rbac(t), nightly_cron_job(t)]
     if cfg.migration.enabled:
         objs += [migration_job(t), reconcile_job(t)]
     if cfg.controller.enabled:

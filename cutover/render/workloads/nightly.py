@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from cutover.plan.stacks import Target
+from cutover.plan.stacks import StackConfig, Target
 from cutover.render.workloads.common import (
     LOCUST_DIR,
     PLAN_DIR,
@@ -18,6 +18,33 @@ from cutover.render.workloads.common import (
     pod_labels,
     sh_command,
 )
+
+
+def evidence_store(cfg: StackConfig) -> str:
+    """The evidence store of the stack in its cluster (`cutover.ops.evidencestore`)."""
+    return f"configmap:{cfg.namespace}"
+
+
+def nightly_rbac(t: Target) -> list[dict[str, Any]]:
+    """The nightly Job's identity: it may add evidence ConfigMaps to the stack's namespace, nothing else."""
+    n = names(t.plan)["nightly"]
+    meta = part_meta(n, t, "nightly")
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n},
+            "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": t.cfg.namespace}],
+        },
+    ]
 
 
 def nightly_cron_job(t: Target) -> dict[str, Any]:
@@ -40,7 +67,8 @@ def nightly_cron_job(t: Target) -> dict[str, Any]:
         "--processes",
         str(nt.processes),
     ]
-    analyze = ["cutover", *analyze_args(stack, f"{PLAN_DIR}/rollout.yaml")]
+    # the verdict also lands where the gate reads: a ConfigMap in the stack's namespace
+    analyze = ["cutover", *analyze_args(stack, f"{PLAN_DIR}/rollout.yaml"), "--evidence-store", evidence_store(cfg)]
     command = sh_command(
         f'night="{night}"',
         'mkdir -p "$night"',
@@ -67,7 +95,12 @@ def nightly_cron_job(t: Target) -> dict[str, Any]:
                     "backoffLimit": 0,
                     "template": {
                         "metadata": {"labels": pod_labels(t, "nightly")},
-                        "spec": {"restartPolicy": "Never", "containers": [container], "volumes": vols},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "serviceAccountName": n["nightly"],
+                            "containers": [container],
+                            "volumes": vols,
+                        },
                     },
                 }
             },
