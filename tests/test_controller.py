@@ -65,19 +65,23 @@ def test_one_change_asks_the_gate_only_for_a_move_that_is_no_rollback(plan, flag
         asked.append((current, target))
         raise TransitionError(f"the gate into {target!r} is closed")
 
-    before = state_of(flagfile.read())
+    seen = flagfile.read_versioned()
+    before = state_of(seen.flags())
     with pytest.raises(TransitionError):
-        change(flagfile, plan, "staging", before, FlagState("ramp-75"), by="manual", gate=closed)
+        change(flagfile, plan, "staging", before, FlagState("ramp-75"), seen=seen, by="manual", gate=closed)
     assert asked == [("ramp-50", "ramp-75")] and state_of(flagfile.read()) == before
     warned: list[str] = []
     forward = change(
-        flagfile, plan, "staging", before, FlagState("ramp-75"), by="manual", reason="INC-1", gate=closed,
+        flagfile, plan, "staging", before, FlagState("ramp-75"), seen=seen, by="manual", reason="INC-1", gate=closed,
         force=True, warn=warned.append,
     )  # fmt: skip
     assert forward.change.forced and forward.level == "" and warned[0].startswith("FORCED")
     assert flagfile.read()["metadata"]["changeForced"] is True and state_of(flagfile.read()).phase == "ramp-75"
     asked.clear()
-    back = change(flagfile, plan, "staging", forward.after, FlagState("ramp-50"), by="manual", gate=closed)
+    back = change(
+        flagfile, plan, "staging", forward.after, FlagState("ramp-50"),
+        seen=flagfile.read_versioned(), by="manual", gate=closed,
+    )  # fmt: skip
     assert asked == [] and back.level == "full" and back.change.reason == "rollback"
     assert back.rollback(plan, "manual", {}).after == FlagState("ramp-50").describe(plan)
 

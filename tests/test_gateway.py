@@ -387,7 +387,10 @@ def test_the_gateway_counts_the_rollbacks_its_flags_record_manual_ones_included(
     plan = load_plan(ROOT / "rollout.yaml")
     flags = FlagFile(tmp_path / "flags.json")
     flags.write(render_state(plan, FlagState("ramp-50"), "staging"))
-    change(flags, plan, "staging", FlagState("ramp-50"), FlagState("ramp-50", True), by="manual", reason="before")
+    change(
+        flags, plan, "staging", FlagState("ramp-50"), FlagState("ramp-50", True),
+        seen=flags.read_versioned(), by="manual", reason="before",
+    )  # fmt: skip
     data = tmp_path / "data"
     data.mkdir()
     g = GatewayProcess(project_copy(tmp_path), data, None, flag_poll_ms=100).start(flags_file=flags.path)
@@ -418,8 +421,11 @@ def test_the_gateway_counts_the_rollbacks_its_flags_record_manual_ones_included(
         assert counted() == {}
         cutover_flags("--kill-switch", "on", "--reason", "p99 doubled")
         assert wait_for({'level="immediate",trigger="manual"': 1.0}) == {'level="immediate",trigger="manual"': 1.0}
-        before = state_of(flags.read())
-        change(flags, plan, "staging", before, FlagState("ramp-25"), by="controller", reason="CutoverDriftHigh")
+        seen = flags.read_versioned()
+        change(
+            flags, plan, "staging", state_of(seen.flags()), FlagState("ramp-25"),
+            seen=seen, by="controller", reason="CutoverDriftHigh",
+        )  # fmt: skip
         want = {'level="immediate",trigger="manual"': 1.0, 'level="full",trigger="CutoverDriftHigh"': 1.0}
         assert wait_for(want) == want
     finally:

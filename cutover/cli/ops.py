@@ -82,6 +82,8 @@ def flags_cmd(
     back, less treatment and the kill switch are always allowed. Every change is recorded in the
     flags' metadata (who, why, when; a phase change or a rollback starts the phase anew); a
     rollback is also added to the rollback log that `cutover reconcile --after-rollback` reads.
+    A change is refused (exit 2, nothing written) when the flags changed since this command read
+    them (the controller or someone else wrote meanwhile): read them again, then repeat it.
 
     The immediate rollback of the runbook: `cutover flags --flags-file data/flags.json --kill-switch on`.
     """
@@ -93,8 +95,9 @@ def flags_cmd(
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
     since: float | None = None
+    seen = backend.read_versioned()  # the write names its version: refused if the flags change meanwhile
     try:
-        live = backend.read()
+        live = seen.flags()
         since = phase_since(live)
         state = state_of(live)
         out.print(f"now: {state.describe(plan)}", highlight=False)
@@ -125,6 +128,7 @@ def flags_cmd(
         stack,
         state,
         new,
+        seen=seen,
         by="manual",
         reason=reason or None,
         gate=gate if phase is not None else None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
-from cutover.flags.backend import FlagBackend, apply_state
+from cutover.flags.backend import FlagBackend, Snapshot, apply_state
 from cutover.flags.state import Change, FlagState, phase_since
 from cutover.plan.campaign import Campaign
 from cutover.plan.errors import TransitionError
@@ -64,6 +64,14 @@ def rollback_level(plan: Plan, before: FlagState, after: FlagState) -> str:
     if after.phase == before.phase and (pct(after) < pct(before) or (path(after) == "legacy" != path(before))):
         return "partial"
     return ""
+
+
+def as_far_back(plan: Plan, state: FlagState, target: FlagState) -> bool:
+    """Whether `state` is already as far back as `target` (writing `target` over it would take
+    nothing back): what the controller asks when another change came first. The kill switch
+    already sends everyone to legacy, so less treatment takes nothing back from it."""
+    level = rollback_level(plan, state, target)
+    return not level or (level == "partial" and state.kill_switch)
 
 
 @dataclass
@@ -107,12 +115,17 @@ def target_state(
 
 @dataclass(frozen=True)
 class Applied:
-    """A change written and verified: the states before and after, and the change recorded."""
+    """A change written and verified: the states before and after, the change recorded, and the
+    flag set as stored with its version (what the next write of the flags names)."""
 
     before: FlagState
     after: FlagState
     change: Change
-    doc: dict[str, Any]  # the flag set read back
+    stored: Snapshot
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return self.stored.flags()
 
     @property
     def level(self) -> str:
@@ -125,13 +138,6 @@ class Applied:
         )
 
 
-def _read_or_none(backend: FlagBackend) -> dict[str, Any] | None:
-    try:
-        return backend.read()
-    except Exception:  # an unreadable flag set starts the phase anew (the write replaces it)
-        return None
-
-
 def change(
     backend: FlagBackend,
     plan: Plan,
@@ -139,6 +145,7 @@ def change(
     before: FlagState,
     after: FlagState,
     *,
+    seen: Snapshot,
     by: str,
     reason: str | None = None,
     level: str | None = None,
@@ -149,6 +156,9 @@ def change(
 ) -> Applied:
     """Move the flags from `before` to `after`: write, read back, verify, and record who and why in
     the flags' metadata.
+
+    `seen`: the read the caller decided from (`backend.read_versioned()`). The write is refused
+    with FlagsChangedError, and nothing written, when the flags changed since (another writer).
 
     `reason`: recorded with the change ("rollback" or "change" when None). `level`: the rollback
     level when the caller asked for one (the controller); otherwise `rollback_level` works it out.
@@ -168,7 +178,8 @@ def change(
     if at is not None:
         record = replace(record, at=at)
     # The phase begins anew with a change of phase or a rollback; any other change keeps its start.
-    since = None if (level or after.phase != before.phase) else phase_since(_read_or_none(backend))
+    # An unreadable flag set (no doc) starts the phase anew too: the write replaces it.
+    since = None if (level or after.phase != before.phase) else phase_since(seen.doc)
     record = replace(record, phase_since=record.at if since is None else since)
-    doc = apply_state(backend, plan, after, stack, record)
-    return Applied(before, after, record, doc)
+    stored = apply_state(backend, plan, after, stack, record, expect=seen.version)
+    return Applied(before, after, record, stored)

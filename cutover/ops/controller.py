@@ -8,6 +8,8 @@ says (immediate, partial or full: `cutover.flags.change`), through the same `cha
 
 Each rollback is recorded (time, trigger, flags before and after) in a JSON-lines log, counted in
 `cutover_rollbacks_total`, shown in status, and never repeated within the plan's hold-down time.
+A write refused because the flags changed since the controller read them (`FlagsChangedError`: on-call
+changed them meanwhile) is decided once more from the flags as they are now.
 One interface, two back ends: the flag file of the embedded gateway (`cutover.flags.backend`), or a
 patch of the FeatureFlag object in a cluster (`cutover.ops.featureflag`).
 """
@@ -21,9 +23,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from cutover.flags.backend import FlagBackend
-from cutover.flags.change import Rollback, change, log_rollback, rolled_back
-from cutover.flags.state import state_of
+from cutover.flags.backend import FlagBackend, Snapshot
+from cutover.flags.change import Applied, Rollback, as_far_back, change, log_rollback, rolled_back
+from cutover.flags.state import FlagState, state_of
+from cutover.plan.errors import FlagsChangedError
 from cutover.plan.model import Plan
 
 if TYPE_CHECKING:
@@ -90,15 +93,25 @@ class Controller:
     def rollback(self, trigger: str, level: str, labels: dict[str, str] | None = None) -> Rollback | None:
         with self.lock:
             now = self.clock()
-            hold = self.plan.effective(state_of(self.backend.read()).phase).abort_triggers.hold_down
-            if self.history and now - self.history[-1].at < hold:
-                self.ignored.append({"at": now, "trigger": trigger, "reason": f"hold-down {hold:g} s"})
+            seen = self.backend.read_versioned()
+            before = state_of(seen.flags())
+            if self._held_down(now, trigger, before):
                 return None
-            before = state_of(self.backend.read())
             after = rolled_back(self.plan, before, level)
-            applied = change(
-                self.backend, self.plan, self.stack, before, after, by="controller", reason=trigger, level=level, at=now
-            )
+            try:
+                applied = self._change(seen, before, after, trigger, level, now)
+            except FlagsChangedError:
+                # Another writer (on-call, a second controller) changed the flags since the read:
+                # decide once more from what they say now. A rollback still needed happens; one that
+                # the other change already made (or went further than) does not happen twice.
+                seen = self.backend.read_versioned()
+                current = state_of(seen.flags())
+                if self._held_down(now, trigger, current):
+                    return None
+                if as_far_back(self.plan, current, after):
+                    self.ignored.append({"at": now, "trigger": trigger, "reason": "flags changed concurrently"})
+                    return None
+                applied = self._change(seen, current, rolled_back(self.plan, current, level), trigger, level, now)
             r = applied.rollback(self.plan, trigger, labels or {})
             self.history.append(r)
             log_rollback(self.log_path, r)
@@ -107,6 +120,23 @@ class Controller:
         if self.on_rollback:
             self.on_rollback(r)
         return r
+
+    def _held_down(self, now: float, trigger: str, state: FlagState) -> bool:
+        """Whether the last rollback is more recent than the hold-down of the phase in force (the
+        alert is then ignored, and listed as such)."""
+        hold = self.plan.effective(state.phase).abort_triggers.hold_down
+        if self.history and now - self.history[-1].at < hold:
+            self.ignored.append({"at": now, "trigger": trigger, "reason": f"hold-down {hold:g} s"})
+            return True
+        return False
+
+    def _change(
+        self, seen: Snapshot, before: FlagState, after: FlagState, trigger: str, level: str, now: float
+    ) -> Applied:
+        return change(
+            self.backend, self.plan, self.stack, before, after,
+            seen=seen, by="controller", reason=trigger, level=level, at=now,
+        )  # fmt: skip
 
     def poll(self, prometheus_url: str) -> list[Rollback]:
         """Fallback path: read firing alerts from Prometheus's API and act as on a webhook."""

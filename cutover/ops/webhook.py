@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cutover.flags.change import ROLLBACK_LEVELS
 from cutover.flags.state import FlagStateError
 from cutover.ops.controller import Controller
+from cutover.plan.errors import FlagsChangedError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -89,6 +90,8 @@ def controller_app(ctrl: Controller) -> Starlette:
             done = await run_in_threadpool(ctrl.handle, payload)
         except FlagStateError as exc:  # the flags cannot be read: nothing was changed; Alertmanager retries
             return JSONResponse({"error": f"flags unreadable, no rollback applied: {exc}"}, status_code=503)
+        except FlagsChangedError as exc:  # changed twice under the controller's writes: Alertmanager retries
+            return JSONResponse({"error": f"no rollback applied: {exc}"}, status_code=503)
         return JSONResponse({"rollbacks": [r.__dict__ for r in done]})
 
     async def status(request: Request) -> Response:

@@ -37,3 +37,8 @@ class TransitionError(CutoverError):
 
 class EvidenceError(CutoverError):
     """A gate evidence file is unreadable or invalid."""
+
+
+class FlagsChangedError(CutoverError):
+    """A write of the flags refused: they changed since the writer read them (another writer, a
+    person or the controller, wrote in between). Nothing was written."""
