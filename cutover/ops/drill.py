@@ -90,12 +90,17 @@ class Components:
         url = f"{self.admin.rstrip('/')}/admin/faults"
         self._call("the gateway's admin API", url, "POST", json={"store": "memoryos", **fault}, headers=headers)
 
+    def controller_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self._call("the controller", f"{self.controller.rstrip('/')}/status")
+        return status
+
     def rollbacks(self) -> list[dict[str, Any]]:
         """The controller's rollbacks so far, oldest first."""
-        rollbacks: list[dict[str, Any]] = self._call("the controller", f"{self.controller.rstrip('/')}/status")[
-            "rollbacks"
-        ]
-        return rollbacks
+        return list(self.controller_status()["rollbacks"])
+
+    def ignored(self) -> list[dict[str, Any]]:
+        """The alerts the controller ignored lately (within a hold-down), oldest first."""
+        return list(self.controller_status()["ignored"])
 
     def firing(self) -> list[str]:
         """The names of the firing alerts that ask for a rollback (label action=rollback)."""
@@ -325,6 +330,7 @@ class Drill:
             c.set_fault({})
         history = c.rollbacks()
         rollback = history[-1] if len(history) > rollbacks_before else None
+        ignored = [i for i in c.ignored() if float(i.get("at", 0)) >= wall0] if rollback is None else []
         if t_alert is None and rollback is not None:  # it fired between two polls: ALERTS has the time
             fired = rollback["trigger"]
             t_alert = c.first_firing(fired, wall0)
@@ -342,6 +348,7 @@ class Drill:
             "client_error_rate": traffic.errors / max(total, 1),
             "fallback_answers": traffic.fallbacks,
             "rollback": rollback,
+            "controller_ignored": ignored[-3:],
         }
         return self.verdict(phase, result, rollback, traffic, wall0)
 
@@ -361,7 +368,9 @@ class Drill:
                   detail=f"{res['alert'] or 'none'} after {_f(res['time_to_alert_s'])}"),
             Check(name="flags rolled back", status="pass" if rollback else "fail", value=res["time_to_flag_flip_s"],
                   detail=f"{rollback['level']} ({rollback['trigger']}) after {_f(res['time_to_flag_flip_s'])}"
-                  if rollback else f"no rollback within {self.timeout:g} s"),
+                  if rollback else f"no rollback within {self.timeout:g} s" + "".join(
+                      f"; the controller ignored {i.get('trigger', 'an alert')}: {i.get('reason')}"
+                      for i in res["controller_ignored"])),
             Check(name="gateway recovered", status="pass" if res["time_to_recovery_s"] is not None else "fail",
                   value=res["time_to_recovery_s"], detail=f"answers without fallback after "
                   f"{_f(res['time_to_recovery_s'])}"),
