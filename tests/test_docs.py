@@ -90,6 +90,8 @@ def test_phase_pages_carry_the_plans_numbers(site, plan):
         # the phase whose exit needs drift evidence says which command writes it
         shown = html.unescape(re.sub(r"<[^>]+>", "", text))
         assert ("cutover evidence drift --admin" in shown) == ("drift" in eff.phase.exit_evidence), name
+        # and the phase whose exit needs a chaos drill, the command that runs it
+        assert ("cutover drill --gateway" in shown) == ("drill" in eff.phase.exit_evidence), name
     checklist = page(site, "checklists/canary")
     assert f"at least {plan.effective('canary').analysis.min_samples} samples per cohort" in checklist
     assert "{{" not in checklist

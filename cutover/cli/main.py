@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from cutover.cli import evidence, judge, migration, ops, plan, render, serve
+from cutover.cli import drill, evidence, judge, migration, ops, plan, render, serve
 from cutover.cli.common import err
 from cutover.plan.errors import CutoverError
 
@@ -25,7 +25,7 @@ app.add_typer(plan.commands, name="plan")
 app.add_typer(render.dashboards_group, name="dashboards")
 app.add_typer(render.metrics_group, name="metrics")
 app.add_typer(evidence.commands, name="evidence")
-for group in (render, serve, migration, judge, ops):
+for group in (render, serve, migration, judge, ops, drill):
     app.add_typer(group.commands)
 
 

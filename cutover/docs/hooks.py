@@ -120,6 +120,22 @@ def phase_page(plan: Plan, name: str) -> str:
             "    ```",
             "",
         ]
+    if "drill" in p.exit_evidence:
+        lines += [
+            '=== "Chaos drill"',
+            "",
+            "    ```sh",
+            "    cutover drill --gateway http://127.0.0.1:8080 --admin http://127.0.0.1:8081 "
+            "--prometheus http://127.0.0.1:9090 \\",
+            f"      --controller http://127.0.0.1:9095 --fault latency --phase {name} --stack staging \\",
+            "      --legacy sqlite:data/staging/legacy.db --memoryos sqlite:data/staging/memoryos.db \\",
+            "      --rollback-log data/staging/rollbacks.jsonl --out evidence/staging",
+            "    ```",
+            "",
+            "    Then, the flags rolled forward after the controller's hold-down, again with `--fault errors`. "
+            "See [the chaos drill](../../on-call/rollback.md#rehearsing-it-the-chaos-drill).",
+            "",
+        ]
     if name == plan.phases[0].name:
         lines += [
             '=== "Soak and baseline"',

@@ -8,9 +8,10 @@ regression injected into MemoryOS reads is judged ROLLBACK, the gate stays close
 alert makes the controller roll back; then the clean canary is judged. Every judged phase runs the
 canary scenario until the judge has its minimum samples, and is judged with the plan's thresholds
 (only `min_samples` lowered; the report says why). A ramp phase runs a chaos drill (latency, then
-errors, injected into MemoryOS) in which the alert fires in Prometheus, Alertmanager calls the
-controller, the flags roll back, clients keep getting answers through fallback, and reconciliation
-repairs the window; then on to full. Time is compressed: the rules rendered for the rehearsal have
+errors, injected into MemoryOS: `cutover drill`, as an operator runs it against the stack) in which the
+alert fires in Prometheus, Alertmanager calls the controller, the flags roll back, clients keep getting
+answers through fallback, and `cutover reconcile --after-rollback --repair` repairs the window; then on
+to full. Time is compressed: the rules rendered for the rehearsal have
 their windows and `for:` durations divided by `scale`, and the phases' minimum durations (days) are
 divided by DURATION_SCALE (`cutover flags` and `cutover gate --time-scale`: a day is a second).
 """
@@ -34,14 +35,13 @@ import yaml
 
 from cutover.flags.backend import FlagFile
 from cutover.flags.state import FlagState, render_state
-from cutover.judge.evidence import new_evidence
 from cutover.migration import reconcile as rc
 from cutover.migration.migrate import migrate
 from cutover.migration.options import Options
 from cutover.migration.tiering import load_policy
 from cutover.ops import prometheus
 from cutover.plan.stacks import load_project
-from cutover.render.alerts import AlertName, render_rules
+from cutover.render.alerts import render_rules
 from cutover.render.rendering import render, write_rendering
 from cutover.render.workloads.common import analyze_args
 from cutover.render.workloads.controller import ControllerRoute
@@ -351,15 +351,11 @@ class Rehearsal:
             records=rep["records_scanned"],
         )
 
-    def traffic(
-        self, seconds: float, threads: int = 4, writes: float = 0.3, sink: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def traffic(self, seconds: float, threads: int = 4, writes: float = 0.3) -> dict[str, Any]:
         """Clients on loopback: recalls of precise keys over the corpus and new writes; counts answers."""
         import random
 
-        stats: dict[str, Any] = (
-            sink if sink is not None else {"ok": 0, "errors": 0, "fallbacks": 0, "acked": set(), "timeline": []}
-        )
+        stats: dict[str, Any] = {"ok": 0, "errors": 0, "fallbacks": 0, "acked": set()}
         stop = time.monotonic() + seconds
         lock = threading.Lock()
 
@@ -393,7 +389,6 @@ class Rehearsal:
                     with lock:
                         stats["ok" if ok else "errors"] += 1
                         stats["fallbacks"] += bool(fb)
-                        stats["timeline"].append((time.monotonic(), ok))
 
         ths = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
         for t in ths:
@@ -665,135 +660,61 @@ class Rehearsal:
         """Names of the firing alerts that ask for a rollback (label action=rollback)."""
         return sorted({labels["alertname"] for labels in prometheus.firing_alerts(self.prom, action="rollback")})
 
-    def first_firing(self, alert: str, since_monotonic: float) -> float | None:
-        start = time.time() - (time.monotonic() - since_monotonic)
-        series = prometheus.query_range(self.prom, prometheus.firing_expr(alert), start, time.time(), 0.5)
-        stamps = [float(v[0]) for s in series for v in s["values"]]
-        return (min(stamps) - start) if stamps else None
-
-    def drill(self, phase: str, fault: dict[str, Any], alert: str) -> dict[str, Any]:
-        """Inject a MemoryOS fault under traffic; time the first rollback alert (`alert` is the one
-        expected; another abort trigger may fire first, e.g. the p99 one for added latency), the flag
-        flip and the recovery."""
-        stats: dict[str, Any] = {"ok": 0, "errors": 0, "fallbacks": 0, "acked": set(), "timeline": []}
-        done = threading.Event()
-        rollbacks_before = len(self.rollbacks())
-
-        def load() -> None:
-            while not done.is_set():
-                self.traffic(2, threads=3, writes=0.3, sink=stats)
-
-        loader = threading.Thread(target=load, daemon=True)
-        loader.start()
-        time.sleep(2)
-        t0 = time.monotonic()
-        self.admin.post("/admin/faults", json={"store": "memoryos", **fault}).raise_for_status()
-        t_alert = t_flip = t_recovered = None
-        fired: str | None = None
-        deadline = t0 + 90
-        while time.monotonic() < deadline:
-            now = time.monotonic()
-            if t_alert is None:
-                names = self.firing_rollback_alerts()
-                if names:
-                    t_alert, fired = now - t0, alert if alert in names else names[0]
-            if t_flip is None and len(self.rollbacks()) > rollbacks_before:
-                t_flip = now - t0
-            if t_flip is not None:
-                probe = httpx.post(
-                    f"{self.gw}/v1/recall",
-                    json={"namespace": "corp/1", "query": "kw1"},
-                    headers={"X-Agent-Id": "staff", "X-Group": "internal"},
-                    timeout=5,
-                ).json()
-                if probe.get("path") == "legacy" and not probe.get("fallback"):
-                    t_recovered = time.monotonic() - t0
-                    break
-            time.sleep(0.25)
-        time.sleep(1)
-        done.set()
-        loader.join()
-        self.admin.post("/admin/faults", json={"store": "memoryos"}).raise_for_status()
-        history = self.rollbacks()
-        rollback = history[-1] if len(history) > rollbacks_before else None
-        if (
-            t_alert is None and rollback is not None
-        ):  # it fired between two polls: Prometheus's ALERTS series has the time
-            fired = rollback["trigger"]
-            t_alert = self.first_firing(fired, t0)
-        total = stats["ok"] + stats["errors"]
-        return {
-            "fault": fault,
-            "alert": fired,
-            "expected_alert": alert,
-            "time_to_alert_s": t_alert,
-            "time_to_flag_flip_s": t_flip,
-            "time_to_recovery_s": t_recovered,
-            "requests": total,
-            "client_errors": stats["errors"],
-            "client_error_rate": stats["errors"] / max(total, 1),
-            "fallback_answers": stats["fallbacks"],
-            "acked": stats["acked"],
-            "rollback": rollback,
-        }
+    def run_drill(self, phase: str, fault: str) -> tuple[int, dict[str, Any] | None, str]:
+        """`cutover drill`, as an operator runs it against the running stack: its exit code, the
+        evidence it wrote (None when it wrote none) and its output."""
+        folder = self.out / "evidence" / phase
+        before = set(folder.glob("drill-*.json"))
+        r = self.cutover(
+            "drill", "--gateway", self.gw, "--admin", f"http://127.0.0.1:{self.admin_port}",
+            "--prometheus", self.prom, "--controller", self.ctrl_url, "--fault", fault, "--phase", phase,
+            "--legacy", f"sqlite:{self.out / 'data' / 'legacy.db'}",
+            "--memoryos", f"sqlite:{self.out / 'data' / 'memoryos.db'}",
+            "--rollback-log", str(self.out / "rollbacks.jsonl"), "--timeout", "90",
+            "--stack", "staging", "--out", str(self.out / "evidence"), "--project-dir", str(self.project),
+            env={"CUTOVER_ADMIN_TOKEN": "rehearsal-token"},
+        )  # fmt: skip
+        written = sorted(set(folder.glob("drill-*.json")) - before)
+        ev = json.loads(written[0].read_text()) if written else None
+        return r.returncode, ev, " ".join((r.stdout + r.stderr).split())
 
     def step_drill(self, phase: str) -> bool:
-        self.say(f"{phase}: chaos drill (latency, then errors, injected into MemoryOS)")
-        window_start = int(time.time() * 1000)
-        results = []
-        for fault in ({"latency_ms": 800}, {"error_rate": 1.0}):
+        self.say(f"{phase}: chaos drill (latency, then errors, injected into MemoryOS): cutover drill")
+        ok = True
+        for fault in ("latency", "errors"):
             self.set_phase(phase)  # roll forward again before each injection
             history = self.rollbacks()
             if history:
                 wait = self.hold_down - (time.time() - history[-1]["at"])
                 if wait > 0:
                     time.sleep(wait + 0.5)
-            res = self.drill(phase, fault, AlertName.FALLBACK_RATE_HIGH)
-            results.append(res)
-            name = "latency" if "latency_ms" in fault else "errors"
-            self.check(
+            code, ev, output = self.run_drill(phase, fault)
+            if ev is None:
+                ok = self.check("drill", f"cutover drill --fault {fault}", False, output[-300:])
+                continue
+            res, recon = ev["details"]["drills"][0], ev["details"]["reconcile"] or {}
+            self.drills.append(res)
+            ok = self.check(
                 "drill",
-                f"{name}: alert fired, flags rolled back, clients answered",
-                res["time_to_alert_s"] is not None
-                and res["time_to_flag_flip_s"] is not None
-                and res["time_to_recovery_s"] is not None
-                and res["client_error_rate"] < 0.01,
+                f"{fault}: alert fired, flags rolled back, clients answered ({ev['verdict']}, exit {code})",
+                code == 0 and ev["verdict"] == "PROMOTE",
                 f"alert {res['alert']} after {res['time_to_alert_s'] or float('nan'):.1f} s, flag flip after "
                 f"{res['time_to_flag_flip_s'] or float('nan'):.1f} s, "
                 f"recovered after {res['time_to_recovery_s'] or float('nan'):.1f} s; "
                 f"client error rate {res['client_error_rate']:.2%} over {res['requests']} requests, "
-                f"{res['fallback_answers']} answered by fallback",
-                **{k: v for k, v in res.items() if k not in ("acked", "rollback", "fault")},
-            )
-        # post-rollback reconciliation of the incident window: legacy is the source of truth
-        self.wait_outbox()
-        src, dst = f"sqlite:{self.out / 'data' / 'legacy.db'}", f"sqlite:{self.out / 'data' / 'memoryos.db'}"
-        window = (window_start - 60_000, int(time.time() * 1000) + 60_000)
-        repaired = rc.repair(src, dst, load_policy(), window=window)  # tiers compared: mirror and repair build alike
-        rc.write_reports(repaired["after"], self.out / "reconcile-after-rollback", repaired)
-        self.check(
-            "drill",
-            "post-rollback reconciliation: parity in the incident window",
-            repaired["after"]["parity"],
-            f"{repaired['copied_missing']} copied, {repaired['replaced_stale']} replaced",
-            **{k: repaired[k] for k in ("copied_missing", "replaced_stale")},
-        )
-        acked = set().union(*(r["acked"] for r in results))
-        self.acked |= acked
-        ok = all(c.ok for c in self.checks if c.step == "drill")
-        ev = new_evidence(
-            "drill",
-            phase,
-            "PROMOTE" if ok else "ROLLBACK",
-            stack="staging",
-            plan_digest=self.plan.digest(),
-            reasons=[f"{c.name}: {c.detail}" for c in self.checks if c.step == "drill"],
-            details={"drills": [{k: v for k, v in r.items() if k != "acked"} for r in results]},
-        )
-        (self.out / "evidence" / phase).mkdir(parents=True, exist_ok=True)
-        (self.out / "evidence" / phase / "drill.json").write_text(ev.to_json())
+                f"{res['fallback_answers']} answered by fallback"
+                + ("" if ev["verdict"] == "PROMOTE" else "; " + "; ".join(ev["reasons"])[:300]),
+                **{k: v for k, v in res.items() if k not in ("rollback", "fault")},
+            ) and ok  # fmt: skip
+            ok = self.check(
+                "drill",
+                f"{fault}: cutover reconcile --after-rollback --repair: parity",
+                bool(recon.get("parity")),
+                f"{recon.get('copied_missing')} copied, {recon.get('replaced_stale')} replaced, "
+                f"{recon.get('records_scanned')} records in the window",
+                **{k: recon.get(k) for k in ("copied_missing", "replaced_stale", "records_scanned")},
+            ) and ok  # fmt: skip
         self.set_phase(phase)
-        self.drills = results
         return ok
 
     def wait_outbox(self, timeout: float = 60) -> None:
@@ -830,6 +751,7 @@ class Rehearsal:
         for d in ("logs", "evidence"):
             (self.out / d).mkdir(parents=True, exist_ok=True)
         self.acked: set[tuple[str, str]] = set()
+        self.drills: list[dict[str, Any]] = []
         # The judge's plan for the rehearsal is the plan, but for the minimum samples (the report says why).
         a = self.plan.analysis
         self.overrides = {}
@@ -904,7 +826,7 @@ class Rehearsal:
             "duration_scale": DURATION_SCALE,
             "overrides": getattr(self, "overrides", {}),
             "checks": [c.__dict__ for c in self.checks],
-            "drills": [{k: v for k, v in d.items() if k != "acked"} for d in getattr(self, "drills", [])],
+            "drills": getattr(self, "drills", []),
         }
         (self.out / "rehearsal.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
         lines = [
