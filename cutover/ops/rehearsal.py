@@ -437,6 +437,7 @@ class Rehearsal:
     def step_shadow(self) -> bool:
         self.say("shadow: mirror writes, shadow reads, drift gate (first with records missing in MemoryOS)")
         self.set_phase("shadow")
+        rollbacks_before = len(self.rollbacks())
         lost = self.lost_batch()
         ready, drift = self.drift_evidence()
         self.check(
@@ -453,6 +454,11 @@ class Rehearsal:
         legacy, mos = f"sqlite:{self.out / 'data' / 'legacy.db'}", f"sqlite:{self.out / 'data' / 'memoryos.db'}"
         repair = self.cutover("reconcile", "--source", legacy, "--target", mos, "--repair")
         self.check("shadow", "cutover reconcile --repair: parity", repair.returncode == 0, repair.stdout.strip()[-300:])
+        # the spike may have fired the drift alert and the controller rolled shadow back (a rollback
+        # starts the phase anew): as an operator, wait for the alert to resolve, then roll forward again
+        self.wait_alerts_resolved("shadow")
+        if len(self.rollbacks()) > rollbacks_before:
+            self.set_phase("shadow")
         dropped = self.admin.post("/admin/drift/restart").json()
         ready, drift = self.drift_evidence()
         self.check(
@@ -482,6 +488,8 @@ class Rehearsal:
 
     def gate(self, phase: str, expect_open: bool = True) -> bool:
         """`cutover gate`, as an operator runs it. expect_open=False: the check is that it refuses."""
+        if expect_open:
+            self.wait_min_duration()
         r = self.cutover(
             "gate",
             "--phase",
@@ -642,19 +650,35 @@ class Rehearsal:
             )
         finally:
             self.admin.post("/admin/faults", json={"store": "memoryos"}).raise_for_status()
-        # as an operator would: roll forward only once the abort alert has resolved, or the controller
-        # rolls the new flags back again as soon as its hold-down is over
+        resolved = self.wait_alerts_resolved(phase)
+        return judged and closed and acted and resolved
+
+    def wait_alerts_resolved(self, phase: str) -> bool:
+        """As an operator would: roll forward only once the abort alerts have resolved, or the
+        controller rolls the new flags back again as soon as its hold-down is over."""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and self.firing_rollback_alerts():
             self.traffic(2, threads=2, writes=0.2)
         still = self.firing_rollback_alerts()
-        resolved = self.check(
+        return self.check(
             phase,
-            "the abort alert resolved after the fault went",
+            "no abort alert firing before moving on",
             not still,
             f"still firing: {', '.join(still)}" if still else "",
         )
-        return judged and closed and acted and resolved
+
+    def wait_min_duration(self) -> None:
+        """As an operator would: the phase's minimum duration (on the rehearsal's clock) is spent
+        before its gate is asked; traffic goes on meanwhile."""
+        from cutover.flags.state import phase_since, state_of
+
+        doc = self.flags.read()
+        since = phase_since(doc)
+        if since is None:
+            return
+        left = since + self.plan.phase(state_of(doc).phase).min_duration / DURATION_SCALE - time.time()
+        if left > 0:
+            self.traffic(left + 0.5, threads=2, writes=0.2)
 
     def firing_rollback_alerts(self) -> list[str]:
         """Names of the firing alerts that ask for a rollback (label action=rollback)."""
