@@ -16,6 +16,7 @@ from cutover.judge.evidence import (
     load_evidence_file,
     new_evidence,
 )
+from cutover.plan.campaign import PhaseClock
 from cutover.plan.durations import readable_duration
 from cutover.plan.errors import EvidenceError, TransitionError
 
@@ -83,7 +84,7 @@ def test_evidence_counts_only_for_its_stack_its_plan_and_its_phase(plan):
         assert not result.passed and any(why in i for i in result.ignored), (why, result.ignored)
     # collected an hour before the phase began (a rollback started it anew): not counted
     old = drift().model_copy(update={"created_at": datetime.fromtimestamp(now - 3600, UTC)})
-    result = check_gate(plan, "canary", [old], "staging", since=now - 60, now=now + 3 * 86400)
+    result = check_gate(plan, "canary", [old], "staging", PhaseClock(now - 60, now + 3 * 86400))
     assert not result.passed and "before the phase began" in result.ignored[0]
 
 
@@ -93,15 +94,15 @@ def test_the_minimum_duration_of_the_phase_left_closes_the_gate_until_spent(plan
     ev = new_evidence("drift", "shadow", "PROMOTE", stack="staging", plan_digest=plan.digest())
     began = ev.created_at.timestamp() - 600
     need = plan.phase("shadow").min_duration
-    early = check_gate(plan, "canary", [ev], "staging", since=began, now=began + 600)
+    early = check_gate(plan, "canary", [ev], "staging", PhaseClock(began, began + 600))
     assert not early.passed and early.closed_by == [
         f"phase 'shadow' has a minimum duration of 7d: {readable_duration(need - 600)} left"
     ]
     with pytest.raises(TransitionError, match="minimum duration of 7d: 6d 23h 50m left"):
-        check_transition(plan, "shadow", "canary", [ev], "staging", since=began, now=began + 600)
-    assert check_gate(plan, "canary", [ev], "staging", since=began, now=began + need).passed
+        check_transition(plan, "shadow", "canary", [ev], "staging", PhaseClock(began, began + 600))
+    assert check_gate(plan, "canary", [ev], "staging", PhaseClock(began, began + need)).passed
     # the rehearsal's compressed clock: 7d / 100 000 is about 6 s
-    assert check_gate(plan, "canary", [ev], "staging", since=began, now=began + 7, time_scale=100_000).passed
+    assert check_gate(plan, "canary", [ev], "staging", PhaseClock(began, began + 7, 100_000)).passed
     # start unknown (a flag set no change recorded): said, and not held against the move
     unknown = check_gate(plan, "canary", [ev], "staging")
     assert unknown.passed and any("not checked" in r for r in unknown.reasons)

@@ -13,6 +13,7 @@ from cutover.cli.common import PlanFile, err, out
 from cutover.judge.evidence import Evidence, check_gate
 from cutover.judge.share import expected_share
 from cutover.ops.evidencestore import load_store
+from cutover.plan.campaign import PhaseClock
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import EvidenceKind, Plan
 from cutover.plan.project import loadtests_dir
@@ -56,7 +57,7 @@ def gate_cmd(
         from cutover.flags.state import phase_since
 
         since = phase_since(flag_backend(flags_file, featureflag).read())
-    result = check_gate(plan, phase, load_store(evidence), stack, since=since, time_scale=time_scale)
+    result = check_gate(plan, phase, load_store(evidence), stack, PhaseClock(since, scale=time_scale))
     for reason in result.reasons:
         (out if result.passed else err).print(f"  - {reason}")
     for why in result.ignored:

@@ -91,6 +91,7 @@ def flags_cmd(
     from cutover.flags.state import FlagState, FlagStateError, phase_since, state_of
     from cutover.judge.evidence import check_transition
     from cutover.ops.evidencestore import load_store
+    from cutover.plan.campaign import PhaseClock
 
     plan, _cfg = common.project(project_dir, stack)
     backend = flag_backend(flags_file, featureflag)
@@ -120,7 +121,8 @@ def flags_cmd(
         raise CutoverError("--force needs --reason", fix='say why, e.g. --reason "INC-123: gate evidence lost"')
 
     def gate(current: str, target: str) -> object:  # a forward --phase: the same gate as `pulumi up`
-        return check_transition(plan, current, target, load_store(evidence), stack, since=since, time_scale=time_scale)
+        clock = PhaseClock(since, scale=time_scale)
+        return check_transition(plan, current, target, load_store(evidence), stack, clock)
 
     applied = change(
         backend,

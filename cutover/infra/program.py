@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from cutover.infra.liveflags import LiveFlags, LiveReader, read_featureflag
 from cutover.judge.evidence import check_transition
 from cutover.ops.evidencestore import load_store, namespace_of
+from cutover.plan.campaign import PhaseClock
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import load_plan
 from cutover.plan.stacks import PROJECT, StackConfig
@@ -132,7 +133,8 @@ def program(root: Path, read_live: LiveReader = read_featureflag) -> Rendering:
     def allowed(deployed: t.Any) -> str:
         current = live.phase or deployed or None  # the live flags' phase (a rollback moves it), else the last up's
         try:
-            direction, _ = check_transition(plan, current, cfg.phase, evidence, stack, since=live.phase_since)
+            clock = PhaseClock(since=live.phase_since)
+            direction, _ = check_transition(plan, current, cfg.phase, evidence, stack, clock)
         except CutoverError as exc:
             raise pulumi.RunError(f"refusing phase {cfg.phase!r} for stack {stack!r}: {exc}") from None
         pulumi.log.info(f"phase {current or '(none)'} -> {cfg.phase}: {direction}")

@@ -15,7 +15,6 @@ for its own stack, under the plan digest it was judged under, and when collected
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from cutover.plan.campaign import Campaign, Direction
+from cutover.plan.campaign import Campaign, Direction, PhaseClock
 from cutover.plan.errors import EvidenceError, TransitionError
 from cutover.plan.model import EvidenceKind, Plan
 from cutover.plan.yamlsrc import field_path
@@ -144,15 +143,12 @@ def check_gate(
     target: str,
     evidence: list[Evidence],
     stack: str | None = None,
-    *,
-    since: float | None = None,
-    now: float | None = None,
-    time_scale: float = 1.0,
+    clock: PhaseClock = PhaseClock(),
 ) -> GateResult:
     """Entry gate of `target` (the campaign's requirement): passing evidence of each kind the phase
     being left lists, for this stack (when given), judged under this plan, collected since the phase
-    began (`since`, the flags' record of its start, when known); and, when its start is known, the
-    phase's minimum duration spent (`time_scale` compresses it, for the rehearsal's clock)."""
+    began (`clock.since`, the flags' record of its start, when known); and, when its start is known,
+    the phase's minimum duration spent (`clock.scale` compresses it, for the rehearsal's clock)."""
     req = Campaign(plan).requirement(target)
     if req is None:
         return GateResult(target, True, ["the first phase has no entry gate"])
@@ -163,7 +159,7 @@ def check_gate(
         for e in evidence:
             if e.kind != kind or e.phase != req.leaving:
                 continue
-            why = _not_counted(e, digest, stack, since)
+            why = _not_counted(e, digest, stack, clock.since)
             if why is None:
                 candidates.append(e)
             else:
@@ -180,7 +176,7 @@ def check_gate(
             result.close(f"{kind} from {req.leaving!r}: {newest.verdict} ({newest.source}): {why}")
     if not req.evidence:
         result.reasons.append(f"phase {req.leaving!r} requires no evidence")
-    left = req.time_left(since, time.time() if now is None else now, time_scale)
+    left = req.time_left(clock)
     if left is None:
         result.reasons.append(f"minimum duration of {req.leaving!r}: not checked (when the phase began is unknown)")
     elif left > 0:
@@ -197,10 +193,7 @@ def check_transition(
     target: str,
     evidence: list[Evidence],
     stack: str | None = None,
-    *,
-    since: float | None = None,
-    now: float | None = None,
-    time_scale: float = 1.0,
+    clock: PhaseClock = PhaseClock(),
 ) -> tuple[Direction, GateResult | None]:
     """Allow or refuse moving from `current` (None: nothing deployed yet) to `target`: the campaign
     says which move it is; a forward move also needs its gate open (`check_gate`).
@@ -210,7 +203,7 @@ def check_transition(
     move = Campaign(plan).move(current, target)
     if move.direction != "forward":
         return move.direction, None
-    gate = check_gate(plan, target, evidence, stack, since=since, now=now, time_scale=time_scale)
+    gate = check_gate(plan, target, evidence, stack, clock)
     if not gate.passed:
         fixes = []
         if gate.closed_by != gate.waiting:

@@ -11,6 +11,7 @@ whether the flags change is the flags' (`cutover.flags.change`). The Pulumi prog
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,16 @@ from cutover.plan.errors import TransitionError
 from cutover.plan.model import EvidenceKind, Plan
 
 Direction = Literal["start", "stay", "forward", "back"]
+
+
+@dataclass(frozen=True)
+class PhaseClock:
+    """When the phase being left began (None: unknown, as in a flag set no change recorded), the time
+    now (None: the wall clock), and how much the minimum durations are compressed (the rehearsal's)."""
+
+    since: float | None = None
+    now: float | None = None
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -31,12 +42,12 @@ class Requirement:
     evidence: tuple[EvidenceKind, ...]
     min_duration_s: float
 
-    def time_left(self, phase_since: float | None, now: float, time_scale: float = 1.0) -> float | None:
-        """Seconds still to spend in the phase (0: done), or None when its start is unknown.
-        `time_scale` compresses the minimum (the rehearsal's compressed clock)."""
-        if phase_since is None:
+    def time_left(self, clock: PhaseClock) -> float | None:
+        """Seconds still to spend in the phase (0: done), or None when its start is unknown."""
+        if clock.since is None:
             return None
-        return max(0.0, self.min_duration_s / time_scale - (now - phase_since))
+        now = time.time() if clock.now is None else clock.now
+        return max(0.0, self.min_duration_s / clock.scale - (now - clock.since))
 
     def describe_wait(self, left: float) -> str:
         return (

@@ -67,9 +67,7 @@ class PromQL:
         **matchers: str,
     ) -> str:
         """`sum by (by) (rate(metric{...}[window]))`; `cohort_label=False` for series without one."""
-        grouping = f"sum by ({by}) " if by else "sum"
-        series = self.series(key, suffix, cohort_label, **matchers)
-        return f"{grouping}(rate({series}[{self.scaled(window or self.window)}]))"
+        return self._summed("rate", key, window, by, suffix, cohort_label, matchers)
 
     def increase(
         self,
@@ -81,9 +79,14 @@ class PromQL:
         **matchers: str,
     ) -> str:
         """`sum by (by) (increase(metric{...}[window]))`: the count over the window (the binned judge)."""
+        return self._summed("increase", key, window, by, suffix, cohort_label, matchers)
+
+    def _summed(
+        self, fn: str, key: str, window: str | None, by: str, suffix: str, cohort_label: bool, matchers: dict[str, str]
+    ) -> str:
         grouping = f"sum by ({by}) " if by else "sum"
         series = self.series(key, suffix, cohort_label, **matchers)
-        return f"{grouping}(increase({series}[{self.scaled(window or self.window)}]))"
+        return f"{grouping}({fn}({series}[{self.scaled(window or self.window)}]))"
 
     def quantile(self, q: float, window: str | None = None, by: str = "", **matchers: str) -> str:
         grouping = f"le, {by}" if by else "le"
