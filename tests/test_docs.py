@@ -148,14 +148,20 @@ def test_browser_searches_an_alert_and_reaches_its_page(site, tmp_path):
         driver.execute_script("document.getElementById('__search').checked = true; arguments[0].focus();", box)
         wait.until(ec.visibility_of(box))
         box.send_keys("CutoverOutboxLagHigh")
-        link = wait.until(
-            ec.presence_of_element_located(
-                (By.CSS_SELECTOR, ".md-search-result__link[href*='cutover-outbox-lag-high']")
-            )
-        )
-        top = driver.find_elements(By.CSS_SELECTOR, ".md-search-result__link")[0]
-        assert top.get_attribute("href") == link.get_attribute("href")  # the alert's own page ranks first
-        driver.get(link.get_attribute("href"))  # follow the result, as a click would
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def top_result(d: webdriver.Chrome) -> str | None:
+            """The first result's link once it is the alert's page (the list re-renders while the
+            query is typed: a result read as it is replaced is read again)."""
+            try:
+                links = d.find_elements(By.CSS_SELECTOR, ".md-search-result__link")
+                href = links[0].get_attribute("href") if links else None
+            except StaleElementReferenceException:
+                return None
+            return href if href and "cutover-outbox-lag-high" in href else None
+
+        href = wait.until(top_result)  # the alert's own page ranks first
+        driver.get(href)  # follow the result, as a click would
         wait.until(lambda d: "cutover-outbox-lag-high" in d.current_url and "Mitigation" in d.page_source)
         shot = tmp_path / "alert-page.png"
         driver.save_screenshot(str(shot))
