@@ -13,10 +13,6 @@ from typing import Any
 
 import yaml
 
-from cutover.migration import reconcile as rc
-from cutover.migration.migrate import migrate
-from cutover.migration.options import Options
-from cutover.migration.tiering import load_policy
 from cutover.ops.rehearsal.harness import (
     CHUNK_S,
     JUDGE_TIMEOUT_S,
@@ -92,9 +88,14 @@ class Rehearsal(Traffic):
         legacy.put_many(corpus)
         src, dst = f"sqlite:{self.out / 'data' / 'legacy.db'}", f"sqlite:{self.out / 'data' / 'memoryos.db'}"
         t0 = time.monotonic()
-        result = migrate(
-            Options(source=src, target=dst, policy=load_policy(), quarantine=self.out / "quarantine.jsonl")
-        )
+        report = self.out / "migrate.json"
+        r = self.cutover(
+            "migrate", "--from", src, "--to", dst, "--quarantine", str(self.out / "quarantine.jsonl"),
+            "--report", str(report),
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise RuntimeError(f"cutover migrate failed: {' '.join((r.stdout + r.stderr).split())[-300:]}")
+        result = json.loads(report.read_text())
         self.check(
             "migrate",
             f"{result['migrated']} of {n} records migrated",
@@ -102,8 +103,7 @@ class Rehearsal(Traffic):
             f"tiers {result['by_tier']}, {time.monotonic() - t0:.1f} s",
             **{k: result[k] for k in ("read", "migrated", "quarantined")},
         )
-        rep = rc.compare(src, dst, load_policy())
-        rc.write_reports(rep, self.out / "reconcile-migration")
+        rep = self.reconcile(src, dst, self.out / "reconcile-migration")
         self.check(
             "migrate",
             "reconcile legacy vs MemoryOS: parity",
@@ -111,6 +111,14 @@ class Rehearsal(Traffic):
             json.dumps(rep["totals"]),
             records=rep["records_scanned"],
         )
+
+    def reconcile(self, source: str, target: str, report: Path) -> dict[str, Any]:
+        """`cutover reconcile`, as an operator runs it; its report (reconcile.json)."""
+        r = self.cutover("reconcile", "--source", source, "--target", target, "--report", str(report))
+        if r.returncode not in (0, 1) or not (report / "reconcile.json").is_file():
+            raise RuntimeError(f"cutover reconcile failed: {' '.join((r.stdout + r.stderr).split())[-300:]}")
+        found: dict[str, Any] = json.loads((report / "reconcile.json").read_text())["report"]
+        return found
 
     def lost_batch(self) -> int:
         """The drift spike's cause, as the drift-spike playbook names it: records missing in MemoryOS
@@ -400,10 +408,10 @@ class Rehearsal(Traffic):
             acknowledged=len(self.acked),
             in_both=len(both),
         )
-        rep = rc.compare(
+        rep = self.reconcile(
             f"sqlite:{self.out / 'data' / 'legacy.db'}",
             f"sqlite:{self.out / 'data' / 'memoryos.db'}",
-            load_policy(),
+            self.out / "reconcile-final",
         )
         self.check(phase, "final reconcile legacy vs MemoryOS: parity", rep["parity"], json.dumps(rep["totals"]))
 
