@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cutover.judge.evidence import Check, Evidence, new_evidence
+from cutover.plan.campaign import Campaign
 from cutover.plan.errors import CutoverError
 from cutover.plan.model import Plan
 
@@ -85,7 +86,7 @@ def from_status(status: dict[str, Any], plan: Plan, url: str, phase: str | None 
             fix="--admin is the gateway's admin port (cutover serve --admin-port), not its API port",
         ) from None
     reported = status.get("phase") if isinstance(status.get("phase"), str) else None
-    eff = plan.effective(phase or reported or "shadow")
+    eff = plan.effective(phase or reported or drift_phase(plan))
     mean, upper = drift.get("mean"), drift.get("upper_bound")
     threshold = drift.get("threshold")
     return DriftReading(
@@ -104,6 +105,13 @@ def from_status(status: dict[str, Any], plan: Plan, url: str, phase: str | None 
     )
 
 
+def drift_phase(plan: Plan) -> str:
+    """The phase whose exit needs drift evidence (the campaign's; shadow in the default plan): the
+    settings a reading is held to when neither the caller nor the gateway names a phase."""
+    campaign = Campaign(plan)
+    return next((p for p in campaign.phases if "drift" in campaign.exit_evidence(p)), campaign.first)
+
+
 def from_prometheus(
     figures: dict[str, float | None], plan: Plan, url: str, phase: str | None = None, reported: str | None = None
 ) -> DriftReading:
@@ -119,7 +127,7 @@ def from_prometheus(
     samples = int(figures.get("samples") or 0)
     total = figures.get("sum")
     mean = total / samples if samples and total is not None else None
-    eff = plan.effective(phase or reported or "shadow")
+    eff = plan.effective(phase or reported or drift_phase(plan))
     ready = ready_gauge >= 1
     return DriftReading(
         source="prometheus",
